@@ -1,0 +1,136 @@
+"""Run a training job on a backend and collect the result record.
+
+:func:`run_training` is what ``specbp train`` does: train ``epochs`` epochs in
+file order, test after every epoch, and return a :class:`RunResult` whose
+:meth:`~RunResult.as_json` is the stable JSON record shared by every backend
+(fields are added by later backends, never renamed).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..config import TrainConfig
+from ..data import Dataset
+from ..model.golden import FixedEngine
+from ..model.reference import FloatEngine
+from ..model.speculation import SpeculativeTrainer
+
+__all__ = ["BACKENDS", "RunResult", "make_engine", "run_training"]
+
+#: Backends this build can train on.
+BACKENDS: dict[str, type] = {"float": FloatEngine, "fixed": FixedEngine}
+
+
+def make_engine(backend: str, config: TrainConfig):
+    """Instantiate the engine of ``backend`` for ``config``."""
+    try:
+        cls = BACKENDS[backend]
+    except KeyError:
+        raise ValueError(f"backend: unknown backend {backend!r} (choose from {', '.join(BACKENDS)})") from None
+    return cls(config)
+
+
+@dataclass
+class RunResult:
+    backend: str
+    dataset: str
+    config: TrainConfig
+    epochs: int
+    train_samples: int
+    test_samples: int
+    accuracy_per_epoch: list[float] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+    hit_rate: float = 0.0
+    wall_seconds: float = 0.0
+    train_seconds: float = 0.0
+    weights_sha256: str = ""
+    interrupted: bool = False
+
+    @property
+    def accuracy(self) -> float:
+        return self.accuracy_per_epoch[-1] if self.accuracy_per_epoch else 0.0
+
+    @property
+    def samples_trained(self) -> int:
+        return self.counters.get("steps", 0)
+
+    def as_json(self) -> dict[str, Any]:
+        cfg = self.config
+        c = self.counters
+        return {
+            "backend": self.backend,
+            "dataset": self.dataset,
+            "layers": list(cfg.layers),
+            "epochs": self.epochs,
+            "epochs_completed": len(self.accuracy_per_epoch),
+            "threshold": cfg.threshold,
+            "metric": cfg.metric,
+            "seed": cfg.seed,
+            "batch": cfg.batch,
+            "lr": cfg.lr,
+            "clip": cfg.clip,
+            "slope": cfg.slope,
+            "train_samples": self.train_samples,
+            "test_samples": self.test_samples,
+            "samples_trained": self.samples_trained,
+            "accuracy": self.accuracy,
+            "accuracy_per_epoch": self.accuracy_per_epoch,
+            "steps": c.get("steps", 0),
+            "sequential": c.get("sequential", 0),
+            "first_sightings": c.get("first_sightings", 0),
+            "hits": c.get("hits", 0),
+            "misses": c.get("misses", 0),
+            "updates": c.get("updates", 0),
+            "hit_rate": self.hit_rate,
+            "wall_seconds": round(self.wall_seconds, 4),
+            "samples_per_second": round(self.samples_trained / self.train_seconds, 1) if self.train_seconds else 0.0,
+            "weights_sha256": self.weights_sha256,
+            "interrupted": self.interrupted,
+        }
+
+
+def run_training(
+    backend: str,
+    config: TrainConfig,
+    dataset: Dataset,
+    epochs: int,
+    progress: Callable[[int, int], Callable[[int], None] | None] | None = None,
+) -> RunResult:
+    """Train and test; ``progress(epoch, total)`` may return a per-group callback.
+
+    A ``KeyboardInterrupt`` stops training after the current group; the result
+    then covers the completed epochs and has ``interrupted`` set, so nothing
+    already measured is lost.
+    """
+    if dataset.inputs != config.layers[0]:
+        raise ValueError(
+            f"layers: the first layer has {config.layers[0]} inputs but dataset {dataset.name} "
+            f"has {dataset.inputs} pixels per sample"
+        )
+    start = time.perf_counter()
+    engine = make_engine(backend, config)
+    trainer = SpeculativeTrainer(engine)
+    result = RunResult(backend, dataset.name, config, epochs, len(dataset.train_y), len(dataset.test_y))
+    train_time = 0.0
+    try:
+        for epoch in range(epochs):
+            callback = progress(epoch, len(dataset.train_y)) if progress else None
+            t0 = time.perf_counter()
+            trainer.train_epoch(dataset.train_x, dataset.train_y, callback)
+            train_time += time.perf_counter() - t0
+            predicted = engine.predict(dataset.test_x)
+            result.accuracy_per_epoch.append(float(np.mean(predicted == dataset.test_y)))
+    except KeyboardInterrupt:
+        result.interrupted = True
+    result.counters = trainer.counters.as_dict()
+    result.hit_rate = trainer.counters.hit_rate
+    result.train_seconds = train_time
+    result.wall_seconds = time.perf_counter() - start
+    result.weights_sha256 = engine.weights_sha256()
+    return result

@@ -1,0 +1,181 @@
+"""The ``specbp`` command line.
+
+``specbp train``  trains on a backend and prints (or writes as JSON) the result;
+``specbp bench``  prints the performance table of the golden models.
+
+Errors in arguments or data files print one line and exit with status 2;
+nothing prints a traceback for a user mistake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from .config import METRICS, ConfigError, TrainConfig, parse_layers
+from .data import DATASETS, DataError, load_dataset
+
+__all__ = ["main"]
+
+DEFAULT_LAYERS = {"digits": "64,16,16,10", "mnist": "784,16,16,10"}
+
+
+class UsageError(Exception):
+    """A bad argument; printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit 2
+        raise UsageError(f"{self.prog}: error: {message}")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", choices=DATASETS, default=None,
+                   help="digits (embedded 8x8, default) or mnist (needs --data)")
+    p.add_argument("--data", metavar="DIR", help="folder with MNIST IDX files (train-*/t10k-*, raw or .gz)")
+    p.add_argument("--train", type=_positive_int, metavar="N", help="number of training samples")
+    p.add_argument("--test", type=_positive_int, metavar="M", help="number of test samples")
+    p.add_argument("--epochs", type=_positive_int, default=10, metavar="E", help="epochs (default 10)")
+    p.add_argument("--threshold", type=_nonneg_float, default=0.0, metavar="T",
+                   help="speculation threshold; 0 turns speculation off (default 0)")
+    p.add_argument("--metric", choices=METRICS, default="mean-abs", help="speculation distance (default mean-abs)")
+    p.add_argument("--seed", type=int, default=1, metavar="S", help="weight-initialisation seed (default 1)")
+    p.add_argument("--layers", metavar="L", help="layer widths, e.g. 784,16,16,10")
+    p.add_argument("--batch", type=_positive_int, default=15, help="summed gradients per update (default 15)")
+    p.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
+    p.add_argument("--clip", type=float, default=5.0, help="gradient clip bound (default 5)")
+    p.add_argument("--slope", type=float, default=0.01, help="leaky-ReLU slope (default 0.01)")
+
+
+def _config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
+    dataset = args.dataset or ("mnist" if args.data else "digits")
+    layers = parse_layers(args.layers or DEFAULT_LAYERS[dataset])
+    cfg = TrainConfig(layers=layers, batch=args.batch, lr=args.lr, clip=args.clip, slope=args.slope,
+                      threshold=args.threshold, metric=args.metric, seed=args.seed)
+    return cfg, dataset
+
+
+def _progress(enabled: bool, epochs: int):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    bars: list = []
+
+    def start(epoch: int, total: int):
+        if bars:
+            bars.pop().close()
+        bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit="sample", leave=False, file=sys.stderr)
+        bars.append(bar)
+        return bar.update
+
+    start.close = lambda: bars and bars.pop().close()  # type: ignore[attr-defined]
+    return start
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .sim.runner import BACKENDS, run_training
+
+    cfg, dataset_name = _config(args)
+    if args.backend not in BACKENDS:
+        raise UsageError(f"specbp train: error: backend {args.backend!r} is not available "
+                         f"(choose from {', '.join(BACKENDS)})")
+    ds = load_dataset(dataset_name, args.data, args.train, args.test)
+    if args.backend != "float":
+        from .numerics import Numerics
+
+        Numerics().plan(cfg)  # fail early on configs the hardware cannot do
+    progress = _progress(not args.quiet and sys.stderr.isatty(), args.epochs)
+    result = run_training(args.backend, cfg, ds, args.epochs, progress)
+    if progress is not None:
+        progress.close()
+    record = result.as_json()
+    if args.json:
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+    _print_summary(record, ds.describe())
+    if result.interrupted:
+        print("interrupted: results cover the completed epochs", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _print_summary(r: dict, data: str) -> None:
+    per_epoch = " ".join(f"{100 * a:.2f}" for a in r["accuracy_per_epoch"])
+    spec = "off" if r["threshold"] == 0 else f"{r['metric']} <= {r['threshold']}"
+    print(f"backend {r['backend']}  data {data}  layers {','.join(map(str, r['layers']))}  seed {r['seed']}")
+    print(f"speculation {spec}: steps {r['steps']}  first sightings {r['first_sightings']}  "
+          f"hits {r['hits']}  misses {r['misses']}  hit rate {r['hit_rate']:.4f}")
+    print(f"accuracy per epoch (%): {per_epoch}")
+    print(f"accuracy {100 * r['accuracy']:.2f}%  in {r['wall_seconds']:.2f} s  "
+          f"({r['samples_per_second']:.0f} samples/s)  weights {r['weights_sha256'][:16]}")
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import bench_golden
+
+    return bench_golden(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="specbp", description="Speculative backpropagation on FPGA hardware, in Amaranth HDL.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = sub.add_parser("train", help="train a network and report accuracy, hit rate and speed")
+    train.add_argument("--backend", default="fixed", help="float | fixed (default fixed: the bit-exact golden model)")
+    _add_config_args(train)
+    train.add_argument("--json", metavar="FILE", help="write the result record as JSON")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=_cmd_train)
+
+    bench = sub.add_parser("bench", help="performance figures")
+    bench.add_argument("what", nargs="?", default="golden", choices=["golden"], help="what to benchmark")
+    bench.add_argument("--data", metavar="DIR", help="MNIST folder (default: embedded digits only)")
+    bench.add_argument("--seeds", default="1", help="comma-separated seeds")
+    bench.add_argument("--epochs", type=_positive_int, default=10)
+    bench.add_argument("--json", metavar="FILE", help="write the records as JSON")
+    bench.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.func(args)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except (ConfigError, DataError, ValueError) as exc:
+        print(f"specbp: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("specbp: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
