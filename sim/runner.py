@@ -113,6 +113,9 @@ def run_training(
             f"layers: the first layer has {config.layers[0]} inputs but dataset {dataset.name} "
             f"has {dataset.inputs} pixels per sample"
         )
+    top = int(max(dataset.train_y.max(), dataset.test_y.max()))
+    if top >= config.classes:
+        raise ValueError(f"layers: the output layer has {config.classes} classes but the labels go up to {top}")
     start = time.perf_counter()
     engine = make_engine(backend, config)
     trainer = SpeculativeTrainer(engine)

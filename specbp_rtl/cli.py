@@ -101,6 +101,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .sim.runner import BACKENDS, run_training
 
     cfg, dataset_name = _config(args)
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        raise UsageError(f"specbp train: error: --json {args.json}: directory does not exist")
     if args.backend not in BACKENDS:
         raise UsageError(f"specbp train: error: backend {args.backend!r} is not available "
                          f"(choose from {', '.join(BACKENDS)})")
@@ -114,9 +116,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if progress is not None:
         progress.close()
     record = result.as_json()
-    if args.json:
-        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
     _print_summary(record, ds.describe())
+    if args.json:
+        try:
+            Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+        except OSError as exc:
+            print(f"specbp: error: cannot write {args.json}: {exc.strerror}", file=sys.stderr)
+            return 2
     if result.interrupted:
         print("interrupted: results cover the completed epochs", file=sys.stderr)
         return 130

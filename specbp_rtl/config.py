@@ -11,6 +11,7 @@ offending parameter.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 __all__ = ["METRICS", "ConfigError", "TrainConfig", "parse_layers"]
@@ -81,6 +82,10 @@ class TrainConfig:
             raise ConfigError(f"layers: the output layer needs at least 2 classes, got {layers[-1]}")
         if not isinstance(self.batch, int) or self.batch < 1:
             raise ConfigError(f"batch: must be a positive integer, got {self.batch!r}")
+        for name in ("lr", "clip", "slope", "threshold"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"{name}: must be a finite number, got {value!r}")
         if not self.lr > 0:
             raise ConfigError(f"lr: must be positive, got {self.lr!r}")
         if not self.clip > 0:

@@ -122,7 +122,7 @@ def mantissa(value: float, bits: int = 15) -> tuple[int, int]:
     if not value > 0:
         raise ValueError(f"mantissa: value must be positive, got {value}")
     shift = bits - 1 - math.floor(math.log2(value))
-    m = math.floor(value * (1 << shift) + 0.5) if shift >= 0 else round(value / (1 << -shift))
+    m = math.floor(value * 2.0**shift + 0.5)
     if m >= 1 << bits:  # rounding carried into the next power of two
         shift -= 1
         m = math.floor(value * 2.0**shift + 0.5)

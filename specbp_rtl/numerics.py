@@ -157,6 +157,14 @@ class Plan:
             )
         lr_m, lr_shift = mantissa(cfg.lr, nx.const_bits)
         slope_m, slope_shift = mantissa(cfg.slope, nx.const_bits) if cfg.slope > 0 else (0, 0)
+        if not 2**-24 <= cfg.lr <= 2**8:
+            raise ConfigError(f"lr: {cfg.lr} is outside the fixed-point range [2**-24, 2**8]")
+        if cfg.slope > 0 and cfg.slope < 2**-24:
+            raise ConfigError(f"slope: {cfg.slope} is below the fixed-point resolution 2**-24 (use 0 for ReLU)")
+        if cfg.clip > 2**12:
+            raise ConfigError(f"clip: {cfg.clip} exceeds the fixed-point range (at most 4096)")
+        if cfg.threshold > 2**12:
+            raise ConfigError(f"threshold: {cfg.threshold} exceeds the comparator's range (at most 4096)")
         s = object.__setattr__
         s(self, "in_frac", in_frac)
         s(self, "delta_fmt", delta_fmt)

@@ -83,6 +83,14 @@ def _take(x: np.ndarray, y: np.ndarray, start: int, count: int | None, what: str
     return x[start : start + count], y[start : start + count]
 
 
+def _checked(ds: Dataset) -> Dataset:
+    if len(ds.train_y) == 0:
+        raise DataError(f"{ds.name}: the training set is empty")
+    if len(ds.test_y) == 0:
+        raise DataError(f"{ds.name}: no test samples left after {len(ds.train_y)} training samples (see --test)")
+    return ds
+
+
 def load_dataset(
     name: str = "digits",
     directory: str | Path | None = None,
@@ -97,7 +105,7 @@ def load_dataset(
         tr = DIGITS_TRAIN if train is None else train
         trx, try_ = _take(x, y, 0, tr, "train", "digits")
         tex, tey = _take(x, y, tr, test, "test", "digits")
-        return Dataset("digits", trx, try_, tex, tey)
+        return _checked(Dataset("digits", trx, try_, tex, tey))
     if name != "mnist":
         raise DataError(f"dataset: unknown dataset {name!r} (choose from {', '.join(DATASETS)})")
     if directory is None:
@@ -118,4 +126,4 @@ def load_dataset(
         tex, tey = _take(*test_set, tr, test, "test", "t10k set")
     if trx.shape[1] != tex.shape[1]:
         raise DataError(f"{directory}: train images have {trx.shape[1]} pixels, test images {tex.shape[1]}")
-    return Dataset("mnist", trx, try_, tex, tey)
+    return _checked(Dataset("mnist", trx, try_, tex, tey))

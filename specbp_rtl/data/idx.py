@@ -13,6 +13,7 @@ oversized payload, label out of range, image/label count mismatch) raises
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -56,7 +57,7 @@ def read_idx(path: str | Path, dims: int) -> np.ndarray:
     if len(data) < header:
         raise DataError(f"{path}: truncated header ({len(data)} bytes)")
     shape = struct.unpack(f">{ndim}I", data[4:header])
-    expected = int(np.prod(shape, dtype=np.int64))
+    expected = math.prod(shape)
     payload = len(data) - header
     if payload != expected:
         what = "truncated" if payload < expected else "has trailing bytes"
@@ -72,7 +73,7 @@ def read_images(path: str | Path) -> np.ndarray:
     images = read_idx(path, 3)
     if images.shape[1] == 0 or images.shape[2] == 0:
         raise DataError(f"{path}: empty images ({images.shape[1]}x{images.shape[2]})")
-    return images.reshape(images.shape[0], -1)
+    return images.reshape(images.shape[0], images.shape[1] * images.shape[2])
 
 
 def read_labels(path: str | Path, classes: int = 10) -> np.ndarray:

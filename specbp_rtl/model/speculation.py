@@ -156,6 +156,8 @@ class SpeculativeTrainer:
         """Train one epoch over ``x`` (``uint8``) and ``y`` in file order."""
         batch = self.engine.config.batch
         n = len(y)
+        if n == 0:
+            return
         # Group boundaries: an update follows step i when i % batch == 0.
         ends = [i + 1 for i in range(0, n, batch)]
         if not ends or ends[-1] != n:
