@@ -23,16 +23,18 @@ from ..model.speculation import SpeculativeTrainer
 
 __all__ = ["BACKENDS", "RunResult", "make_engine", "run_training"]
 
-#: Backends this build can train on.
-BACKENDS: dict[str, type] = {"float": FloatEngine, "fixed": FixedEngine}
+#: Numpy model backends.
+ENGINES: dict[str, type] = {"float": FloatEngine, "fixed": FixedEngine}
+#: Every backend this build can train on.
+BACKENDS: tuple[str, ...] = ("float", "fixed", "pysim")
 
 
 def make_engine(backend: str, config: TrainConfig):
     """Instantiate the engine of ``backend`` for ``config``."""
     try:
-        cls = BACKENDS[backend]
+        cls = ENGINES[backend]
     except KeyError:
-        raise ValueError(f"backend: unknown backend {backend!r} (choose from {', '.join(BACKENDS)})") from None
+        raise ValueError(f"backend: unknown model backend {backend!r} (choose from {', '.join(ENGINES)})") from None
     return cls(config)
 
 
@@ -51,6 +53,8 @@ class RunResult:
     train_seconds: float = 0.0
     weights_sha256: str = ""
     interrupted: bool = False
+    #: backend-specific fields (cycle counts of the hardware backends)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def accuracy(self) -> float:
@@ -92,7 +96,7 @@ class RunResult:
             "samples_per_second": round(self.samples_trained / self.train_seconds, 1) if self.train_seconds else 0.0,
             "weights_sha256": self.weights_sha256,
             "interrupted": self.interrupted,
-        }
+        } | self.extra
 
 
 def run_training(
@@ -101,6 +105,8 @@ def run_training(
     dataset: Dataset,
     epochs: int,
     progress: Callable[[int, int], Callable[[int], None] | None] | None = None,
+    lanes: int = 16,
+    vcd: str | None = None,
 ) -> RunResult:
     """Train and test; ``progress(epoch, total)`` may return a per-group callback.
 
@@ -116,6 +122,8 @@ def run_training(
     top = int(max(dataset.train_y.max(), dataset.test_y.max()))
     if top >= config.classes:
         raise ValueError(f"layers: the output layer has {config.classes} classes but the labels go up to {top}")
+    if backend == "pysim":
+        return _run_pysim(config, dataset, epochs, progress, lanes, vcd)
     start = time.perf_counter()
     engine = make_engine(backend, config)
     trainer = SpeculativeTrainer(engine)
@@ -136,4 +144,50 @@ def run_training(
     result.train_seconds = train_time
     result.wall_seconds = time.perf_counter() - start
     result.weights_sha256 = engine.weights_sha256()
+    return result
+
+
+def hardware_fields(counters: dict[str, int]) -> dict[str, Any]:
+    """JSON fields derived from the trainer's performance counters."""
+    steps = max(counters["steps"], 1)
+
+    def mean(cycles: str, count: int) -> float | None:
+        return round(counters[cycles] / count, 2) if count else None
+
+    return {
+        "cycles": counters["cycles"],
+        "cycles_per_sample": round(counters["cycles"] / steps, 2),
+        "forward_cycles": round(counters["forward_cycles"] / steps, 2),
+        "backward_cycles": round(counters["backward_cycles"] / steps, 2),
+        "update_cycles": counters["update_cycles"],
+        "updates": counters["updates"],
+        "cycles_per_step": {
+            "hit": mean("hit_cycles", counters["hits"]),
+            "miss": mean("miss_cycles", counters["misses"]),
+            "sequential": mean("sequential_cycles", counters["sequential"] + counters["first_sightings"]),
+        },
+        "counters": counters,
+    }
+
+
+def _run_pysim(config, dataset, epochs, progress, lanes, vcd) -> RunResult:
+    from ..gateware.layout import TrainerConfig
+    from .pysim import PysimTrainer
+
+    start = time.perf_counter()
+    hw = PysimTrainer(TrainerConfig(train=config, lanes=lanes), vcd=vcd)
+    result = RunResult("pysim", dataset.name, config, epochs, len(dataset.train_y), len(dataset.test_y))
+    hw.run([(dataset.train_x, dataset.train_y, False, True)] * epochs, progress=progress)
+    train_time = time.perf_counter() - start
+    for params in hw.snapshots:
+        predicted = hw.golden_with_weights(params).predict(dataset.test_x)
+        result.accuracy_per_epoch.append(float(np.mean(predicted == dataset.test_y)))
+    c = hw.counters
+    result.counters = {k: c[k] for k in ("steps", "sequential", "first_sightings", "hits", "misses", "updates")}
+    spec = c["hits"] + c["misses"]
+    result.hit_rate = c["hits"] / spec if spec else 0.0
+    result.train_seconds = train_time
+    result.wall_seconds = time.perf_counter() - start
+    result.weights_sha256 = hw.weights_sha256()
+    result.extra = hardware_fields(c) | {"lanes": lanes, "sim_cycles_per_second": round(c["cycles"] / train_time, 1)}
     return result

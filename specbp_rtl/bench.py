@@ -68,3 +68,67 @@ def bench_golden(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(records, indent=2) + "\n")
     return 0
+
+
+def bench_trainer(args: argparse.Namespace) -> int:
+    """Cycle figures of the Trainer RTL from its hardware counters (Amaranth simulator).
+
+    Runs ``--samples`` MNIST (or digits) samples at threshold 0 (baseline) and
+    at 0.25 (paper metric: every step after a label's first sighting hits) and
+    reports steady-state cycles per sample over the second half of the run.
+    """
+    import time
+
+    from .gateware.layout import TrainerConfig
+    from .sim.pysim import PysimTrainer
+    from .sim.runner import hardware_fields
+
+    if args.data:
+        ds = load_dataset("mnist", args.data, 8000, 2000)
+        layers = (784, 16, 16, 10)
+    else:
+        ds = load_dataset("digits")
+        layers = (64, 16, 16, 10)
+    n = args.samples
+    half = n // 2
+    x, y = ds.train_x[:n], ds.train_y[:n]
+    macs_fwd = sum(a * b for a, b in zip(layers[:-1], layers[1:]))
+    macs_bwd = macs_fwd + sum(a * b for a, b in zip(layers[1:-1], layers[2:]))
+    macs = macs_fwd + macs_bwd
+    print(f"# trainer benchmark: layers {layers}, {args.lanes} lanes/engine, {n} samples "
+          f"(steady state over the last {n - half}), Amaranth simulator, {platform.python_version()}")
+    rows = {}
+    for threshold in (0.0, 0.25):
+        cfg = TrainerConfig(train=TrainConfig(layers=layers, threshold=threshold), lanes=args.lanes)
+        hw = PysimTrainer(cfg)
+        t0 = time.perf_counter()
+        hw.run([(x[:half], y[:half], False, True), (x[half:], y[half:], False, False)])
+        seconds = time.perf_counter() - t0
+        c_all = hw.counters
+        f = hardware_fields(c_all)
+        rows[threshold] = f
+        first = hw.snapshot_counters[0]
+        steady = (c_all["cycles"] - first["cycles"]) / (c_all["steps"] - first["steps"])
+        f["steady_cycles_per_sample"] = round(steady, 1)
+        f["sim_cycles_per_second"] = round(c_all["cycles"] / seconds, 1)
+        print(f"threshold {threshold:.2f}: steady {steady:.1f} cycles/sample, forward {f['forward_cycles']:.1f}, "
+              f"backward {f['backward_cycles']:.1f} (cycles/sample), step cycles {f['cycles_per_step']}, "
+              f"{f['update_cycles'] / max(f['updates'], 1):.0f} cycles/update, "
+              f"sim {f['sim_cycles_per_second']:.0f} cycles/s")
+    base, spec = rows[0.0], rows[0.25]
+    seq = base["cycles_per_step"]["sequential"]
+    hit = spec["cycles_per_step"]["hit"]
+    fwd, bwd = spec["forward_cycles"], spec["backward_cycles"]
+    print()
+    print(f"MACs per sample: {macs} -> {macs / args.lanes:.0f} cycles at {args.lanes} lanes; "
+          f"baseline steady {base['steady_cycles_per_sample']:.0f} = "
+          f"{base['steady_cycles_per_sample'] / (macs / args.lanes):.3f} x MACs/lanes (target <= 1.2)")
+    if hit and seq:
+        print(f"hit step {hit:.0f} cycles = {hit / max(fwd, bwd):.3f} x max(forward {fwd:.0f}, backward {bwd:.0f}) "
+              f"(target <= 1.15); sequential step {seq:.0f} ({seq / (base['forward_cycles'] + base['backward_cycles']):.3f}"
+              f" x forward+backward); hit step is {100 * (1 - hit / seq):.1f}% shorter (target >= 40%)")
+    ratio = spec["steady_cycles_per_sample"] / base["steady_cycles_per_sample"]
+    print(f"steady cycles/sample at 0.25 / baseline = {ratio:.3f} (target <= 0.6)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({str(k): v for k, v in rows.items()}, indent=2) + "\n")
+    return 0

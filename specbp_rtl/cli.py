@@ -112,7 +112,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         Numerics().plan(cfg)  # fail early on configs the hardware cannot do
     progress = _progress(not args.quiet and sys.stderr.isatty(), args.epochs)
-    result = run_training(args.backend, cfg, ds, args.epochs, progress)
+    if args.vcd and args.backend != "pysim":
+        raise UsageError("specbp train: error: --vcd needs --backend pysim")
+    if args.backend == "pysim":
+        from .gateware.layout import TrainerConfig
+
+        TrainerConfig(train=cfg, lanes=args.lanes)  # fail early, naming the parameter
+    result = run_training(args.backend, cfg, ds, args.epochs, progress, lanes=args.lanes, vcd=args.vcd)
     if progress is not None:
         progress.close()
     record = result.as_json()
@@ -136,14 +142,28 @@ def _print_summary(r: dict, data: str) -> None:
     print(f"speculation {spec}: steps {r['steps']}  first sightings {r['first_sightings']}  "
           f"hits {r['hits']}  misses {r['misses']}  hit rate {r['hit_rate']:.4f}")
     print(f"accuracy per epoch (%): {per_epoch}")
+    if "cycles" in r:
+        steps = r["cycles_per_step"]
+        fmt = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
+        print(f"hardware ({r['lanes']} lanes): {r['cycles_per_sample']:.1f} cycles/sample  "
+              f"forward {r['forward_cycles']:.1f}  backward {r['backward_cycles']:.1f}  "
+              f"step cycles hit {fmt(steps['hit'])} miss {fmt(steps['miss'])} "
+              f"sequential {fmt(steps['sequential'])}  sim {r['sim_cycles_per_second']:.0f} cycles/s")
     print(f"accuracy {100 * r['accuracy']:.2f}%  in {r['wall_seconds']:.2f} s  "
           f"({r['samples_per_second']:.0f} samples/s)  weights {r['weights_sha256'][:16]}")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench_golden
+    from . import bench
 
-    return bench_golden(args)
+    if args.what == "trainer":
+        return bench.bench_trainer(args)
+    if args.what == "blocks":
+        from .bench_blocks import bench_blocks
+
+        bench_blocks(args.json)
+        return 0
+    return bench.bench_golden(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,14 +171,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = sub.add_parser("train", help="train a network and report accuracy, hit rate and speed")
-    train.add_argument("--backend", default="fixed", help="float | fixed (default fixed: the bit-exact golden model)")
+    train.add_argument("--backend", default="fixed",
+                       help="float | fixed | pysim (default fixed: the bit-exact golden model)")
+    train.add_argument("--lanes", type=_positive_int, default=16, help="MACs per engine (hardware backends)")
+    train.add_argument("--vcd", metavar="FILE", help="write a waveform (pysim) and a GTKWave save file beside it")
     _add_config_args(train)
     train.add_argument("--json", metavar="FILE", help="write the result record as JSON")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_cmd_train)
 
     bench = sub.add_parser("bench", help="performance figures")
-    bench.add_argument("what", nargs="?", default="golden", choices=["golden"], help="what to benchmark")
+    bench.add_argument("what", nargs="?", default="golden", choices=["golden", "trainer", "blocks"],
+                       help="golden: model accuracy/speed; trainer: RTL cycle counts; blocks: synthesis")
+    bench.add_argument("--samples", type=_positive_int, default=60, help="trainer: samples to simulate")
+    bench.add_argument("--lanes", type=_positive_int, default=16, help="trainer: lanes per engine")
     bench.add_argument("--data", metavar="DIR", help="MNIST folder (default: embedded digits only)")
     bench.add_argument("--seeds", default="1", help="comma-separated seeds")
     bench.add_argument("--epochs", type=_positive_int, default=10)

@@ -157,9 +157,8 @@ def hdl_round_shift(x: Value, k: int) -> Value:
 def hdl_saturate(x: Value, fmt: Q) -> Value:
     """Hardware :func:`saturate`: clamp to ``fmt`` and cast to its shape."""
     x = Value.cast(x)
-    lo, hi = Const(fmt.min, fmt.shape), Const(fmt.max, fmt.shape)
-    clamped = Mux(x > fmt.max, hi, Mux(x < fmt.min, lo, x[: fmt.width]))
-    return clamped.as_signed() if fmt.signed else clamped.as_unsigned()
+    clamped = Mux(x > fmt.max, fmt.max, Mux(x < fmt.min, fmt.min, x))[: fmt.width]
+    return clamped.as_signed() if fmt.signed else clamped
 
 
 def hdl_requantize(x: Value, frac_bits: int, fmt: Q) -> Value:

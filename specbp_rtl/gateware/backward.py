@@ -1,0 +1,320 @@
+"""Backward engine: gradients and error terms from a stored forward state.
+
+:class:`BackwardEngine` runs one backward pass from a label-state slot (the
+current sample's, or, speculatively, the previous sample with the same label)
+through the *current* weights, and writes ``G + g`` for every gradient word
+into the shadow accumulator bank. Its numpy model is
+:meth:`specbp_rtl.model.golden.FixedEngine.accumulate` (per layer:
+:func:`~specbp_rtl.model.golden.output_error`,
+:func:`~specbp_rtl.model.golden.outer_accumulate`,
+:func:`~specbp_rtl.model.golden.backprop_delta`).
+
+Schedule, from the output layer down, with its own :class:`MacArray`:
+
+* ``LOAD``: ``delta = saturate(p - onehot(label))`` from the slot's softmax
+  output (``classes`` cycles);
+* ``GRAD l``: one beat per gradient word (``words(l)``): lane ``j`` computes
+  ``delta[p * lanes + j] * x_i`` exactly (``x_i`` the slot's layer input, or
+  ``1.0`` for the bias word); the accumulator word read from the live bank is
+  added and written to the shadow bank (read-modify-write across banks, so no
+  hazard);
+* ``DELTA l`` (``l >= 1``): for each input ``i`` of layer ``l``, ``passes(l)``
+  beats of ``W[j, i] * delta[j]`` per lane, summed across lanes, requantised to
+  the hidden-delta format and multiplied by the leaky-ReLU derivative of the
+  slot's pre-activation.
+
+Cycles: ``classes + sum_l words(l) + sum_{l>=1} passes(l) * n_in(l)`` beats
+plus a drain of about ``MacArray.LATENCY + 3`` cycles per phase.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..fixed import hdl_requantize, hdl_saturate
+from .activation import Activation
+from .layout import TrainerConfig
+from .mac_array import MacArray
+from .ports import read_port, write_port
+
+__all__ = ["BackwardEngine", "delay"]
+
+
+def delay(m: Module, value: Value, cycles: int, name: str) -> Value:
+    """``value`` delayed by ``cycles`` clock cycles (a shift register)."""
+    out = value
+    for n in range(cycles):
+        reg = Signal.like(Value.cast(out), name=f"{name}_d{n + 1}")
+        m.d.sync += reg.eq(out)
+        out = reg
+    return out
+
+
+def _tree_sum(values: list[Value]) -> Value:
+    while len(values) > 1:
+        values = [values[n] + values[n + 1] if n + 1 < len(values) else values[n] for n in range(0, len(values), 2)]
+    return values[0]
+
+
+class BackwardEngine(wiring.Component):
+    """One backward pass per ``start`` pulse.
+
+    Ports
+    -----
+    start, slot, label : In
+        Pulse ``start`` with the source ``slot`` and its ``label``.
+    busy, done : Out
+        ``busy`` from ``start`` to ``done`` (a one-cycle pulse at the end).
+    sp_*, sx_*, sz{l}_*, w{l}_* (l >= 1) :
+        Read ports of the slot's softmax output, input bytes, hidden
+        pre-activations, and the weights used to propagate the error.
+    g{l}_* :
+        Gradient accumulators of layer ``l``: word addresses only; the trainer
+        maps reads to the live bank and writes to the shadow bank.
+    """
+
+    def __init__(self, cfg: TrainerConfig) -> None:
+        self.cfg = cfg
+        nx, plan = cfg.numerics, cfg.plan
+        lanes = cfg.lanes
+        members = {
+            "start": In(1),
+            "slot": In(range(cfg.slots)),
+            "label": In(range(max(cfg.classes, 2))),
+            "busy": Out(1),
+            "done": Out(1),
+        }
+        members |= read_port("sp", cfg.slots * cfg.classes, nx.prob.shape)
+        members |= read_port("sx", cfg.slots * cfg.n_in(0), unsigned(8))
+        for layer in range(cfg.n_layers - 1):
+            members |= read_port(f"sz{layer}", cfg.slots * cfg.passes(layer), data.ArrayLayout(nx.act.shape, lanes))
+        for layer in range(cfg.n_layers):
+            if layer:
+                members |= read_port(f"w{layer}", cfg.words(layer), data.ArrayLayout(nx.weight.shape, lanes))
+            word = data.ArrayLayout(plan.grad[layer].shape, lanes)
+            members |= read_port(f"g{layer}", cfg.words(layer), word) | write_port(f"g{layer}", cfg.words(layer), word)
+        super().__init__(members)
+
+    def elaborate(self, platform) -> Module:
+        cfg, nx, plan = self.cfg, self.cfg.numerics, self.cfg.plan
+        lanes, n_layers, classes = cfg.lanes, cfg.n_layers, cfg.classes
+        m = Module()
+        m.submodules.mac = mac = MacArray(lanes, broadcast=False, acc_width=40)
+        self._mac = mac
+        m.submodules.act = act = Activation(1, plan)
+        m.d.comb += mac.o.ready.eq(1)
+        # cycles from presenting a beat (valid high) to o.valid of its result
+        lat = MacArray.LATENCY + 1
+
+        slot = Signal.like(self.slot)
+        label = Signal.like(self.label)
+        deltas = [Signal(data.ArrayLayout(plan.delta_fmt[layer].shape, cfg.passes(layer) * lanes),
+                          name=f"delta{layer}") for layer in range(n_layers)]
+
+        max_in = max(cfg.layers[:-1])
+        i = Signal(range(max_in + 2))
+        p = Signal(range(max(cfg.passes(lay) for lay in range(n_layers)) + 1))
+        addr = Signal(range(max(cfg.words(lay) for lay in range(n_layers)) + 1))
+        word_i = Signal(range(max_in // lanes + 2))
+        lane_i = Signal(range(lanes))
+        out_i = Signal(range(max_in + 2))
+        k = Signal(range(classes + 1))
+
+        # issue-side beat description, one cycle before the MAC sees it
+        s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
+        s1_bias = Signal()
+        s1_p = Signal.like(p)
+        s1_lane = Signal.like(lane_i)
+        s1_layer = Signal(range(n_layers))
+        s1_grad = Signal()  # GRAD beat (else DELTA beat)
+        m.d.sync += s1_valid.eq(0)
+
+        # -- operands ----------------------------------------------------------
+        sz_rdata = [getattr(self, f"sz{layer}_rdata") for layer in range(n_layers - 1)]
+        z_sel = Signal(nx.act.shape)  # selected hidden pre-activation of the slot
+        with m.Switch(s1_layer):
+            for layer in range(1, n_layers):
+                with m.Case(layer):
+                    m.d.comb += z_sel.eq(sz_rdata[layer - 1][s1_lane])
+        m.d.comb += act.z[0].eq(z_sel)
+        grad_in = Signal(16)  # the broadcast input x_i of a GRAD beat
+        with m.Switch(s1_layer):
+            for layer in range(n_layers):
+                with m.Case(layer):
+                    one = Const(1 << plan.in_frac[layer], 16)
+                    x = self.sx_rdata if layer == 0 else act.a[0]
+                    with m.If(s1_bias):
+                        m.d.comb += grad_in.eq(one)
+                    with m.Else():
+                        m.d.comb += grad_in.eq(x)
+        w_word = Signal(data.ArrayLayout(nx.weight_operand.shape, lanes))
+        delta_word = Signal(data.ArrayLayout(16, lanes))
+        with m.Switch(s1_layer):
+            for layer in range(n_layers):
+                with m.Case(layer):
+                    if layer:
+                        w = getattr(self, f"w{layer}_rdata")
+                        for lane in range(lanes):
+                            m.d.comb += w_word[lane].eq(
+                                hdl_requantize(w[lane], nx.weight.frac_bits, nx.weight_operand))
+                    dl = deltas[layer]
+                    with m.Switch(s1_p):
+                        for q in range(cfg.passes(layer)):
+                            with m.Case(q):
+                                for lane in range(lanes):
+                                    m.d.comb += delta_word[lane].eq(dl[q * lanes + lane])
+        m.d.comb += [
+            mac.i.valid.eq(s1_valid),
+            mac.i.payload.first.eq(s1_first),
+            mac.i.payload.last.eq(s1_last),
+        ]
+        for lane in range(lanes):
+            with m.If(s1_grad):
+                m.d.comb += [mac.i.payload.a[lane].eq(delta_word[lane]), mac.i.payload.b[lane].eq(grad_in)]
+            with m.Else():
+                m.d.comb += [mac.i.payload.a[lane].eq(w_word[lane]), mac.i.payload.b[lane].eq(delta_word[lane])]
+
+        # -- gradient write-back: G read issued LATENCY cycles after the beat ------
+        g_issue = Signal()
+        g_addr = Signal.like(addr)
+        g_layer = Signal(range(n_layers))
+        g_valid_d = delay(m, g_issue, lat, "g_valid")
+        g_addr_d = delay(m, g_addr, lat, "g_addr")
+        g_layer_d = delay(m, g_layer, lat, "g_layer")
+        g_valid_w = delay(m, g_valid_d, 1, "g_valid_w")
+        g_addr_w = delay(m, g_addr_d, 1, "g_addr_w")
+        g_layer_w = delay(m, g_layer_d, 1, "g_layer_w")
+        for layer in range(n_layers):
+            gr = getattr(self, f"g{layer}_rdata")
+            fmt = plan.grad[layer]
+            m.d.comb += [
+                getattr(self, f"g{layer}_raddr").eq(g_addr_d),
+                getattr(self, f"g{layer}_waddr").eq(g_addr_w),
+                getattr(self, f"g{layer}_wen").eq(g_valid_w & (g_layer_w == layer)),
+            ]
+            wdata = getattr(self, f"g{layer}_wdata")
+            for lane in range(lanes):
+                m.d.comb += wdata[lane].eq((gr[lane] + mac.o.payload.value[lane])[:fmt.width])
+
+        # -- delta results: lane sum, requantise, derivative ------------------------
+        z_d = delay(m, z_sel, lat, "z_sel")  # z of the beat, aligned with the MAC output
+        d_layer_d = delay(m, s1_layer, lat, "d_layer")
+        d_grad_d = delay(m, s1_grad, lat, "d_grad")
+        lane_sum = Signal(signed(40 + lanes.bit_length()))
+        sum_valid, sum_layer, sum_idx = Signal(), Signal.like(s1_layer), Signal.like(out_i)
+        sum_z = Signal(nx.act.shape)
+        m.d.sync += [
+            lane_sum.eq(_tree_sum([mac.o.payload.value[lane] for lane in range(lanes)])),
+            sum_valid.eq(mac.o.valid & ~d_grad_d),
+            sum_layer.eq(d_layer_d),
+            sum_idx.eq(out_i),
+            sum_z.eq(z_d),
+        ]
+        with m.If(mac.o.valid & ~d_grad_d):
+            m.d.sync += out_i.eq(out_i + 1)
+        s = Signal(nx.delta.shape)
+        with m.Switch(sum_layer):
+            for layer in range(1, n_layers):
+                with m.Case(layer):
+                    frac = plan.delta_fmt[layer].frac_bits + nx.weight_operand_frac
+                    m.d.comb += s.eq(hdl_requantize(lane_sum, frac, nx.delta))
+        m.d.comb += [act.delta_in[0].eq(s), act.delta_z[0].eq(sum_z)]
+        with m.If(sum_valid):
+            with m.Switch(sum_layer):
+                for layer in range(1, n_layers):
+                    with m.Case(layer):
+                        m.d.sync += deltas[layer - 1][sum_idx].eq(act.delta_out[0])
+
+        # -- sequencer ----------------------------------------------------------------
+        last = n_layers - 1
+        out_delta = nx.out_delta
+        m.d.comb += [self.done.eq(0), self.sp_raddr.eq(slot * classes + k)]
+        p_label = Signal(range(classes + 1))
+        p_valid = Signal()
+        m.d.sync += [p_valid.eq(0), p_label.eq(k)]
+        one_hot = Const(1 << nx.prob.frac_bits, nx.prob.width + 1)
+        diff = Signal(signed(nx.prob.width + 2))
+        m.d.comb += diff.eq(self.sp_rdata - Mux(label == p_label, one_hot, 0))
+        with m.If(p_valid):
+            m.d.sync += deltas[last][p_label].eq(hdl_saturate(diff, out_delta))
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [slot.eq(self.slot), label.eq(self.label), k.eq(0)]
+                    m.next = "LOAD"
+            with m.State("LOAD"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [p_valid.eq(1), k.eq(k + 1)]
+                with m.If(k == classes - 1):
+                    m.d.sync += [i.eq(0), p.eq(0), addr.eq(0), word_i.eq(0), lane_i.eq(0)]
+                    m.next = f"GRAD{last}"
+            for layer in range(last, -1, -1):
+                n_in, passes = cfg.n_in(layer), cfg.passes(layer)
+                with m.State(f"GRAD{layer}"):
+                    m.d.comb += self.busy.eq(1)
+                    if layer == 0:
+                        m.d.comb += self.sx_raddr.eq(slot * n_in + i)
+                    else:
+                        prev = cfg.passes(layer - 1)
+                        m.d.comb += getattr(self, f"sz{layer - 1}_raddr").eq(slot * prev + word_i)
+                    m.d.sync += [
+                        s1_valid.eq(1), s1_first.eq(1), s1_last.eq(1), s1_bias.eq(i == n_in), s1_p.eq(p),
+                        s1_lane.eq(lane_i), s1_layer.eq(layer), s1_grad.eq(1),
+                    ]
+                    m.d.comb += [g_issue.eq(1), g_addr.eq(addr), g_layer.eq(layer)]
+                    m.d.sync += addr.eq(addr + 1)
+                    with m.If(i == n_in):
+                        m.d.sync += [i.eq(0), word_i.eq(0), lane_i.eq(0), p.eq(p + 1)]
+                        with m.If(p == passes - 1):
+                            # G writes of this layer drain while the next phase runs
+                            m.d.sync += [addr.eq(0), out_i.eq(0), p.eq(0)]
+                            m.next = f"DELTA{layer}" if layer else "GDRAIN"
+                    with m.Else():
+                        m.d.sync += i.eq(i + 1)
+                        with m.If(lane_i == lanes - 1):
+                            m.d.sync += [lane_i.eq(0), word_i.eq(word_i + 1)]
+                        with m.Else():
+                            m.d.sync += lane_i.eq(lane_i + 1)
+                if layer == 0:
+                    with m.State("GDRAIN"):
+                        m.d.comb += self.busy.eq(1)
+                        # the last G write happens lat + 1 cycles after the last issue
+                        drain = Signal(range(lat + 4), name="gdrain")
+                        m.d.sync += drain.eq(drain + 1)
+                        with m.If(drain == lat + 2):
+                            m.d.sync += drain.eq(0)
+                            m.next = "DONE"
+                if layer:
+                    prev = cfg.passes(layer - 1)
+                    with m.State(f"DELTA{layer}"):
+                        m.d.comb += [
+                            self.busy.eq(1),
+                            getattr(self, f"w{layer}_raddr").eq(addr),
+                            getattr(self, f"sz{layer - 1}_raddr").eq(slot * prev + word_i),
+                        ]
+                        m.d.sync += [
+                            s1_valid.eq(1), s1_first.eq(p == 0), s1_last.eq(p == passes - 1), s1_bias.eq(0),
+                            s1_p.eq(p), s1_lane.eq(lane_i), s1_layer.eq(layer), s1_grad.eq(0),
+                        ]
+                        with m.If(p == passes - 1):
+                            m.d.sync += [p.eq(0), i.eq(i + 1), addr.eq(i + 1)]
+                            with m.If(lane_i == lanes - 1):
+                                m.d.sync += [lane_i.eq(0), word_i.eq(word_i + 1)]
+                            with m.Else():
+                                m.d.sync += lane_i.eq(lane_i + 1)
+                            with m.If(i == n_in - 1):
+                                m.next = f"DDRAIN{layer}"
+                        with m.Else():
+                            m.d.sync += [p.eq(p + 1), addr.eq(addr + n_in + 1)]
+                    with m.State(f"DDRAIN{layer}"):
+                        m.d.comb += self.busy.eq(1)
+                        with m.If(sum_valid & (sum_idx == n_in - 1)):
+                            m.d.sync += [i.eq(0), p.eq(0), addr.eq(0), word_i.eq(0), lane_i.eq(0)]
+                            m.next = f"GRAD{layer - 1}"
+            with m.State("DONE"):
+                m.d.comb += self.done.eq(1)
+                m.next = "IDLE"
+        return m

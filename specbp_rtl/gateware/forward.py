@@ -1,0 +1,277 @@
+"""Forward pipeline: MAC array, activation and softmax for every layer.
+
+:class:`ForwardEngine` runs one forward pass of the MLP and writes the forward
+state (input bytes, hidden pre-activations, softmax output) into a label-state
+slot. Its numpy model is :meth:`specbp_rtl.model.golden.FixedEngine.forward`.
+
+Schedule (``lanes`` = output neurons): for each layer, for each pass ``p``
+(``ceil(n_out / lanes)``), one MAC beat per input element ``i`` and one bias
+beat (input ``1.0``): the input element is broadcast to every lane, lane ``j``
+multiplies it by ``W[p * lanes + j, i]`` (the weight memory word
+``p * (n_in + 1) + i``, rounded to the operand format). Layer 0 pass 0 takes
+its inputs straight from the ``pixel`` stream (and stores them in the slot);
+later passes read them back from the slot. Hidden layers read the previous
+layer's pre-activations from the slot and apply the leaky ReLU on the fly.
+Inputs are scaled to the activation's fractional bits (``x << (act.frac -
+input_frac)``) so that every layer shares one accumulator format; the
+requantised result is bit-identical to the golden model's.
+
+Cycles: ``sum_l passes(l) * (n_in(l) + 1)`` beats, plus a pipeline drain of
+``MacArray.LATENCY + 2`` cycles per layer, plus the softmax; one beat per
+cycle while the pixel stream keeps up.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..fixed import hdl_requantize
+from .activation import Activation
+from .layout import TrainerConfig
+from .mac_array import MacArray
+from .ports import read_port, write_port
+from .softmax import Softmax
+
+__all__ = ["ForwardEngine"]
+
+# source of a forward beat's broadcast operand
+SRC_PIXEL, SRC_SX, SRC_SZ, SRC_BIAS = 0, 1, 2, 3
+
+
+class ForwardEngine(wiring.Component):
+    """One forward pass per ``start`` pulse.
+
+    Ports
+    -----
+    start, slot : In
+        Pulse ``start`` with the label-state ``slot`` to fill.
+    busy, done : Out
+        ``busy`` from ``start`` to ``done`` (a one-cycle pulse at the end).
+    prediction : Out
+        Index of the first maximal logit, valid from ``done`` on.
+    pixel : In(stream)
+        The sample's ``n_in(0)`` input bytes, in order.
+    prob_valid, prob_index, prob_data : Out
+        Each softmax output as it is written to the slot (feeds the comparator).
+    w{l}_*, sx_*, sz{l}_*, sp_* :
+        Memory ports (see :mod:`.ports`): weights of layer ``l`` (read), slot
+        inputs (write, read), hidden pre-activations (write, read), softmax
+        outputs (write).
+    """
+
+    def __init__(self, cfg: TrainerConfig) -> None:
+        self.cfg = cfg
+        nx = cfg.numerics
+        lanes = cfg.lanes
+        members = {
+            "start": In(1),
+            "slot": In(range(cfg.slots)),
+            "busy": Out(1),
+            "done": Out(1),
+            "prediction": Out(range(max(cfg.classes, 2))),
+            "pixel": In(stream.Signature(unsigned(8))),
+            "prob_valid": Out(1),
+            "prob_index": Out(range(max(cfg.classes, 2))),
+            "prob_data": Out(nx.prob.shape),
+        }
+        for layer in range(cfg.n_layers):
+            members |= read_port(f"w{layer}", cfg.words(layer), data.ArrayLayout(nx.weight.shape, lanes))
+        sx_depth = cfg.slots * cfg.n_in(0)
+        members |= write_port("sx", sx_depth, unsigned(8)) | read_port("sx", sx_depth, unsigned(8))
+        for layer in range(cfg.n_layers - 1):
+            depth = cfg.slots * cfg.passes(layer)
+            word = data.ArrayLayout(nx.act.shape, lanes)
+            members |= write_port(f"sz{layer}", depth, word) | read_port(f"sz{layer}", depth, word)
+        members |= write_port("sp", cfg.slots * cfg.classes, nx.prob.shape)
+        super().__init__(members)
+
+    def elaborate(self, platform) -> Module:
+        cfg, nx, plan = self.cfg, self.cfg.numerics, self.cfg.plan
+        lanes, n_layers = cfg.lanes, cfg.n_layers
+        m = Module()
+        act_frac = nx.act.frac_bits
+        acc_frac = nx.weight_operand_frac + act_frac
+        m.submodules.mac = mac = MacArray(lanes, broadcast=True, acc_width=48, acc_frac=acc_frac, out=nx.act)
+        m.submodules.act = act = Activation(1, plan)
+        m.submodules.softmax = softmax = Softmax(cfg.classes, nx)
+        self._sm = softmax
+        m.d.comb += mac.o.ready.eq(1)
+
+        max_in = max(cfg.layers[:-1])
+        slot = Signal.like(self.slot)
+        i = Signal(range(max_in + 2))  # element within the pass (n_in = bias beat)
+        p = Signal(range(max(cfg.passes(lay) for lay in range(n_layers)) + 1))
+        waddr = Signal(range(max(cfg.words(lay) for lay in range(n_layers)) + 1))
+        word_i = Signal(range(max_in // lanes + 2))  # i // lanes for hidden inputs
+        lane_i = Signal(range(lanes))  # i % lanes
+        out_pass = Signal.like(p)  # passes whose MAC result has come back
+
+        # stage 1: the memory data of the beat issued in the previous cycle
+        s1_valid = Signal()
+        s1_first = Signal()
+        s1_last = Signal()
+        s1_src = Signal(2)  # 0 pixel, 1 slot input bytes, 2 hidden act, 3 bias
+        s1_pixel = Signal(8)
+        s1_lane = Signal.like(lane_i)
+        s1_layer = Signal(range(n_layers))
+
+        in_shift = act_frac - nx.input_frac
+        one = Const(1 << act_frac, 16)
+        sz_rdata = [getattr(self, f"sz{layer}_rdata") for layer in range(n_layers - 1)]
+        w_rdata = [getattr(self, f"w{layer}_rdata") for layer in range(n_layers)]
+
+        # hidden input: leaky ReLU of the selected pre-activation
+        hidden = Signal(nx.act.shape)
+        with m.Switch(s1_layer):
+            for layer in range(1, n_layers):
+                with m.Case(layer):
+                    m.d.comb += hidden.eq(sz_rdata[layer - 1][s1_lane])
+        m.d.comb += act.z[0].eq(hidden)
+
+        b = Signal(16)
+        with m.Switch(s1_src):
+            with m.Case(SRC_PIXEL):
+                m.d.comb += b.eq(s1_pixel << in_shift)
+            with m.Case(SRC_SX):
+                m.d.comb += b.eq(self.sx_rdata << in_shift)
+            with m.Case(SRC_SZ):
+                m.d.comb += b.eq(act.a[0])
+            with m.Case(SRC_BIAS):
+                m.d.comb += b.eq(one)
+        weights = Signal(data.ArrayLayout(nx.weight.shape, lanes))
+        with m.Switch(s1_layer):
+            for layer in range(n_layers):
+                with m.Case(layer):
+                    m.d.comb += weights.eq(w_rdata[layer])
+        m.d.comb += [
+            mac.i.valid.eq(s1_valid),
+            mac.i.payload.b.eq(b),
+            mac.i.payload.first.eq(s1_first),
+            mac.i.payload.last.eq(s1_last),
+        ]
+        for lane in range(lanes):
+            m.d.comb += mac.i.payload.a[lane].eq(
+                hdl_requantize(weights[lane], nx.weight.frac_bits, nx.weight_operand))
+        m.d.sync += s1_valid.eq(0)
+
+        # logits of the output layer, gathered pass by pass
+        classes = cfg.classes
+        logits = Signal(data.ArrayLayout(nx.act.shape, cfg.passes(n_layers - 1) * lanes))
+        k = Signal(range(classes + 1))
+        best = Signal(nx.act.shape)
+        written = Signal(range(classes + 1))
+
+        m.d.comb += self.done.eq(0)
+        with m.FSM() as fsm:
+            self._fsm = fsm
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [slot.eq(self.slot), i.eq(0), p.eq(0), waddr.eq(0), word_i.eq(0),
+                                 lane_i.eq(0)]
+                    m.next = "ISSUE0"
+            for layer in range(n_layers):
+                n_in, passes = cfg.n_in(layer), cfg.passes(layer)
+                with m.State(f"ISSUE{layer}"):
+                    m.d.comb += self.busy.eq(1)
+                    from_pixels = Signal(name=f"from_pixels{layer}")
+                    if layer == 0:
+                        m.d.comb += from_pixels.eq((p == 0) & (i < n_in))
+                    fire = Signal(name=f"fire{layer}")
+                    m.d.comb += fire.eq(~from_pixels | self.pixel.valid)
+                    m.d.comb += self.pixel.ready.eq(from_pixels)
+                    m.d.comb += getattr(self, f"w{layer}_raddr").eq(waddr)
+                    if layer == 0:
+                        m.d.comb += [
+                            self.sx_waddr.eq(slot * n_in + i),
+                            self.sx_wdata.eq(self.pixel.payload),
+                            self.sx_wen.eq(from_pixels & self.pixel.valid),
+                            self.sx_raddr.eq(slot * n_in + i),
+                        ]
+                    else:
+                        prev_passes = cfg.passes(layer - 1)
+                        m.d.comb += getattr(self, f"sz{layer - 1}_raddr").eq(slot * prev_passes + word_i)
+                    with m.If(fire):
+                        m.d.sync += [
+                            s1_valid.eq(1),
+                            s1_first.eq(i == 0),
+                            s1_last.eq(i == n_in),
+                            s1_pixel.eq(self.pixel.payload),
+                            s1_lane.eq(lane_i),
+                            s1_layer.eq(layer),
+                            waddr.eq(waddr + 1),
+                        ]
+                        with m.If(i == n_in):
+                            m.d.sync += s1_src.eq(SRC_BIAS)
+                        with m.Elif(from_pixels):
+                            m.d.sync += s1_src.eq(SRC_PIXEL)
+                        with m.Else():
+                            m.d.sync += s1_src.eq(SRC_SX if layer == 0 else SRC_SZ)
+                        with m.If(i == n_in):
+                            m.d.sync += [i.eq(0), word_i.eq(0), lane_i.eq(0), p.eq(p + 1)]
+                            with m.If(p == passes - 1):
+                                m.next = f"DRAIN{layer}"
+                        with m.Else():
+                            m.d.sync += i.eq(i + 1)
+                            with m.If(lane_i == lanes - 1):
+                                m.d.sync += [lane_i.eq(0), word_i.eq(word_i + 1)]
+                            with m.Else():
+                                m.d.sync += lane_i.eq(lane_i + 1)
+                with m.State(f"DRAIN{layer}"):
+                    m.d.comb += self.busy.eq(1)
+                    with m.If(mac.o.valid & (out_pass == passes - 1)):
+                        m.d.sync += [i.eq(0), p.eq(0), waddr.eq(0), word_i.eq(0), lane_i.eq(0)]
+                        m.next = f"ISSUE{layer + 1}" if layer + 1 < n_layers else "SOFTMAX"
+            with m.State("SOFTMAX"):
+                m.d.comb += [self.busy.eq(1), softmax.i.valid.eq(1), softmax.i.payload.eq(logits[k])]
+                with m.If(softmax.i.ready):
+                    with m.If((k == 0) | (logits[k] > best)):
+                        m.d.sync += [best.eq(logits[k]), self.prediction.eq(k)]
+                    m.d.sync += k.eq(k + 1)
+                    with m.If(k == classes - 1):
+                        m.next = "NORMALIZE"
+            with m.State("NORMALIZE"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(softmax.o.valid & (written == classes - 1)):
+                    m.d.comb += self.done.eq(1)
+                    m.d.sync += k.eq(0)
+                    m.next = "IDLE"
+
+        # MAC results: hidden layers go to the slot, the output layer to the logits
+        out_layer = Signal(range(n_layers))
+        with m.If(self.start):
+            m.d.sync += out_layer.eq(0)
+        for layer in range(n_layers):
+            passes = cfg.passes(layer)
+            with m.If(mac.o.valid & (out_layer == layer)):
+                with m.If(out_pass == passes - 1):
+                    m.d.sync += [out_pass.eq(0), out_layer.eq(layer + 1 if layer + 1 < n_layers else 0)]
+                with m.Else():
+                    m.d.sync += out_pass.eq(out_pass + 1)
+                if layer < n_layers - 1:
+                    m.d.comb += [
+                        getattr(self, f"sz{layer}_waddr").eq(slot * passes + out_pass),
+                        getattr(self, f"sz{layer}_wdata").eq(mac.o.payload.value),
+                        getattr(self, f"sz{layer}_wen").eq(1),
+                    ]
+                else:
+                    with m.Switch(out_pass):
+                        for q in range(passes):
+                            with m.Case(q):
+                                for lane in range(lanes):
+                                    m.d.sync += logits[q * lanes + lane].eq(mac.o.payload.value[lane])
+
+        # softmax results into the slot and out to the comparator
+        m.d.comb += [
+            softmax.o.ready.eq(1),
+            self.sp_waddr.eq(slot * classes + written),
+            self.sp_wdata.eq(softmax.o.payload),
+            self.sp_wen.eq(softmax.o.valid),
+            self.prob_valid.eq(softmax.o.valid),
+            self.prob_index.eq(written),
+            self.prob_data.eq(softmax.o.payload),
+        ]
+        with m.If(softmax.o.valid):
+            m.d.sync += written.eq(Mux(written == classes - 1, 0, written + 1))
+        return m

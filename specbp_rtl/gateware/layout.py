@@ -1,0 +1,105 @@
+"""Trainer configuration and memory layout.
+
+:class:`TrainerConfig` fixes everything the trainer is elaborated with; its
+derived properties describe how each layer is laid out in memory:
+
+* lanes are output neurons: layer ``l`` with ``n_in`` inputs and ``n_out``
+  outputs takes ``passes(l) = ceil(n_out / lanes)`` passes;
+* weights, biases and gradients of layer ``l`` are ``words(l) =
+  passes(l) * (n_in + 1)`` words of ``lanes`` values. Word
+  ``p * (n_in + 1) + i`` holds ``W[p * lanes + lane, i]`` for ``i < n_in`` and
+  the bias ``b[p * lanes + lane]`` for ``i == n_in``; lanes past ``n_out`` are
+  zero padding. Forward (read word ``i``), gradient accumulation
+  (read-modify-write word ``i``) and update (word ``i``) walk the same layout;
+* the label-state memory has ``2 * classes`` ping-pong slots (two per label)
+  plus one scratch slot for inference.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..config import ConfigError, TrainConfig
+from ..numerics import Numerics, Plan
+
+__all__ = ["TrainerConfig"]
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """Elaboration parameters of :class:`~specbp_rtl.gateware.trainer.Trainer`.
+
+    ``train`` holds the algorithm (layers, batch, lr, clip, slope, and the
+    *reset values* of the runtime threshold and metric registers); ``lanes`` is
+    the number of MACs per engine; ``numerics`` the number formats.
+    """
+
+    train: TrainConfig = field(default_factory=TrainConfig)
+    lanes: int = 16
+    numerics: Numerics = field(default_factory=Numerics)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.lanes, int) or not 1 <= self.lanes <= 64:
+            raise ConfigError(f"lanes: must be an integer in 1..64, got {self.lanes!r}")
+        if self.train.classes > 16:
+            raise ConfigError(f"layers: at most 16 output classes (4-bit labels), got {self.train.classes}")
+        if max(self.train.layers[1:]) > 4096 or self.train.layers[0] > 65536:
+            raise ConfigError(f"layers: too wide for the trainer's counters: {self.train.layers}")
+        self.plan  # noqa: B018 - validates the fixed-point plan (metric, formats)
+
+    @property
+    def plan(self) -> Plan:
+        return self.numerics.plan(self.train)
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        return self.train.layers
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.train.layers) - 1
+
+    def n_in(self, layer: int) -> int:
+        return self.train.layers[layer]
+
+    def n_out(self, layer: int) -> int:
+        return self.train.layers[layer + 1]
+
+    def passes(self, layer: int) -> int:
+        return math.ceil(self.n_out(layer) / self.lanes)
+
+    def words(self, layer: int) -> int:
+        return self.passes(layer) * (self.n_in(layer) + 1)
+
+    @property
+    def classes(self) -> int:
+        return self.train.classes
+
+    @property
+    def slots(self) -> int:
+        """Label-state slots: two per class (ping-pong) and one inference scratch slot."""
+        return 2 * self.classes + 1
+
+    @property
+    def scratch_slot(self) -> int:
+        return 2 * self.classes
+
+    # -- layout conversion (host side) ----------------------------------------
+    def to_words(self, layer: int, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """``(out, in)`` weights and ``(out,)`` biases to ``(words, lanes)`` memory words."""
+        n_in, n_out, lanes = self.n_in(layer), self.n_out(layer), self.lanes
+        padded = np.zeros((self.passes(layer) * lanes, n_in + 1), dtype=np.int64)
+        padded[:n_out, :n_in] = w
+        padded[:n_out, n_in] = b
+        # word p*(n_in+1)+i, lane -> padded[p*lanes+lane, i]
+        return padded.reshape(self.passes(layer), lanes, n_in + 1).transpose(0, 2, 1).reshape(-1, lanes)
+
+    def from_words(self, layer: int, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Inverse of :meth:`to_words`."""
+        n_in, n_out, lanes = self.n_in(layer), self.n_out(layer), self.lanes
+        padded = np.asarray(words).reshape(self.passes(layer), n_in + 1, lanes).transpose(0, 2, 1)
+        padded = padded.reshape(-1, n_in + 1)
+        return padded[:n_out, :n_in].copy(), padded[:n_out, n_in].copy()

@@ -1,0 +1,24 @@
+"""Memory-port members for engine signatures.
+
+Engines do not own the trainer's memories: they expose plain address/data
+members, and the trainer multiplexes each physical memory port between the
+engines, the update sequencer and the host. These helpers name the members
+consistently: ``<name>_raddr``/``<name>_rdata`` for a synchronous read port
+(data one cycle after the address) and ``<name>_waddr``/``<name>_wdata``/
+``<name>_wen`` for a write port.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import ShapeLike
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["read_port", "write_port"]
+
+
+def read_port(name: str, depth: int, shape: ShapeLike) -> dict:
+    return {f"{name}_raddr": Out(range(max(depth, 2))), f"{name}_rdata": In(shape)}
+
+
+def write_port(name: str, depth: int, shape: ShapeLike) -> dict:
+    return {f"{name}_waddr": Out(range(max(depth, 2))), f"{name}_wdata": Out(shape), f"{name}_wen": Out(1)}

@@ -1,0 +1,244 @@
+"""Softmax unit: max-subtract, exp LUT in block RAM, one reciprocal, one multiplier.
+
+Bit-exact hardware of :func:`specbp_rtl.model.golden.softmax`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..fixed import hdl_round_shift
+from ..model import golden
+from ..numerics import Numerics
+
+__all__ = ["Softmax"]
+
+
+class Softmax(wiring.Component):
+    """Softmax of ``n`` logits into ``n`` probabilities, bit-exact with :func:`~specbp_rtl.model.golden.softmax`.
+
+    With ``f = numerics.prob.frac_bits`` and ``LUT = numerics.exp_lut()``:
+
+    * ``d_k = max(z) - z_k``; ``e_k = LUT[min(round_shift(d_k, act.frac_bits - exp_lut_frac), exp_lut_size - 1)]``;
+    * ``S = sum e_k``; ``r = floor(2**(2 f) / S)``;
+    * ``p_k = round_shift(e_k * r, f)``.
+
+    The exp LUT is an :class:`~amaranth.lib.memory.Memory` with a synchronous
+    read port (block RAM: 6 ``SB_RAM40_4K`` on iCE40, 2 ``DP16KD`` on ECP5 with
+    the default numerics). One small buffer memory holds the logits, which are
+    overwritten in place by the ``e`` values. ``r`` comes from a sequential
+    restoring divider, one quotient bit per cycle, no multiplier. Because the
+    maximum logit contributes ``LUT[0] = 2**f``, ``S >= 2**f`` and
+    ``r <= 2**f``: the divider only needs :attr:`quotient_bits` ``= f + 1``
+    iterations. ``e_k * r`` uses a single unsigned multiplier
+    (``prob.width x (f + 1)``: 16x16 with the default numerics, one
+    ``SB_MAC16`` / ``MULT18X18D``), reused for all ``n`` outputs.
+
+    Operation is in four phases that do not overlap (except that the last
+    outputs drain while the next vector loads): LOAD (accept ``n`` logits,
+    track the max), EXP (``n + 2`` cycles: buffer read, LUT read, accumulate
+    ``S``), DIV (:attr:`quotient_bits` cycles), OUT (``n`` buffer reads, one
+    product per cycle into a registered output).
+
+    Parameters
+    ----------
+    n:
+        Number of logits per vector (the number of classes), ``>= 1``.
+    numerics:
+        Number formats: logits in ``numerics.act``, probabilities in
+        ``numerics.prob``, exp LUT from :meth:`Numerics.exp_lut`.
+
+    Ports
+    -----
+    i: ``In(stream.Signature(numerics.act.shape))``
+        The ``n`` logits, one per beat, ``k = 0 .. n-1`` (the unit counts
+        beats; there is no ``last`` flag). ``i.ready`` is high only while
+        loading.
+    o: ``Out(stream.Signature(numerics.prob.shape))``
+        The ``n`` probabilities in order ``k = 0 .. n-1``. ``o.payload`` is
+        registered. Back-pressure (``o.ready`` low) stalls the output phase.
+
+    Latency
+    -------
+    :attr:`latency` ``= n + quotient_bits + 5`` cycles (31 for ``n = 10``
+    with the default numerics) from the clock edge that accepts the ``n``-th
+    logit to the first cycle ``o.valid`` is high with ``p_0``; the following
+    probabilities come one per cycle while ``o.ready`` is high.
+
+    Throughput
+    ----------
+    With ``i.valid`` and ``o.ready`` always high, one softmax every
+    :attr:`period` ``= 3 n + quotient_bits + 2`` cycles (48 for ``n = 10``;
+    one more cycle for ``n = 1``), i.e. ``n / period`` logits per cycle. The
+    first logit of the next vector is accepted on the cycle after the last
+    buffer read of the current one, while its last outputs are still draining.
+    """
+
+    def __init__(self, n: int, numerics: Numerics) -> None:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n: must be a positive integer, got {n!r}")
+        if not isinstance(numerics, Numerics):
+            raise ValueError(f"numerics: must be a Numerics instance, got {type(numerics).__name__}")
+        self._n = n
+        self._numerics = numerics
+        self._lut = [int(v) for v in numerics.exp_lut()]
+        f = numerics.prob.frac_bits
+        # S >= LUT[0] (the max logit's entry), so the quotient is < 2**quotient_bits
+        self._quotient_bits = ((1 << (2 * f)) // self._lut[0]).bit_length()
+        super().__init__({
+            "i": In(stream.Signature(numerics.act.shape)),
+            "o": Out(stream.Signature(numerics.prob.shape)),
+        })
+
+    @property
+    def n(self) -> int:
+        return self._n
+
+    @property
+    def numerics(self) -> Numerics:
+        return self._numerics
+
+    @property
+    def quotient_bits(self) -> int:
+        """Iterations of the restoring divider (``prob.frac_bits + 1`` for the default LUT)."""
+        return self._quotient_bits
+
+    @property
+    def latency(self) -> int:
+        """Cycles from accepting the ``n``-th logit to ``o.valid`` with the first probability."""
+        return self._n + self._quotient_bits + 5
+
+    @property
+    def period(self) -> int:
+        """Cycles per softmax with ``i.valid`` and ``o.ready`` always high."""
+        return 3 * self._n + self._quotient_bits + 2 + (1 if self._n == 1 else 0)
+
+    @staticmethod
+    def model(z: np.ndarray, numerics: Numerics) -> np.ndarray:
+        """The numpy model: :func:`specbp_rtl.model.golden.softmax` (rows of ``n`` logits)."""
+        return golden.softmax(np.asarray(z, dtype=np.int64), numerics)
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        n, nx = self._n, self._numerics
+        act, prob = nx.act, nx.prob
+        f = prob.frac_bits
+        qbits = self._quotient_bits
+        lut_size = nx.exp_lut_size
+
+        # -- memories ---------------------------------------------------------
+        m.submodules.lut = lut = Memory(shape=unsigned(max(self._lut).bit_length()), depth=lut_size, init=self._lut)
+        lut_rd = lut.read_port(domain="sync")
+        buf_width = max(act.width, prob.width)
+        m.submodules.buf = buf = Memory(shape=unsigned(buf_width), depth=n, init=[])
+        buf_rd = buf.read_port(domain="sync")
+        buf_wr = buf.write_port()
+
+        # -- state --------------------------------------------------------------
+        k = Signal(range(n + 1))  # load / buffer-read index
+        kw = Signal(range(n + 1))  # EXP write-back index
+        zmax = Signal(act.shape)
+        v1 = Signal()  # EXP: buf_rd.data holds z_k
+        v2 = Signal()  # EXP: lut_rd.data holds e_k
+        s_sum = Signal(range(n * max(self._lut) + 1))
+        dividend = 1 << (2 * f)
+        rem = Signal(range(2 * n * max(self._lut) + 1))  # restoring-divider partial remainder (< 2 S)
+        quo = Signal(qbits)  # low dividend bits, shifted out as quotient bits shift in; r when done
+        step = Signal(range(qbits + 1))
+        pend = Signal()  # OUT: buf_rd.data holds an unconsumed e_k
+
+        issue_exp = Signal()  # EXP: read z_k
+        issue_out = Signal()  # OUT: read e_k
+        m.d.comb += [
+            buf_rd.addr.eq(k),
+            buf_rd.en.eq(issue_exp | issue_out),
+        ]
+
+        # -- output stage (also drains while the next vector loads) --------------
+        take = Signal()
+        m.d.comb += take.eq(pend & (~self.o.valid | self.o.ready))
+        with m.If(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(take):
+            product = buf_rd.data[: prob.width] * quo
+            m.d.sync += [
+                self.o.payload.eq(hdl_round_shift(product, f)[: prob.width]),
+                self.o.valid.eq(1),
+            ]
+        m.d.sync += pend.eq(issue_out | (pend & ~take))
+
+        with m.FSM(init="LOAD"):
+            with m.State("LOAD"):
+                last = k == n - 1
+                # the last logit starts EXP, which needs the buffer read port: wait until it is drained
+                m.d.comb += self.i.ready.eq(~(last & pend))
+                z = self.i.payload
+                m.d.comb += [
+                    buf_wr.addr.eq(k),
+                    buf_wr.data.eq(z),
+                    buf_wr.en.eq(self.i.valid & self.i.ready),
+                ]
+                with m.If(self.i.valid & self.i.ready):
+                    m.d.sync += zmax.eq(Mux((k == 0) | (z > zmax), z, zmax))
+                    m.d.sync += k.eq(k + 1)
+                    with m.If(last):
+                        m.d.sync += [
+                            k.eq(0),
+                            kw.eq(0),
+                            s_sum.eq(0),
+                            rem.eq(dividend >> qbits),
+                            quo.eq(dividend & ((1 << qbits) - 1)),
+                            step.eq(0),
+                        ]
+                        m.next = "EXP"
+
+            with m.State("EXP"):
+                # stage 0: read z_k from the buffer
+                m.d.comb += issue_exp.eq(k < n)
+                with m.If(issue_exp):
+                    m.d.sync += k.eq(k + 1)
+                m.d.sync += [v1.eq(issue_exp), v2.eq(v1)]
+                # stage 1: d = max - z, LUT index
+                z_k = buf_rd.data[: act.width].as_signed()
+                d = (zmax - z_k).as_unsigned()
+                idx = hdl_round_shift(d, act.frac_bits - nx.exp_lut_frac)
+                m.d.comb += lut_rd.addr.eq(Mux(idx > lut_size - 1, lut_size - 1, idx))
+                # stage 2: e_k -> buffer, S += e_k
+                e_k = lut_rd.data
+                m.d.comb += [
+                    buf_wr.addr.eq(kw),
+                    buf_wr.data.eq(e_k),
+                    buf_wr.en.eq(v2),
+                ]
+                with m.If(v2):
+                    m.d.sync += [s_sum.eq(s_sum + e_k), kw.eq(kw + 1)]
+                    with m.If(kw == n - 1):
+                        m.d.sync += k.eq(0)
+                        m.next = "DIV"
+
+            with m.State("DIV"):
+                # restoring division of the constant 2**(2f) by S, one quotient bit per cycle
+                trial = Signal.like(rem)
+                m.d.comb += trial.eq((rem << 1) | quo[-1])
+                with m.If(trial >= s_sum):
+                    m.d.sync += [rem.eq(trial - s_sum), quo.eq((quo << 1) | 1)]
+                with m.Else():
+                    m.d.sync += [rem.eq(trial), quo.eq(quo << 1)]
+                m.d.sync += step.eq(step + 1)
+                with m.If(step == qbits - 1):
+                    m.next = "OUT"
+
+            with m.State("OUT"):
+                # read e_k whenever the read port's data is free or being taken this cycle
+                m.d.comb += issue_out.eq(~pend | take)
+                with m.If(issue_out):
+                    m.d.sync += k.eq(k + 1)
+                    with m.If(k == n - 1):
+                        m.d.sync += k.eq(0)
+                        m.next = "LOAD"
+
+        return m

@@ -1,0 +1,460 @@
+"""The trainer: the whole speculative-backpropagation datapath in hardware.
+
+:class:`Trainer` holds the weight and bias memories, two gradient-accumulator
+banks per layer, the label-state memory with ping-pong slots, a
+:class:`~.forward.ForwardEngine`, a :class:`~.backward.BackwardEngine`, the
+:class:`~.comparator.Comparator`, one :class:`~.update.UpdateUnit` per layer,
+the performance counters and the :class:`~.host.HostBus`. Its numpy model is
+:class:`specbp_rtl.model.golden.FixedEngine` driven by
+:class:`specbp_rtl.model.speculation.SpeculativeTrainer`: after any number of
+samples the weights are bit-identical, and so are the step counters.
+
+Speculative-update unit (the control FSM below), per training step with label
+``L``:
+
+* the current sample's forward pass writes slot ``new = 2L + !cur[L]``;
+* if speculation is on and ``L`` was seen, the backward engine starts at the
+  same time from slot ``old = 2L + cur[L]`` (the previous sample with label
+  ``L``) through the current weights, writing ``G + g`` into the shadow bank;
+* the comparator streams ``(p_old[k], p_new[k])`` as the softmax produces
+  ``p_new``; a **hit** commits by swapping the gradient banks (one cycle), a
+  **miss** reruns the backward engine from slot ``new`` and then swaps;
+* without speculation (first sighting, or ``SPEC_EN = 0``) the backward pass
+  runs from slot ``new`` after the forward pass;
+* ``cur[L]`` flips and ``seen[L]`` is set (never cleared);
+* after step ``i`` with ``i % batch == 0`` (``i`` restarts at a sample flagged
+  ``epoch_start``), all layers are updated word by word:
+  ``W -= lr * clip(G_live)`` and ``G_live = 0``.
+
+Ports
+-----
+sample : In(stream)
+    ``pixel`` bytes of one sample, ``n_in(0)`` beats; ``label``, ``infer`` and
+    ``epoch_start`` are read from the first beat.
+result : Out(stream)
+    One beat per sample: ``prediction`` (first maximal logit), ``kind``
+    (:class:`StepKind` code).
+host : In(HostBus)
+    Registers, counters and weights (:mod:`.host`).
+counters : Out
+    The performance counters as a struct (also readable over ``host``).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..model.golden import FixedEngine
+from .backward import BackwardEngine, delay
+from .comparator import Comparator, Metric
+from .forward import ForwardEngine
+from .host import (
+    COUNTER_WIDTH,
+    COUNTERS,
+    REG_COUNTERS,
+    REG_LANES,
+    REG_METRIC,
+    REG_SPEC_EN,
+    REG_STATUS,
+    REG_THRESHOLD,
+    HostBus,
+)
+from .layout import TrainerConfig
+from .update import UpdateUnit
+
+__all__ = ["StepKind", "Trainer", "sample_layout", "result_layout"]
+
+
+class StepKind(enum.Enum, shape=2):
+    SEQUENTIAL = 0
+    FIRST_SIGHTING = 1
+    HIT = 2
+    MISS = 3
+
+
+METRIC_CODES = {"mean-abs": Metric.MEAN_ABS, "max-abs": Metric.MAX_ABS, "l1": Metric.L1}
+
+
+def sample_layout(cfg: TrainerConfig) -> data.StructLayout:
+    return data.StructLayout({
+        "pixel": unsigned(8),
+        "label": range(max(cfg.classes, 2)),
+        "infer": 1,
+        "epoch_start": 1,
+    })
+
+
+def result_layout(cfg: TrainerConfig) -> data.StructLayout:
+    return data.StructLayout({"prediction": range(max(cfg.classes, 2)), "kind": StepKind, "infer": 1})
+
+
+class Trainer(wiring.Component):
+    """Speculative-backpropagation trainer; see the module docstring.
+
+    Parameters
+    ----------
+    cfg : TrainerConfig
+        Layers, lanes, formats, hyper-parameters and register reset values.
+    init : list of (W, b) or None
+        Initial master weights (integers, ``(out, in)`` and ``(out,)``);
+        default: the paper's initialisation for ``cfg.train.seed``, exactly as
+        the golden model draws it.
+    """
+
+    def __init__(self, cfg: TrainerConfig, init: list | None = None) -> None:
+        self.cfg = cfg
+        if init is None:
+            init = FixedEngine(cfg.train, cfg.numerics).params
+        self.init = init
+        super().__init__({
+            "sample": In(stream.Signature(sample_layout(cfg))),
+            "result": Out(stream.Signature(result_layout(cfg))),
+            "host": In(HostBus()),
+            "counters": Out(data.StructLayout({name: unsigned(COUNTER_WIDTH) for name in COUNTERS})),
+            "busy": Out(1),
+            "idle": Out(1),
+        })
+
+    def elaborate(self, platform) -> Module:
+        cfg, nx, plan = self.cfg, self.cfg.numerics, self.cfg.plan
+        lanes, n_layers, classes = cfg.lanes, cfg.n_layers, cfg.classes
+        m = Module()
+        m.submodules.fwd = fwd = ForwardEngine(cfg)
+        self._fwd = fwd
+        m.submodules.bwd = bwd = BackwardEngine(cfg)
+        self._bwd = bwd
+        m.submodules.cmp = cmp = Comparator(classes, nx)
+        updaters = []
+        for layer in range(n_layers):
+            u = UpdateUnit.for_layer(lanes, plan, layer)
+            m.submodules[f"update{layer}"] = u
+            updaters.append(u)
+
+        # -- registers -------------------------------------------------------------
+        threshold = Signal(32, init=plan.threshold_int)
+        metric = Signal(Metric, init=METRIC_CODES.get(cfg.train.metric, Metric.MEAN_ABS))
+        spec_en = Signal(init=int(cfg.train.speculative))
+        live = Signal()  # live gradient bank
+        seen = Signal(classes)
+        cur = Signal(classes)  # ping-pong pointer per label
+        phase = Signal(range(cfg.train.batch + 1))  # step index within the batch
+        m.d.comb += [cmp.threshold.eq(threshold), cmp.metric.eq(metric)]
+
+        # -- memories ----------------------------------------------------------------
+        w_word = [data.ArrayLayout(nx.weight.shape, lanes) for _ in range(n_layers)]
+        wmem, wr0, wr1, wwr, gmem, grd, gwr = [], [], [], [], [], [], []
+        for layer in range(n_layers):
+            words = cfg.words(layer)
+            init_words = cfg.to_words(layer, *self.init[layer])
+            mem = Memory(shape=w_word[layer], depth=words, init=[list(map(int, row)) for row in init_words])
+            m.submodules[f"w{layer}"] = mem
+            wmem.append(mem)
+            wr0.append(mem.read_port())
+            wr1.append(mem.read_port() if layer else None)
+            wwr.append(mem.write_port())
+            g = Memory(shape=data.ArrayLayout(plan.grad[layer].shape, lanes), depth=2 * words, init=[])
+            m.submodules[f"g{layer}"] = g
+            gmem.append(g)
+            grd.append(g.read_port())
+            gwr.append(g.write_port())
+        sx = Memory(shape=unsigned(8), depth=cfg.slots * cfg.n_in(0), init=[])
+        m.submodules.sx = sx
+        sx_w, sx_r0, sx_r1 = sx.write_port(), sx.read_port(), sx.read_port()
+        sz_w, sz_r0, sz_r1 = [], [], []
+        for layer in range(n_layers - 1):
+            mem = Memory(shape=data.ArrayLayout(nx.act.shape, lanes), depth=cfg.slots * cfg.passes(layer), init=[])
+            m.submodules[f"sz{layer}"] = mem
+            sz_w.append(mem.write_port())
+            sz_r0.append(mem.read_port())
+            sz_r1.append(mem.read_port())
+        sp = Memory(shape=nx.prob.shape, depth=cfg.slots * classes, init=[])
+        m.submodules.sp = sp
+        sp_w, sp_r0, sp_r1 = sp.write_port(), sp.read_port(), sp.read_port()
+
+        # -- engine wiring -------------------------------------------------------------
+        m.d.comb += [
+            sx_w.addr.eq(fwd.sx_waddr), sx_w.data.eq(fwd.sx_wdata), sx_w.en.eq(fwd.sx_wen),
+            sx_r0.addr.eq(fwd.sx_raddr), fwd.sx_rdata.eq(sx_r0.data),
+            sx_r1.addr.eq(bwd.sx_raddr), bwd.sx_rdata.eq(sx_r1.data),
+            sp_w.addr.eq(fwd.sp_waddr), sp_w.data.eq(fwd.sp_wdata), sp_w.en.eq(fwd.sp_wen),
+            sp_r1.addr.eq(bwd.sp_raddr), bwd.sp_rdata.eq(sp_r1.data),
+        ]
+        for layer in range(n_layers - 1):
+            m.d.comb += [
+                sz_w[layer].addr.eq(getattr(fwd, f"sz{layer}_waddr")),
+                sz_w[layer].data.eq(getattr(fwd, f"sz{layer}_wdata")),
+                sz_w[layer].en.eq(getattr(fwd, f"sz{layer}_wen").replicate(len(sz_w[layer].en))),
+                sz_r0[layer].addr.eq(getattr(fwd, f"sz{layer}_raddr")),
+                getattr(fwd, f"sz{layer}_rdata").eq(sz_r0[layer].data),
+                sz_r1[layer].addr.eq(getattr(bwd, f"sz{layer}_raddr")),
+                getattr(bwd, f"sz{layer}_rdata").eq(sz_r1[layer].data),
+            ]
+        for layer in range(n_layers):
+            words = cfg.words(layer)
+            m.d.comb += getattr(fwd, f"w{layer}_rdata").eq(wr0[layer].data)
+            if layer:
+                m.d.comb += [wr1[layer].addr.eq(getattr(bwd, f"w{layer}_raddr")),
+                             getattr(bwd, f"w{layer}_rdata").eq(wr1[layer].data)]
+            m.d.comb += getattr(bwd, f"g{layer}_rdata").eq(grd[layer].data)
+
+        # -- sample stream into the forward engine --------------------------------------
+        m.d.comb += [
+            fwd.pixel.valid.eq(self.sample.valid),
+            fwd.pixel.payload.eq(self.sample.payload.pixel),
+            self.sample.ready.eq(fwd.pixel.ready),
+        ]
+
+        # -- comparator: p_old[k] read as p_new[k] comes out of the softmax -------------
+        old = Signal(range(cfg.slots))
+        new = Signal(range(cfg.slots))
+        speculating = Signal()
+        m.d.comb += sp_r0.addr.eq(old * classes + fwd.prob_index)
+        prob_d = delay(m, fwd.prob_data, 1, "prob")
+        prob_valid_d = delay(m, fwd.prob_valid & speculating, 1, "prob_valid")
+        m.d.comb += [
+            cmp.i.valid.eq(prob_valid_d),
+            cmp.i.payload.stored.eq(sp_r0.data),
+            cmp.i.payload.current.eq(prob_d),
+            cmp.o.ready.eq(1),
+        ]
+
+        # -- counters ----------------------------------------------------------------------
+        ctr = {name: Signal(COUNTER_WIDTH, name=f"ctr_{name}") for name in COUNTERS}
+        for name in COUNTERS:
+            m.d.comb += self.counters[name].eq(ctr[name])
+        m.d.sync += ctr["cycles"].eq(ctr["cycles"] + 1)
+        with m.If(fwd.busy):
+            m.d.sync += ctr["forward_cycles"].eq(ctr["forward_cycles"] + 1)
+        with m.If(bwd.busy):
+            m.d.sync += ctr["backward_cycles"].eq(ctr["backward_cycles"] + 1)
+
+        # -- control: the speculative-update unit -------------------------------------------
+        label = Signal.like(self.sample.payload.label)
+        infer = Signal()
+        kind = Signal(StepKind)
+        f_done, b_done, c_done, hit = Signal(), Signal(), Signal(), Signal()
+        update_due = Signal()
+        step_cycles = Signal(COUNTER_WIDTH)
+        prediction = Signal.like(fwd.prediction)
+        with m.If(fwd.done):
+            m.d.sync += [f_done.eq(1), prediction.eq(fwd.prediction)]
+        with m.If(bwd.done):
+            m.d.sync += b_done.eq(1)
+        with m.If(cmp.o.valid):
+            m.d.sync += [c_done.eq(1), hit.eq(cmp.o.payload.hit)]
+
+        upd_addr = Signal(range(max(cfg.words(lay) for lay in range(n_layers)) + 1))
+        upd_active = Signal()
+        upd_lat = max(u.LATENCY for u in updaters) + 1
+        upd_drain = Signal(range(upd_lat + 4))
+
+        payload = self.sample.payload
+        in_step = Signal()
+        m.d.comb += self.busy.eq(in_step)
+        with m.If(in_step):
+            m.d.sync += step_cycles.eq(step_cycles + 1)
+
+        def finish_step(kind_value):
+            m.d.sync += kind.eq(kind_value)
+            m.next = "FINISH"
+
+        with m.FSM() as ctrl:
+            with m.State("IDLE"):
+                with m.If(self.sample.valid):
+                    lab = payload.label
+                    is_seen = seen.bit_select(lab, 1)
+                    pointer = cur.bit_select(lab, 1)
+                    spec = spec_en & is_seen & ~payload.infer
+                    new_slot = Mux(payload.infer, cfg.scratch_slot, (lab << 1) | ~pointer)
+                    old_slot = (lab << 1) | pointer
+                    idx = Mux(payload.epoch_start, 0, phase)
+                    m.d.sync += [
+                        label.eq(lab), infer.eq(payload.infer), new.eq(new_slot), old.eq(old_slot),
+                        speculating.eq(spec), f_done.eq(0), b_done.eq(0), c_done.eq(0), hit.eq(0),
+                        step_cycles.eq(1), update_due.eq(~payload.infer & (idx == 0)),
+                    ]
+                    with m.If(~payload.infer):
+                        m.d.sync += phase.eq(Mux(idx == cfg.train.batch - 1, 0, idx + 1))
+                    m.d.comb += [fwd.start.eq(1), fwd.slot.eq(new_slot)]
+                    m.d.comb += [bwd.start.eq(spec), bwd.slot.eq(old_slot), bwd.label.eq(lab)]
+                    m.d.sync += in_step.eq(1)
+                    m.next = "RUN"
+            with m.State("RUN"):
+                with m.If(infer):
+                    with m.If(f_done):
+                        finish_step(StepKind.SEQUENTIAL)
+                with m.Elif(speculating):
+                    with m.If(f_done & b_done & c_done):
+                        with m.If(hit):
+                            m.d.sync += live.eq(~live)
+                            finish_step(StepKind.HIT)
+                        with m.Else():
+                            m.d.comb += [bwd.start.eq(1), bwd.slot.eq(new), bwd.label.eq(label)]
+                            m.d.sync += [b_done.eq(0), kind.eq(StepKind.MISS)]
+                            m.next = "RECOMPUTE"
+                with m.Elif(f_done):
+                    m.d.comb += [bwd.start.eq(1), bwd.slot.eq(new), bwd.label.eq(label)]
+                    with m.If(spec_en):
+                        m.d.sync += kind.eq(StepKind.FIRST_SIGHTING)
+                    with m.Else():
+                        m.d.sync += kind.eq(StepKind.SEQUENTIAL)
+                    m.next = "RECOMPUTE"
+            with m.State("RECOMPUTE"):
+                with m.If(b_done):
+                    m.d.sync += live.eq(~live)
+                    m.next = "FINISH"
+            with m.State("FINISH"):
+                m.d.comb += [
+                    self.result.valid.eq(1),
+                    self.result.payload.prediction.eq(prediction),
+                    self.result.payload.kind.eq(kind),
+                    self.result.payload.infer.eq(infer),
+                ]
+                with m.If(self.result.ready):
+                    m.d.sync += in_step.eq(0)
+                    with m.If(infer):
+                        m.d.sync += ctr["inferences"].eq(ctr["inferences"] + 1)
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += [
+                            cur.bit_select(label, 1).eq(~cur.bit_select(label, 1)),
+                            seen.bit_select(label, 1).eq(1),
+                            ctr["steps"].eq(ctr["steps"] + 1),
+                        ]
+                        with m.Switch(kind):
+                            with m.Case(StepKind.SEQUENTIAL):
+                                m.d.sync += [ctr["sequential"].eq(ctr["sequential"] + 1),
+                                             ctr["sequential_cycles"].eq(ctr["sequential_cycles"] + step_cycles)]
+                            with m.Case(StepKind.FIRST_SIGHTING):
+                                m.d.sync += [ctr["first_sightings"].eq(ctr["first_sightings"] + 1),
+                                             ctr["sequential_cycles"].eq(ctr["sequential_cycles"] + step_cycles)]
+                            with m.Case(StepKind.HIT):
+                                m.d.sync += [ctr["hits"].eq(ctr["hits"] + 1),
+                                             ctr["hit_cycles"].eq(ctr["hit_cycles"] + step_cycles)]
+                            with m.Case(StepKind.MISS):
+                                m.d.sync += [ctr["misses"].eq(ctr["misses"] + 1),
+                                             ctr["miss_cycles"].eq(ctr["miss_cycles"] + step_cycles)]
+                        with m.If(update_due):
+                            m.d.sync += [upd_addr.eq(0), upd_active.eq(1), upd_drain.eq(0)]
+                            m.next = "UPDATE"
+                        with m.Else():
+                            m.next = "IDLE"
+            with m.State("UPDATE"):
+                m.d.sync += ctr["update_cycles"].eq(ctr["update_cycles"] + 1)
+                max_words = max(cfg.words(lay) for lay in range(n_layers))
+                with m.If(upd_active):
+                    m.d.sync += upd_addr.eq(upd_addr + 1)
+                    with m.If(upd_addr == max_words - 1):
+                        m.d.sync += upd_active.eq(0)
+                with m.Else():
+                    m.d.sync += upd_drain.eq(upd_drain + 1)
+                    with m.If(upd_drain == upd_lat + 2):
+                        m.d.sync += ctr["updates"].eq(ctr["updates"] + 1)
+                        m.next = "IDLE"
+        fsm_update = ctrl.ongoing("UPDATE")
+        fsm_idle = ctrl.ongoing("IDLE")
+        m.d.comb += self.idle.eq(fsm_idle)
+        self.weight_memories = wmem  # for simulators that peek at the weights
+        self._mods = {"sx": sx, "sp": sp} | {f"sz{n}": m.submodules[f"sz{n}"] for n in range(n_layers - 1)} \
+            | {f"g{n}": gmem[n] for n in range(n_layers)}
+
+        # -- update sequencer datapath ----------------------------------------------------
+        for layer, u in enumerate(updaters):
+            words = cfg.words(layer)
+            issue = upd_active & (upd_addr < words)
+            valid1 = delay(m, issue, 1, f"upd{layer}_v")
+            addr1 = delay(m, upd_addr, 1, f"upd{layer}_a")
+            m.d.comb += [
+                u.i.valid.eq(valid1),
+                u.i.payload.w.eq(wr0[layer].data),
+                u.i.payload.g.eq(grd[layer].data),
+                u.o.ready.eq(1),
+            ]
+            # the result of a beat presented in cycle c is valid in cycle c + LATENCY + 1
+            addr_out = delay(m, addr1, u.LATENCY + 1, f"upd{layer}_ao")
+            bank = Mux(live, words, 0)
+            with m.If(fsm_update):
+                m.d.comb += [
+                    wr0[layer].addr.eq(upd_addr),
+                    grd[layer].addr.eq(bank + upd_addr),
+                    # G_live = 0 one cycle after it was read
+                    gwr[layer].addr.eq(bank + addr1),
+                    gwr[layer].data.eq(0),
+                    gwr[layer].en.eq(valid1.replicate(len(gwr[layer].en))),
+                    wwr[layer].addr.eq(addr_out),
+                    wwr[layer].data.eq(u.o.payload.w),
+                    wwr[layer].en.eq(u.o.valid.replicate(len(wwr[layer].en))),
+                ]
+            with m.Else():
+                m.d.comb += [
+                    wr0[layer].addr.eq(getattr(fwd, f"w{layer}_raddr")),
+                    grd[layer].addr.eq(Mux(live, words, 0) + getattr(bwd, f"g{layer}_raddr")),
+                    gwr[layer].addr.eq(Mux(live, 0, words) + getattr(bwd, f"g{layer}_waddr")),
+                    gwr[layer].data.eq(getattr(bwd, f"g{layer}_wdata")),
+                    gwr[layer].en.eq(getattr(bwd, f"g{layer}_wen").replicate(len(gwr[layer].en))),
+                ]
+
+        # -- host bus ----------------------------------------------------------------------
+        host = self.host
+        lane_bits = max(1, (lanes - 1).bit_length())
+        h_region = host.addr[20:24]
+        h_word = host.addr[lane_bits:20]
+        h_lane = host.addr[:lane_bits]
+        stage = [Signal(w_word[layer], name=f"stage{layer}") for layer in range(n_layers)]
+        with m.If(host.we & fsm_idle):
+            with m.Switch(h_region):
+                with m.Case(0):
+                    with m.Switch(host.addr[:20]):
+                        with m.Case(REG_THRESHOLD):
+                            m.d.sync += threshold.eq(host.wdata)
+                        with m.Case(REG_METRIC):
+                            m.d.sync += metric.as_value().eq(host.wdata[:2])
+                        with m.Case(REG_SPEC_EN):
+                            m.d.sync += spec_en.eq(host.wdata[0])
+                for layer in range(n_layers):
+                    with m.Case(layer + 1):
+                        m.d.sync += stage[layer][h_lane].eq(host.wdata)
+                        with m.If(h_lane == lanes - 1):
+                            m.d.comb += [
+                                wwr[layer].addr.eq(h_word),
+                                wwr[layer].en.eq(Const(-1, len(wwr[layer].en))),
+                            ]
+                            for lane in range(lanes - 1):
+                                m.d.comb += wwr[layer].data[lane].eq(stage[layer][lane])
+                            m.d.comb += wwr[layer].data[lanes - 1].eq(host.wdata)
+        # reads: cycle 1 presents the memory address, cycle 2 returns the data
+        r1_valid = Signal()
+        r1_addr = Signal.like(host.addr)
+        m.d.sync += [r1_valid.eq(host.re), r1_addr.eq(host.addr), host.rvalid.eq(r1_valid)]
+        with m.If(host.re & fsm_idle):
+            for layer in range(n_layers):
+                with m.If(h_region == layer + 1):
+                    m.d.comb += wr0[layer].addr.eq(h_word)
+        r_region = r1_addr[20:24]
+        r_lane = r1_addr[:lane_bits]
+        with m.If(r1_valid):
+            with m.Switch(r_region):
+                with m.Case(0):
+                    reg = r1_addr[:20]
+                    with m.If(reg == REG_STATUS):
+                        m.d.sync += host.rdata.eq(~fsm_idle)
+                    with m.Elif(reg == REG_THRESHOLD):
+                        m.d.sync += host.rdata.eq(threshold)
+                    with m.Elif(reg == REG_METRIC):
+                        m.d.sync += host.rdata.eq(metric.as_value())
+                    with m.Elif(reg == REG_SPEC_EN):
+                        m.d.sync += host.rdata.eq(spec_en)
+                    with m.Elif(reg == REG_LANES):
+                        m.d.sync += host.rdata.eq(lanes)
+                    for n, name in enumerate(COUNTERS):
+                        with m.Elif(reg == REG_COUNTERS + 2 * n):
+                            m.d.sync += host.rdata.eq(ctr[name][:32])
+                        with m.Elif(reg == REG_COUNTERS + 2 * n + 1):
+                            m.d.sync += host.rdata.eq(ctr[name][32:])
+                for layer in range(n_layers):
+                    with m.Case(layer + 1):
+                        m.d.sync += host.rdata.eq(wr0[layer].data[r_lane].as_signed())
+        return m

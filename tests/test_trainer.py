@@ -1,0 +1,83 @@
+"""Trainer RTL vs the golden model, in Amaranth's simulator.
+
+Weights (``weights_sha256``) and the step classification must be identical to
+:class:`~specbp_rtl.model.golden.FixedEngine` driven by
+:class:`~specbp_rtl.model.speculation.SpeculativeTrainer` on the same samples.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from specbp_rtl.config import TrainConfig
+from specbp_rtl.data import load_dataset
+from specbp_rtl.gateware.layout import TrainerConfig
+from specbp_rtl.model.golden import FixedEngine
+from specbp_rtl.model.speculation import SpeculativeTrainer
+from specbp_rtl.sim.pysim import PysimTrainer
+
+
+def golden(train: TrainConfig, epochs: list[tuple[np.ndarray, np.ndarray]]):
+    eng = FixedEngine(train)
+    tr = SpeculativeTrainer(eng, log=[])
+    for x, y in epochs:
+        tr.train_epoch(x, y)
+    return eng, tr
+
+
+def random_set(inputs: int, classes: int, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    # class-dependent blobs so that training actually moves the outputs
+    protos = rng.integers(0, 256, size=(classes, inputs))
+    y = rng.integers(0, classes, size=n)
+    x = np.clip(protos[y] + rng.integers(-60, 61, size=(n, inputs)), 0, 255).astype(np.uint8)
+    return x, y.astype(np.uint8)
+
+
+def check(train: TrainConfig, lanes: int, epochs: list[tuple[np.ndarray, np.ndarray]]) -> PysimTrainer:
+    eng, tr = golden(train, epochs)
+    hw = PysimTrainer(TrainerConfig(train=train, lanes=lanes))
+    hw.run([(x, y, False, True) for x, y in epochs])
+    assert hw.kinds == tr.log
+    c = hw.counters
+    assert (c["steps"], c["hits"], c["misses"], c["first_sightings"], c["sequential"]) == (
+        tr.counters.steps, tr.counters.hits, tr.counters.misses, tr.counters.first_sightings, tr.counters.sequential)
+    assert c["updates"] == tr.counters.updates
+    assert hw.weights_sha256() == eng.weights_sha256()
+    return hw
+
+
+@pytest.mark.parametrize(("threshold", "metric", "lanes"), [
+    (0.0, "mean-abs", 16),      # baseline: every step sequential
+    (0.25, "mean-abs", 16),     # the paper's threshold: every step after a first sighting hits
+    (0.002, "mean-abs", 16),    # hits and misses (golden: 44 hits, 17 misses)
+    (0.002, "max-abs", 4),      # hits and misses, 4 lanes: two passes per hidden layer
+    (0.25, "mean-abs", 4),
+])
+def test_small_topology(threshold: float, metric: str, lanes: int) -> None:
+    """16-8-8-4 over two epochs (the second shorter), batch 5: 65 steps."""
+    x, y = random_set(16, 4, 40)
+    train = TrainConfig(layers=(16, 8, 8, 4), threshold=threshold, metric=metric, batch=5)
+    hw = check(train, lanes, [(x, y), (x[:25], y[:25])])
+    if threshold == 0.002:
+        assert hw.counters["hits"] > 0 and hw.counters["misses"] > 0
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.25, 0.0005])
+def test_digits_topology(threshold: float) -> None:
+    """64-16-16-10 on the embedded digits, 60 samples, the paper's batch of 15."""
+    ds = load_dataset("digits")
+    x, y = ds.train_x[:60], ds.train_y[:60]
+    hw = check(TrainConfig(layers=(64, 16, 16, 10), threshold=threshold), 16, [(x, y)])
+    if threshold == 0.0005:
+        assert hw.counters["hits"] > 0 and hw.counters["misses"] > 0
+
+
+@pytest.mark.slow
+def test_mnist_topology(mnist_dir) -> None:
+    """784-16-16-10, 16 lanes, 12 MNIST samples with speculation (first sightings and hits)."""
+    ds = load_dataset("mnist", mnist_dir, 8000, 2000)
+    x, y = ds.train_x[:12], ds.train_y[:12]
+    hw = check(TrainConfig(layers=(784, 16, 16, 10), threshold=0.25), 16, [(x, y)])
+    assert hw.counters["hits"] > 0
