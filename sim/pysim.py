@@ -26,7 +26,27 @@ from ..gateware.trainer import StepKind, Trainer
 from ..model.golden import FixedEngine
 from ..model.speculation import weights_sha256
 
-__all__ = ["PysimTrainer"]
+__all__ = ["PysimTrainer", "host_read", "host_write"]
+
+
+async def host_write(ctx, bus, addr: int, value: int) -> None:
+    """One host-bus write (one cycle)."""
+    ctx.set(bus.addr, addr)
+    ctx.set(bus.wdata, value & 0xFFFF_FFFF)
+    ctx.set(bus.we, 1)
+    await ctx.tick()
+    ctx.set(bus.we, 0)
+
+
+async def host_read(ctx, bus, addr: int, signed: bool = False) -> int:
+    """One host-bus read; returns the 32-bit word (sign-extended if ``signed``)."""
+    ctx.set(bus.addr, addr)
+    ctx.set(bus.re, 1)
+    await ctx.tick()
+    ctx.set(bus.re, 0)
+    (value,) = await ctx.tick().sample(bus.rdata).until(bus.rvalid)
+    value = int(value)
+    return value - (1 << 32) if signed and value & (1 << 31) else value
 
 KIND_NAMES = {
     StepKind.SEQUENTIAL.value: "sequential",

@@ -124,9 +124,10 @@ def bench_trainer(args: argparse.Namespace) -> int:
           f"baseline steady {base['steady_cycles_per_sample']:.0f} = "
           f"{base['steady_cycles_per_sample'] / (macs / args.lanes):.3f} x MACs/lanes (target <= 1.2)")
     if hit and seq:
+        both = base["forward_cycles"] + base["backward_cycles"]
         print(f"hit step {hit:.0f} cycles = {hit / max(fwd, bwd):.3f} x max(forward {fwd:.0f}, backward {bwd:.0f}) "
-              f"(target <= 1.15); sequential step {seq:.0f} ({seq / (base['forward_cycles'] + base['backward_cycles']):.3f}"
-              f" x forward+backward); hit step is {100 * (1 - hit / seq):.1f}% shorter (target >= 40%)")
+              f"(target <= 1.15); sequential step {seq:.0f} ({seq / both:.3f} x forward+backward); "
+              f"hit step is {100 * (1 - hit / seq):.1f}% shorter (target >= 40%)")
     ratio = spec["steady_cycles_per_sample"] / base["steady_cycles_per_sample"]
     print(f"steady cycles/sample at 0.25 / baseline = {ratio:.3f} (target <= 0.6)")
     if args.json:

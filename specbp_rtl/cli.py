@@ -166,6 +166,24 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return bench.bench_golden(args)
 
 
+def _cmd_verilog(args: argparse.Namespace) -> int:
+    from amaranth.back import rtlil, verilog
+
+    from .gateware.layout import TrainerConfig
+    from .gateware.trainer import Trainer
+
+    cfg, _ = _config(args)
+    if not Path(args.output).resolve().parent.is_dir():
+        raise UsageError(f"specbp verilog: error: -o {args.output}: directory does not exist")
+    trainer_cfg = TrainerConfig(train=cfg, lanes=args.lanes)
+    top = Trainer(trainer_cfg)
+    text = (verilog.convert if args.format == "v" else rtlil.convert)(top, name=args.name)
+    Path(args.output).write_text(text)
+    print(f"wrote {args.output}: {args.name}, layers {','.join(map(str, cfg.layers))}, {args.lanes} lanes per engine, "
+          f"initial weights of seed {cfg.seed}, {len(text) // 1024} KiB of {'Verilog' if args.format == 'v' else 'RTLIL'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="specbp", description="Speculative backpropagation on FPGA hardware, in Amaranth HDL.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -179,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--json", metavar="FILE", help="write the result record as JSON")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_cmd_train)
+
+    verilog = sub.add_parser("verilog", help="elaborate the Trainer to Verilog or RTLIL (for vendor tools)")
+    verilog.add_argument("-o", "--output", required=True, metavar="FILE", help="output file")
+    verilog.add_argument("--format", choices=["v", "il"], default="v", help="Verilog (default) or RTLIL")
+    verilog.add_argument("--name", default="specbp_trainer", help="top module name")
+    verilog.add_argument("--lanes", type=_positive_int, default=16, help="MACs per engine (default 16)")
+    _add_config_args(verilog)
+    verilog.set_defaults(func=_cmd_verilog, epochs=1, train=None, test=None)
 
     bench = sub.add_parser("bench", help="performance figures")
     bench.add_argument("what", nargs="?", default="golden", choices=["golden", "trainer", "blocks"],

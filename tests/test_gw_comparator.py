@@ -49,10 +49,16 @@ def run(dut: Comparator, stored: np.ndarray, current: np.ndarray, plans: list[Pl
             beat = await get(ctx, dut.o, rng)
             out.append((beat.hit, beat.distance))
 
+    async def watchdog(ctx):  # a wrong handshake must fail the test, not hang it
+        for _ in range(stored.shape[0] * (12 * stored.shape[1] + 8 * stall) + 1000):
+            await ctx.tick()
+        raise AssertionError(f"timeout: {len(out)} results received")
+
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(producer)
     sim.add_testbench(consumer)
+    sim.add_testbench(watchdog, background=True)
     sim.run()
     return np.array([h for h, _ in out], dtype=bool), np.array([d for _, d in out], dtype=np.int64)
 
@@ -141,10 +147,10 @@ def test_other_sizes(n):
 
 @pytest.mark.parametrize("n", [1, 10])
 def test_long_backpressure(n):
-    """Results held in ``o`` for up to 40 cycles: the next comparison stalls only at its last beat."""
+    """Results held in ``o`` for up to ``12 n + 30`` cycles: the next comparison stalls at its last beat."""
     rng = np.random.default_rng(30 + n)
     stored, current = random_rows(rng, 60, n)
-    check(Comparator(n, NX), stored, current, random_plans(rng, stored, current), rng, stall=40)
+    check(Comparator(n, NX), stored, current, random_plans(rng, stored, current), rng, stall=12 * n + 30)
 
 
 def test_latency_and_throughput():

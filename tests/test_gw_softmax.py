@@ -38,10 +38,16 @@ def run(dut: Softmax, vectors: np.ndarray, rng: np.random.Generator | None, stal
                 await gaps(ctx, rng, stall)
             out.append(await get(ctx, dut.o, rng))
 
+    async def watchdog(ctx):  # a wrong handshake must fail the test, not hang it
+        for _ in range(vectors.shape[0] * (dut.period + 12 * vectors.shape[1] + 8 * stall) + 1000):
+            await ctx.tick()
+        raise AssertionError(f"timeout: {len(out)} results received")
+
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(producer)
     sim.add_testbench(consumer)
+    sim.add_testbench(watchdog, background=True)
     sim.run()
     return np.array(out, dtype=np.int64).reshape(vectors.shape)
 

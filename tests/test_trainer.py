@@ -81,3 +81,33 @@ def test_mnist_topology(mnist_dir) -> None:
     x, y = ds.train_x[:12], ds.train_y[:12]
     hw = check(TrainConfig(layers=(784, 16, 16, 10), threshold=0.25), 16, [(x, y)])
     assert hw.counters["hits"] > 0
+
+
+def test_cli_pysim_matches_fixed(tmp_path) -> None:
+    """``specbp train --backend pysim`` gives the fixed backend's weights and adds the cycle fields."""
+    import json
+
+    from specbp_rtl.cli import main
+
+    common = ["train", "--quiet", "--train", "20", "--test", "10", "--epochs", "2", "--threshold", "0.25"]
+    assert main([*common, "--backend", "fixed", "--json", str(tmp_path / "fixed.json")]) == 0
+    assert main([*common, "--backend", "pysim", "--json", str(tmp_path / "pysim.json")]) == 0
+    fixed = json.loads((tmp_path / "fixed.json").read_text())
+    hw = json.loads((tmp_path / "pysim.json").read_text())
+    for key in ("weights_sha256", "accuracy_per_epoch", "hits", "misses", "first_sightings", "steps"):
+        assert hw[key] == fixed[key], key
+    assert hw["backend"] == "pysim"
+    assert hw["cycles"] > 0 and hw["cycles_per_sample"] > 0
+    assert hw["forward_cycles"] > 0 and hw["backward_cycles"] > 0
+    assert set(hw["cycles_per_step"]) == {"hit", "miss", "sequential"}
+    assert hw["cycles_per_step"]["hit"] < hw["cycles_per_step"]["sequential"]
+
+
+def test_cli_pysim_vcd(tmp_path) -> None:
+    from specbp_rtl.cli import main
+
+    vcd = tmp_path / "run.vcd"
+    args = ["train", "--quiet", "--backend", "pysim", "--train", "2", "--test", "2", "--epochs", "1", "--vcd", str(vcd)]
+    assert main(args) == 0
+    assert vcd.stat().st_size > 0 and (tmp_path / "run.gtkw").stat().st_size > 0
+    assert "sample__payload" in vcd.read_text()[:200000]

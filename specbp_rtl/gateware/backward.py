@@ -102,7 +102,6 @@ class BackwardEngine(wiring.Component):
         lanes, n_layers, classes = cfg.lanes, cfg.n_layers, cfg.classes
         m = Module()
         m.submodules.mac = mac = MacArray(lanes, broadcast=False, acc_width=40)
-        self._mac = mac
         m.submodules.act = act = Activation(1, plan)
         m.d.comb += mac.o.ready.eq(1)
         # cycles from presenting a beat (valid high) to o.valid of its result

@@ -96,7 +96,6 @@ class ForwardEngine(wiring.Component):
         m.submodules.mac = mac = MacArray(lanes, broadcast=True, acc_width=48, acc_frac=acc_frac, out=nx.act)
         m.submodules.act = act = Activation(1, plan)
         m.submodules.softmax = softmax = Softmax(cfg.classes, nx)
-        self._sm = softmax
         m.d.comb += mac.o.ready.eq(1)
 
         max_in = max(cfg.layers[:-1])
@@ -164,8 +163,7 @@ class ForwardEngine(wiring.Component):
         written = Signal(range(classes + 1))
 
         m.d.comb += self.done.eq(0)
-        with m.FSM() as fsm:
-            self._fsm = fsm
+        with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [slot.eq(self.slot), i.eq(0), p.eq(0), waddr.eq(0), word_i.eq(0),

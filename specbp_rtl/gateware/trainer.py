@@ -123,9 +123,7 @@ class Trainer(wiring.Component):
         lanes, n_layers, classes = cfg.lanes, cfg.n_layers, cfg.classes
         m = Module()
         m.submodules.fwd = fwd = ForwardEngine(cfg)
-        self._fwd = fwd
         m.submodules.bwd = bwd = BackwardEngine(cfg)
-        self._bwd = bwd
         m.submodules.cmp = cmp = Comparator(classes, nx)
         updaters = []
         for layer in range(n_layers):
@@ -358,8 +356,6 @@ class Trainer(wiring.Component):
         fsm_idle = ctrl.ongoing("IDLE")
         m.d.comb += self.idle.eq(fsm_idle)
         self.weight_memories = wmem  # for simulators that peek at the weights
-        self._mods = {"sx": sx, "sp": sp} | {f"sz{n}": m.submodules[f"sz{n}"] for n in range(n_layers - 1)} \
-            | {f"g{n}": gmem[n] for n in range(n_layers)}
 
         # -- update sequencer datapath ----------------------------------------------------
         for layer, u in enumerate(updaters):
