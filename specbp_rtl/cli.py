@@ -179,8 +179,9 @@ def _cmd_verilog(args: argparse.Namespace) -> int:
     top = Trainer(trainer_cfg)
     text = (verilog.convert if args.format == "v" else rtlil.convert)(top, name=args.name)
     Path(args.output).write_text(text)
+    kind = "Verilog" if args.format == "v" else "RTLIL"
     print(f"wrote {args.output}: {args.name}, layers {','.join(map(str, cfg.layers))}, {args.lanes} lanes per engine, "
-          f"initial weights of seed {cfg.seed}, {len(text) // 1024} KiB of {'Verilog' if args.format == 'v' else 'RTLIL'}")
+          f"initial weights of seed {cfg.seed}, {len(text) // 1024} KiB of {kind}")
     return 0
 
 

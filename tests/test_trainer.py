@@ -12,6 +12,7 @@ import pytest
 
 from specbp_rtl.config import TrainConfig
 from specbp_rtl.data import load_dataset
+from specbp_rtl.gateware.cycles import CycleModel
 from specbp_rtl.gateware.layout import TrainerConfig
 from specbp_rtl.model.golden import FixedEngine
 from specbp_rtl.model.speculation import SpeculativeTrainer
@@ -45,7 +46,25 @@ def check(train: TrainConfig, lanes: int, epochs: list[tuple[np.ndarray, np.ndar
         tr.counters.steps, tr.counters.hits, tr.counters.misses, tr.counters.first_sightings, tr.counters.sequential)
     assert c["updates"] == tr.counters.updates
     assert hw.weights_sha256() == eng.weights_sha256()
+    # the cycle model is exact
+    model = CycleModel(TrainerConfig(train=train, lanes=lanes))
+    sequential = c["sequential"] + c["first_sightings"]
+    assert c["forward_cycles"] == c["steps"] * model.forward
+    assert c["backward_cycles"] == (c["steps"] + c["misses"]) * model.backward
+    assert c["sequential_cycles"] == sequential * model.sequential_step
+    assert c["hit_cycles"] == c["hits"] * model.hit_step
+    assert c["miss_cycles"] == c["misses"] * model.miss_step
+    assert c["update_cycles"] == c["updates"] * model.update
+    # (the counter snapshot is taken a cycle or two after the trainer went idle)
+    assert 0 <= c["cycles"] - model.total(sequential, c["hits"], c["misses"], c["updates"]) <= 2
     return hw
+
+
+@pytest.mark.parametrize("layers", [(16, 8, 4), (16, 20, 8, 8, 4)])
+def test_other_depths(layers: tuple[int, ...]) -> None:
+    """Two and four layers, a hidden layer wider than the lanes (two passes)."""
+    x, y = random_set(16, 4, 20)
+    check(TrainConfig(layers=layers, threshold=0.002, batch=4), 16, [(x, y)])
 
 
 @pytest.mark.parametrize(("threshold", "metric", "lanes"), [

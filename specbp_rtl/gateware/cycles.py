@@ -1,0 +1,79 @@
+"""Exact cycle model of the :class:`~specbp_rtl.gateware.trainer.Trainer`.
+
+The trainer's schedule does not depend on the data (as long as the sample
+stream delivers one pixel per cycle), so its cycle counts are closed formulas
+of the configuration. The tests check them, cycle for cycle, against the
+hardware performance counters in simulation; the experiments use them to turn
+the step counts of a golden-model run into hardware cycles.
+
+With ``L`` layers, ``beats_f = sum_l passes(l) * (n_in(l) + 1)``:
+
+* forward pass ``F = beats_f + 3 * classes + 5 * L + quotient_bits + 4``
+  (MAC beats, per-layer pipeline drains, softmax: load, exp, reciprocal,
+  normalise);
+* backward pass ``B = classes + beats_f + sum_{l>=1} passes(l) * n_in(l) + 6 * L + 1``
+  (output error, gradient words, error propagation, drains);
+* sequential step ``F + B + 4``; hit step ``max(F + 4, B + 3)``;
+  miss step ``max(F + 4, B + 3) + B + 2``;
+* update ``max_l words(l) + 7`` (all layers in parallel, pipelined);
+* plus one idle cycle per sample between steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .layout import TrainerConfig
+
+__all__ = ["CycleModel"]
+
+
+@dataclass(frozen=True)
+class CycleModel:
+    cfg: TrainerConfig
+
+    @property
+    def _quotient_bits(self) -> int:
+        return self.cfg.numerics.prob.frac_bits + 1
+
+    @property
+    def forward(self) -> int:
+        cfg = self.cfg
+        beats = sum(cfg.words(layer) for layer in range(cfg.n_layers))
+        return beats + 3 * cfg.classes + 5 * cfg.n_layers + self._quotient_bits + 4
+
+    @property
+    def backward(self) -> int:
+        cfg = self.cfg
+        beats = cfg.classes + sum(cfg.words(layer) for layer in range(cfg.n_layers))
+        beats += sum(cfg.passes(layer) * cfg.n_in(layer) for layer in range(1, cfg.n_layers))
+        return beats + 6 * cfg.n_layers + 1
+
+    @property
+    def sequential_step(self) -> int:
+        return self.forward + self.backward + 4
+
+    @property
+    def hit_step(self) -> int:
+        return max(self.forward + 4, self.backward + 3)
+
+    @property
+    def miss_step(self) -> int:
+        return self.hit_step + self.backward + 2
+
+    @property
+    def update(self) -> int:
+        return max(self.cfg.words(layer) for layer in range(self.cfg.n_layers)) + 7
+
+    def total(self, sequential: int, hits: int, misses: int, updates: int) -> int:
+        """Cycles of a run with these step and update counts (first sightings are sequential steps)."""
+        steps = sequential + hits + misses
+        return (sequential * self.sequential_step + hits * self.hit_step + misses * self.miss_step
+                + updates * self.update + steps)
+
+    @property
+    def macs_per_sample(self) -> int:
+        """Multiply-accumulates of one sequential step (forward, gradients, error propagation)."""
+        layers = self.cfg.layers
+        fwd = sum(a * b for a, b in zip(layers[:-1], layers[1:]))
+        return 2 * fwd + sum(a * b for a, b in zip(layers[1:-1], layers[2:]))
