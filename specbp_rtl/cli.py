@@ -185,6 +185,48 @@ def _cmd_verilog(args: argparse.Namespace) -> int:
     return 0
 
 
+def _float_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if any(not v >= 0 or v != v for v in values):
+        raise argparse.ArgumentTypeError(f"thresholds must be >= 0, got {text!r}")
+    return values
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _metric_list(text: str) -> list[str]:
+    values = text.split(",")
+    bad = [v for v in values if v not in METRICS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown metric {bad[0]!r} (choose from {', '.join(METRICS)})")
+    return values
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .numerics import Numerics
+    from .sweep import sweep
+
+    for metric in args.metrics:  # fail before starting a cluster
+        for threshold in args.thresholds:
+            cfg = TrainConfig(threshold=threshold, metric=metric)
+            if args.backend != "float":
+                Numerics().plan(cfg)
+    load_dataset("mnist" if args.data else "digits", args.data, args.train if args.data else None,
+                 args.test if args.data else None)
+    sweep(args.thresholds, args.metrics, args.seeds, args.epochs, args.backend, args.out, data=args.data,
+          train=args.train, test=args.test, lanes=args.lanes, scheduler=args.scheduler, workers=args.workers,
+          fmax_mhz=args.fmax, progress=not args.quiet and sys.stderr.isatty())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="specbp", description="Speculative backpropagation on FPGA hardware, in Amaranth HDL.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -206,6 +248,23 @@ def build_parser() -> argparse.ArgumentParser:
     verilog.add_argument("--lanes", type=_positive_int, default=16, help="MACs per engine (default 16)")
     _add_config_args(verilog)
     verilog.set_defaults(func=_cmd_verilog, epochs=1, train=None, test=None)
+
+    sw = sub.add_parser("sweep", help="threshold x metric x seed grid on a Dask cluster, with CSV/JSON and plots")
+    sw.add_argument("--thresholds", type=_float_list, default=[0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25])
+    sw.add_argument("--metrics", type=_metric_list, default=["mean-abs", "max-abs"])
+    sw.add_argument("--seeds", type=_int_list, default=[1, 2, 3])
+    sw.add_argument("--epochs", type=_positive_int, default=10)
+    sw.add_argument("--backend", choices=["float", "fixed", "pysim", "rtl"], default="fixed")
+    sw.add_argument("--data", metavar="DIR", help="MNIST folder (default: embedded digits)")
+    sw.add_argument("--train", type=_positive_int, default=8000)
+    sw.add_argument("--test", type=_positive_int, default=2000)
+    sw.add_argument("--lanes", type=_positive_int, default=16, help="lanes per engine of the modelled hardware")
+    sw.add_argument("--out", required=True, metavar="DIR", help="results folder (resumable)")
+    sw.add_argument("--scheduler", metavar="ADDRESS", help="use a running Dask scheduler")
+    sw.add_argument("--workers", type=_positive_int, default=2, help="local cluster worker processes (default 2)")
+    sw.add_argument("--fmax", type=float, metavar="MHZ", help="clock for the modelled-throughput plot (build report)")
+    sw.add_argument("--quiet", action="store_true")
+    sw.set_defaults(func=_cmd_sweep)
 
     bench = sub.add_parser("bench", help="performance figures")
     bench.add_argument("what", nargs="?", default="golden", choices=["golden", "trainer", "blocks"],
