@@ -130,3 +130,16 @@ def test_cli_pysim_vcd(tmp_path) -> None:
     assert main(args) == 0
     assert vcd.stat().st_size > 0 and (tmp_path / "run.gtkw").stat().st_size > 0
     assert "sample__payload" in vcd.read_text()[:200000]
+
+
+@pytest.mark.parametrize(("kwargs", "name"), [
+    ({"lanes": 0}, "lanes"),
+    ({"lanes": 65}, "lanes"),
+    ({"train": TrainConfig(layers=(16, 8, 17))}, "layers"),
+    ({"train": TrainConfig(threshold=0.1, metric="cross-entropy")}, "metric"),
+])
+def test_invalid_trainer_config_names_the_parameter(kwargs: dict, name: str) -> None:
+    from specbp_rtl.config import ConfigError
+
+    with pytest.raises(ConfigError, match=f"^{name}:"):
+        TrainerConfig(**kwargs)

@@ -48,6 +48,10 @@ class TrainerConfig:
             raise ConfigError(f"layers: at most 16 output classes (4-bit labels), got {self.train.classes}")
         if max(self.train.layers[1:]) > 4096 or self.train.layers[0] > 65536:
             raise ConfigError(f"layers: too wide for the trainer's counters: {self.train.layers}")
+        nx = self.numerics
+        if nx.act.frac_bits < nx.input_frac:
+            raise ConfigError(f"numerics.act: needs at least input_frac={nx.input_frac} fractional bits, "
+                              f"got {nx.act}")
         self.plan  # noqa: B018 - validates the fixed-point plan (metric, formats)
 
     @property
