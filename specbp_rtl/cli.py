@@ -227,6 +227,56 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_build(args: argparse.Namespace) -> int:
+    from .boards.build import BuildError, build_board, format_report
+
+    layers = parse_layers(args.layers) if args.layers else None
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        raise UsageError(f"specbp build: error: --json {args.json}: directory does not exist")
+    try:
+        report = build_board(args.board, lanes=args.lanes, layers=layers, program=args.program,
+                             out_dir=args.out_dir, json_path=args.json, baud=args.baud)
+    except BuildError as exc:
+        if exc.report:
+            print(format_report(exc.report))
+        print(f"specbp: error: {exc}", file=sys.stderr)
+        return 1
+    print(format_report(report))
+    return 0
+
+
+def _cmd_board(args: argparse.Namespace) -> int:
+    from .boards.host import BoardError, BoardTrainer
+    from .boards.protocol import ProtocolError, StatusError
+
+    cfg, dataset_name = _config(args)
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        raise UsageError(f"specbp board: error: --json {args.json}: directory does not exist")
+    ds = load_dataset(dataset_name, args.data, args.train, args.test)
+    progress = _progress(not args.quiet and sys.stderr.isatty(), args.epochs)
+    try:
+        board = BoardTrainer(args.port, args.baud)
+    except Exception as exc:  # pyserial raises SerialException (an OSError) for a bad port
+        if isinstance(exc, (BoardError, OSError)):
+            print(f"specbp: error: {args.port}: {exc}".splitlines()[0], file=sys.stderr)
+            return 2
+        raise
+    try:
+        result = board.train(cfg, ds, args.epochs, progress)
+    except (BoardError, ProtocolError, StatusError, OSError) as exc:
+        print(f"specbp: error: board: {exc}".splitlines()[0], file=sys.stderr)
+        return 1
+    finally:
+        board.close()
+    if progress is not None:
+        progress.close()
+    record = result.as_json()
+    _print_summary(record, ds.describe())
+    if args.json:
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="specbp", description="Speculative backpropagation on FPGA hardware, in Amaranth HDL.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -248,6 +298,25 @@ def build_parser() -> argparse.ArgumentParser:
     verilog.add_argument("--lanes", type=_positive_int, default=16, help="MACs per engine (default 16)")
     _add_config_args(verilog)
     verilog.set_defaults(func=_cmd_verilog, epochs=1, train=None, test=None)
+
+    build = sub.add_parser("build", help="bitstream for a board, with fmax and resource report")
+    build.add_argument("--board", required=True, choices=["icebreaker", "ulx3s-85f"])
+    build.add_argument("--lanes", type=_positive_int, help="MACs per engine (default: the board's)")
+    build.add_argument("--layers", metavar="L", help="layer widths (default: the board's)")
+    build.add_argument("--program", action="store_true", help="program the board (iceprog / openFPGALoader)")
+    build.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    build.add_argument("--out-dir", default="build", metavar="DIR", help="build directory (default build/)")
+    build.add_argument("--baud", type=_positive_int, default=1_000_000, help="UART baud rate (default 1000000)")
+    build.set_defaults(func=_cmd_build)
+
+    board = sub.add_parser("board", help="train on a board over its UART link")
+    board.add_argument("action", choices=["train"])
+    board.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB1")
+    board.add_argument("--baud", type=_positive_int, default=1_000_000)
+    _add_config_args(board)
+    board.add_argument("--json", metavar="FILE", help="write the result record as JSON")
+    board.add_argument("--quiet", action="store_true", help="no progress bar")
+    board.set_defaults(func=_cmd_board)
 
     sw = sub.add_parser("sweep", help="threshold x metric x seed grid on a Dask cluster, with CSV/JSON and plots")
     sw.add_argument("--thresholds", type=_float_list, default=[0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25])

@@ -273,3 +273,11 @@ def test_empty_test_set(cli, tmp_path: Path) -> None:
 
         record = json.loads(p.read_text(), parse_constant=no_nan)
         assert record["test_samples"] == 0
+
+
+def test_board_train_bad_port_is_one_line(capsys) -> None:
+    from specbp_rtl.cli import main
+
+    assert main(["board", "train", "--port", "/dev/specbp-no-such-port", "--epochs", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "/dev/specbp-no-such-port" in err[0]

@@ -1,0 +1,242 @@
+"""Host driver of a board running the trainer behind its UART link.
+
+:class:`BoardTrainer` speaks :mod:`.protocol` over a serial port (pyserial)
+or over any byte-stream object with ``write(bytes)`` and ``read(n) -> bytes``
+(``read`` returns fewer bytes, or none, on timeout) -- the tests connect it
+to a bit-level simulated UART. :meth:`BoardTrainer.train` runs a whole
+training job and returns the same :class:`~specbp_rtl.sim.runner.RunResult`
+record as the simulation backends (``backend = "board"``).
+
+The trainer's label-state memory, ``seen`` flags and gradient accumulators are
+not reachable over the host bus: a reproducible run needs a freshly
+configured (or reset) board, and :meth:`BoardTrainer.train` refuses a board
+that has already trained (``fresh=False`` overrides).
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..config import TrainConfig
+from ..data import Dataset
+from ..gateware.host import COUNTERS, weight_address
+from ..gateware.layout import TrainerConfig
+from ..gateware.trainer import METRIC_CODES
+from ..model.golden import FixedEngine
+from ..model.speculation import weights_sha256
+from ..sim.runner import RunResult, hardware_fields
+from . import protocol as proto
+
+__all__ = ["BoardTrainer", "ByteStream", "BoardError", "KIND_NAMES"]
+
+#: :class:`~specbp_rtl.gateware.trainer.StepKind` codes as the other backends name them
+KIND_NAMES = {0: "sequential", 1: "first_sighting", 2: "hit", 3: "miss"}
+
+
+class ByteStream(Protocol):
+    def write(self, data: bytes) -> Any: ...
+
+    def read(self, n: int) -> bytes: ...
+
+
+class BoardError(Exception):
+    """The board is not usable for the request (wrong topology, not fresh, no pyserial)."""
+
+
+class BoardTrainer:
+    """Driver of one board.
+
+    Parameters
+    ----------
+    port : str or None
+        Serial device (``/dev/ttyUSB1``, ``COM3``); needs pyserial.
+    baud : int
+        Baud rate; must match the bitstream's (``build_board(..., baud=)``).
+    stream : ByteStream or None
+        Use this byte stream instead of opening ``port``.
+    timeout : float
+        Seconds to wait for a response byte.
+    """
+
+    def __init__(self, port: str | None = None, baud: int = 1_000_000, *, stream: ByteStream | None = None,
+                 timeout: float = 2.0) -> None:
+        if stream is None:
+            if port is None:
+                raise BoardError("board: give a serial port or a byte stream")
+            try:
+                import serial
+            except ImportError:
+                raise BoardError("board: pyserial is not installed (pip install pyserial)") from None
+            stream = serial.Serial(port, baud, timeout=timeout)
+        self.stream = stream
+        self._info: proto.PingInfo | None = None
+
+    def close(self) -> None:
+        close = getattr(self.stream, "close", None)
+        if close:
+            close()
+
+    def __enter__(self) -> BoardTrainer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- transport -------------------------------------------------------------------------------------------
+    def transact(self, frame: bytes) -> proto.Response:
+        """Send one request frame and return its (parsed, unchecked) response."""
+        self.stream.write(frame)
+        return proto.Response.parse(proto.read_frame(self.stream.read))
+
+    def request(self, frame: bytes) -> bytes:
+        """Send one request frame; return the response data or raise :class:`~.protocol.StatusError`."""
+        return self.transact(frame).check(frame[1])
+
+    # -- commands -------------------------------------------------------------------------------------------
+    def ping(self) -> proto.PingInfo:
+        self._info = proto.PingInfo.parse(self.request(proto.ping()))
+        return self._info
+
+    @property
+    def info(self) -> proto.PingInfo:
+        return self._info or self.ping()
+
+    def write_words(self, base: int, values) -> None:
+        """Host-bus writes to ``base, base + 1, ...``, split to fit the board's receive buffer."""
+        values = [int(v) for v in values]
+        per_frame = (self.info.max_payload - 4) // 4
+        for start in range(0, len(values), per_frame):
+            self.request(proto.write_words(base + start, values[start:start + per_frame]))
+
+    def read_words(self, base: int, count: int, signed: bool = False) -> list[int]:
+        out: list[int] = []
+        while len(out) < count:
+            n = min(count - len(out), 1024)
+            data = self.request(proto.read_words(base + len(out), n))
+            out.extend(struct.unpack(f"<{n}{'i' if signed else 'I'}", data))
+        return out
+
+    def set_threshold(self, value: int) -> None:
+        """Comparator bound in probability LSBs (:attr:`specbp_rtl.numerics.Plan.threshold_int`)."""
+        self.request(proto.set_threshold(value))
+
+    def set_metric(self, metric: str | int) -> None:
+        code = metric if isinstance(metric, int) else METRIC_CODES[metric].value
+        self.request(proto.set_metric(code))
+
+    def set_spec(self, on: bool) -> None:
+        self.request(proto.set_spec(on))
+
+    def train_sample(self, label: int, pixels, epoch_start: bool = False) -> tuple[int, str]:
+        """One training step; returns ``(prediction, step kind)``."""
+        data = self.request(proto.train_sample(label, pixels, epoch_start))
+        return data[0], KIND_NAMES[data[1]]
+
+    def infer(self, pixels) -> int:
+        return self.request(proto.infer_sample(pixels))[0]
+
+    def read_counters(self) -> dict[str, int]:
+        data = self.request(proto.read_counters())
+        return dict(zip(COUNTERS, struct.unpack(f"<{len(COUNTERS)}Q", data)))
+
+    # -- weights ------------------------------------------------------------------------------------------
+    def _runs(self, cfg: TrainerConfig, layer: int) -> list[tuple[int, int, int]]:
+        """``(address, first word, words)`` runs of consecutive bus addresses of one layer."""
+        lanes = cfg.lanes
+        if lanes == 1 << max(1, (lanes - 1).bit_length()):
+            return [(weight_address(layer, 0, 0, lanes), 0, cfg.words(layer))]
+        return [(weight_address(layer, w, 0, lanes), w, 1) for w in range(cfg.words(layer))]
+
+    def write_params(self, cfg: TrainerConfig, params: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Write master weights and biases (integers, ``(out, in)`` and ``(out,)`` per layer)."""
+        for layer, (w, b) in enumerate(params):
+            words = cfg.to_words(layer, w, b)
+            for addr, first, n in self._runs(cfg, layer):
+                self.write_words(addr, words[first:first + n].reshape(-1))
+
+    def read_params(self, cfg: TrainerConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Read master weights and biases back (integers)."""
+        params = []
+        for layer in range(cfg.n_layers):
+            values: list[int] = []
+            for addr, _, n in self._runs(cfg, layer):
+                values.extend(self.read_words(addr, n * cfg.lanes, signed=True))
+            words = np.array(values, dtype=np.int64).reshape(cfg.words(layer), cfg.lanes)
+            params.append(cfg.from_words(layer, words))
+        return params
+
+    def configure(self, config: TrainConfig) -> TrainerConfig:
+        """Check the board's topology against ``config`` and set threshold, metric and speculation."""
+        info = self.ping()
+        if tuple(info.layers) != tuple(config.layers):
+            raise BoardError(f"layers: the board was built for {','.join(map(str, info.layers))}, "
+                             f"not {','.join(map(str, config.layers))}")
+        cfg = TrainerConfig(train=config, lanes=info.lanes)
+        self.set_threshold(cfg.plan.threshold_int)
+        self.set_metric(config.metric)
+        self.set_spec(config.speculative)
+        return cfg
+
+    # -- a whole training job ----------------------------------------------------------------------------------
+    def train(self, config: TrainConfig, dataset: Dataset, epochs: int,
+              progress: Callable[[int, int], Callable[[int], None] | None] | None = None,
+              fresh: bool = True, write_init: bool = True) -> RunResult:
+        """Train ``epochs`` epochs in file order on the board; test accuracy after each epoch.
+
+        The board starts from the golden model's initial weights for
+        ``config.seed`` (written over the link). Test accuracy is computed by
+        the golden model's forward pass on the weights read back after each
+        epoch (bit-identical to the hardware's); ``write_init=False`` keeps
+        the weights the board holds (a fresh bitstream holds the seed-1
+        initialisation of its topology). ``cycles`` and
+        ``cycles_per_sample`` count the trainer's busy cycles (training steps
+        and updates); ``board_cycles`` is the free-running cycle counter,
+        which also counts the time spent waiting for the UART.
+        """
+        start = time.perf_counter()
+        cfg = self.configure(config)
+        before = self.read_counters()
+        if fresh and before["steps"]:
+            raise BoardError(f"board: it has already trained {before['steps']} steps; its label state and "
+                             f"gradient accumulators cannot be reset over the link: reprogram or reset it")
+        if write_init:
+            self.write_params(cfg, FixedEngine(config, cfg.numerics).params)
+        result = RunResult("board", dataset.name, config, epochs, len(dataset.train_y), len(dataset.test_y))
+        train_time = 0.0
+        params: list = []
+        try:
+            for epoch in range(epochs):
+                tick = progress(epoch, len(dataset.train_y)) if progress else None
+                t0 = time.perf_counter()
+                for n, (x, y) in enumerate(zip(dataset.train_x, dataset.train_y)):
+                    self.train_sample(int(y), bytes(np.asarray(x, dtype=np.uint8)), epoch_start=n == 0)
+                    if tick:
+                        tick(1)
+                train_time += time.perf_counter() - t0
+                params = self.read_params(cfg)
+                eng = FixedEngine(config, cfg.numerics)
+                for (w, b), (hw, hb) in zip(eng.params, params):
+                    w[...] = hw
+                    b[...] = hb
+                eng._refresh()
+                result.accuracy_per_epoch.append(float(np.mean(eng.predict(dataset.test_x) == dataset.test_y)))
+        except KeyboardInterrupt:
+            result.interrupted = True
+        c = self.read_counters()
+        c = {k: c[k] - before[k] for k in COUNTERS}
+        busy = c["sequential_cycles"] + c["hit_cycles"] + c["miss_cycles"] + c["update_cycles"]
+        fields = hardware_fields(c | {"cycles": busy})
+        result.counters = {k: c[k] for k in ("steps", "sequential", "first_sightings", "hits", "misses", "updates")}
+        spec = c["hits"] + c["misses"]
+        result.hit_rate = c["hits"] / spec if spec else 0.0
+        result.train_seconds = train_time
+        result.wall_seconds = time.perf_counter() - start
+        result.weights_sha256 = weights_sha256(params or self.read_params(cfg), "<i8")
+        result.extra = fields | {"lanes": cfg.lanes, "board_cycles": c["cycles"]}
+        return result
+

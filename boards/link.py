@@ -1,0 +1,548 @@
+"""Gateware side of the framed host protocol (:mod:`.protocol`).
+
+:class:`Link` sits between the UART byte streams and the
+:class:`~specbp_rtl.gateware.trainer.Trainer`: it parses request frames,
+checks them completely (CRC, command, length, arguments) and only then
+executes them on the trainer (host-bus writes and reads, samples into the
+``sample`` stream, results out of the ``result`` stream), and answers every
+frame with one response frame. :class:`LinkedTrainer` is the Trainer with
+its UARTs and link: the part of a board top-level that does not depend on the
+board (and what the end-to-end simulation drives bit by bit).
+"""
+
+from __future__ import annotations
+
+import enum
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..gateware.host import COUNTERS, REG_COUNTERS, REG_METRIC, REG_SPEC_EN, REG_THRESHOLD, HostBus
+from ..gateware.layout import TrainerConfig
+from ..gateware.trainer import Trainer, result_layout, sample_layout
+from .protocol import MAX_READ_WORDS, PROTOCOL_VERSION, RESPONSE, SYNC, Cmd, PingInfo, Status
+from .uart import UARTRx, UARTTx
+
+__all__ = ["Link", "LinkedTrainer", "crc16_update", "default_max_payload"]
+
+
+class _Op(enum.IntEnum):
+    """Data that follows the status byte of a response."""
+
+    NONE = 0
+    PING = 1
+    READ = 2
+    TRAIN = 3
+    INFER = 4
+
+
+def _crc16_matrix() -> list[tuple[list[int], list[int]]]:
+    """For each output bit of one CRC byte step: the CRC bits and byte bits it is the XOR of."""
+    bits = [{i} for i in range(16)]  # variables 0..15: CRC bits, 16..23: byte bits
+    for i in range(8):
+        bits[8 + i] = bits[8 + i] ^ {16 + i}
+    for _ in range(8):
+        top = bits[15]
+        bits = [set()] + bits[:15]
+        for i in (0, 5, 12):  # polynomial 0x1021
+            bits[i] = bits[i] ^ top
+    return [(sorted(v for v in b if v < 16), sorted(v - 16 for v in b if v >= 16)) for b in bits]
+
+
+_CRC16_MATRIX = _crc16_matrix()
+
+
+def crc16_update(crc: Value, byte: Value) -> Value:
+    """CRC-16/CCITT-FALSE of one more byte as a 16-bit XOR network.
+
+    The byte step is linear, so each output bit is the XOR of a fixed set of
+    CRC and byte bits (derived by unrolling the bitwise update of
+    :func:`.protocol.crc16_bitwise`, which the tests compare against).
+    """
+    out = []
+    for crc_bits, byte_bits in _CRC16_MATRIX:
+        terms = [crc[i] for i in crc_bits] + [byte[i] for i in byte_bits]
+        out.append(Cat(*terms).xor() if terms else Const(0, 1))
+    return Cat(*out)
+
+
+def default_max_payload(cfg: TrainerConfig) -> int:
+    """Receive-buffer size: the next power of two holding a training frame and >= 64 weight writes."""
+    need = max(cfg.n_in(0) + 1, 4 + 4 * 64)
+    return 1 << (need - 1).bit_length()
+
+
+class Link(wiring.Component):
+    """Frame parser, command executor and response generator.
+
+    Parameters
+    ----------
+    cfg : TrainerConfig
+        The trainer's configuration (input width, classes, lanes, for checks and ``PING``).
+    timeout : int
+        Inter-byte timeout in clock cycles: a frame with no new byte for this
+        long is dropped with a ``TIMEOUT`` response.
+    max_payload : int or None
+        Receive-buffer bytes (block RAM); default :func:`default_max_payload`.
+
+    Ports
+    -----
+    rx : In(stream.Signature(8))
+        Bytes from the UART receiver; ``rx_error`` is its framing-error pulse.
+    tx : Out(stream.Signature(8))
+        Bytes to the UART transmitter.
+    sample, result, host
+        To the trainer's ``sample``, ``result`` and ``host`` ports.
+    trainer_idle : In(1)
+        The trainer's ``idle``: commands wait for it before they touch the trainer.
+    error : Out(1)
+        The last response carried an error status (for a LED).
+    in_frame : Out(1)
+        A frame is being received, executed or answered.
+
+    The protocol is strictly request/response: the host sends the next frame
+    only after the previous response. Bytes that arrive while a frame is being
+    executed or answered are not read (the UART keeps only the last one).
+
+    Latency: a request is executed once its last CRC byte has arrived (and the
+    trainer is idle); the response starts right after execution, one byte per
+    UART byte time. Throughput is bound by the UART: a training frame of
+    ``n_in + 7`` bytes and its 8-byte response take ``10 * divisor * (n_in + 15)``
+    cycles, far more than a training step.
+    """
+
+    def __init__(self, cfg: TrainerConfig, timeout: int, max_payload: int | None = None) -> None:
+        if not isinstance(timeout, int) or timeout < 2:
+            raise ValueError(f"timeout: must be an integer number of cycles >= 2, got {timeout!r}")
+        max_payload = default_max_payload(cfg) if max_payload is None else max_payload
+        if not isinstance(max_payload, int) or not cfg.n_in(0) + 1 <= max_payload <= 0xFFFF:
+            raise ValueError(f"max_payload: must hold a training frame ({cfg.n_in(0) + 1} bytes) "
+                             f"and fit 16 bits, got {max_payload!r}")
+        self.cfg, self.timeout, self.max_payload = cfg, timeout, max_payload
+        self.info = PingInfo(PROTOCOL_VERSION, cfg.lanes, tuple(cfg.layers), max_payload)
+        super().__init__({
+            "rx": In(stream.Signature(8)),
+            "rx_error": In(1),
+            "tx": Out(stream.Signature(8)),
+            "sample": Out(stream.Signature(sample_layout(cfg))),
+            "result": In(stream.Signature(result_layout(cfg))),
+            "host": Out(HostBus()),
+            "trainer_idle": In(1),
+            "error": Out(1),
+            "in_frame": Out(1),
+        })
+
+    def elaborate(self, platform) -> Module:
+        cfg, m = self.cfg, Module()
+        n_in, classes = cfg.n_in(0), cfg.classes
+
+        m.submodules.buf = buf = Memory(shape=8, depth=self.max_payload, init=[])
+        buf_w, buf_r = buf.write_port(), buf.read_port()
+
+        cmd = Signal(8)
+        length = Signal(16)
+        count = Signal(16)  # payload bytes received; later: bytes/words left
+        crc = Signal(16, init=0xFFFF)
+        rx_crc_lo = Signal(8)
+        arg = Signal(48)  # the first 6 payload bytes
+        timer = Signal(range(self.timeout + 1))
+        status = Signal(8)
+        resp_len = Signal(16)
+        ptr = Signal(range(self.max_payload + 1))
+        addr = Signal(24)
+        word = Signal(32)
+        k = Signal(2)
+        first = Signal()
+        prediction = Signal(8)
+        kind = Signal(8)
+        op = Signal(range(len(_Op)))  # what follows the status byte
+
+        rom_bytes = self.info.encode()
+        rom = Array(Const(b, 8) for b in rom_bytes)
+        rom_idx = Signal(range(len(rom_bytes)))
+
+        rx_take = Signal()  # an accepted rx byte this cycle
+        rx_byte = self.rx.payload
+        m.d.comb += rx_take.eq(self.rx.valid & self.rx.ready)
+
+        # transmitter: states set tx_data/tx_go (tx_crc: the byte is covered by the CRC)
+        tx_data, tx_go, tx_crc, tx_done = Signal(8), Signal(), Signal(), Signal()
+        tcrc = Signal(16, init=0xFFFF)
+        m.d.comb += [self.tx.payload.eq(tx_data), self.tx.valid.eq(tx_go), tx_done.eq(tx_go & self.tx.ready)]
+        with m.If(tx_done & tx_crc):
+            m.d.sync += tcrc.eq(crc16_update(tcrc, tx_data))
+
+        def emit(value, crc_covered: bool = True) -> None:
+            m.d.comb += [tx_data.eq(value), tx_go.eq(1), tx_crc.eq(int(crc_covered))]
+
+        host = self.host
+        label = arg[:4]
+        epoch_start = arg[7]
+
+        def respond(code) -> None:
+            m.d.sync += status.eq(code)
+            m.next = "R_SYNC"
+
+        def guard() -> None:
+            """Inter-byte timeout and UART framing errors inside a frame (last, so it wins)."""
+            with m.If(self.rx_error):
+                m.d.sync += [status.eq(Status.FRAMING), timer.eq(0)]
+                m.next = "DRAIN"
+            with m.Elif(rx_take):
+                m.d.sync += timer.eq(0)
+            with m.Elif(timer == self.timeout):
+                m.d.sync += status.eq(Status.TIMEOUT)
+                m.next = "R_SYNC"
+            with m.Else():
+                m.d.sync += timer.eq(timer + 1)
+
+        with m.FSM() as fsm:
+            # ---- receive -----------------------------------------------------------------
+            with m.State("HUNT"):
+                m.d.comb += self.rx.ready.eq(1)
+                m.d.sync += [timer.eq(0), crc.eq(0xFFFF), cmd.eq(0), count.eq(0), op.eq(_Op.NONE), resp_len.eq(1)]
+                with m.If(rx_take & (rx_byte == SYNC)):
+                    m.next = "CMD"
+
+            with m.State("CMD"):
+                m.d.comb += self.rx.ready.eq(1)
+                with m.If(rx_take):
+                    m.d.sync += [cmd.eq(rx_byte), crc.eq(crc16_update(crc, rx_byte))]
+                    m.next = "LEN0"
+                guard()
+            with m.State("LEN0"):
+                m.d.comb += self.rx.ready.eq(1)
+                with m.If(rx_take):
+                    m.d.sync += [length[:8].eq(rx_byte), crc.eq(crc16_update(crc, rx_byte))]
+                    m.next = "LEN1"
+                guard()
+            with m.State("LEN1"):
+                m.d.comb += self.rx.ready.eq(1)
+                with m.If(rx_take):
+                    m.d.sync += [length[8:].eq(rx_byte), crc.eq(crc16_update(crc, rx_byte))]
+                    with m.If((rx_byte == 0) & (length[:8] == 0)):
+                        m.next = "CRC0"
+                    with m.Else():
+                        m.next = "PAYLOAD"
+                guard()
+            with m.State("PAYLOAD"):
+                m.d.comb += self.rx.ready.eq(1)
+                m.d.comb += [buf_w.addr.eq(count), buf_w.data.eq(rx_byte),
+                             buf_w.en.eq(rx_take & (count < self.max_payload))]
+                with m.If(rx_take):
+                    m.d.sync += [count.eq(count + 1), crc.eq(crc16_update(crc, rx_byte))]
+                    for i in range(6):
+                        with m.If(count == i):
+                            m.d.sync += arg[8 * i:8 * i + 8].eq(rx_byte)
+                    with m.If(count == length - 1):
+                        m.next = "CRC0"
+                guard()
+            with m.State("CRC0"):
+                m.d.comb += self.rx.ready.eq(1)
+                with m.If(rx_take):
+                    m.d.sync += rx_crc_lo.eq(rx_byte)
+                    m.next = "CRC1"
+                guard()
+            with m.State("CRC1"):
+                m.d.comb += self.rx.ready.eq(1)
+                with m.If(rx_take):
+                    with m.If((rx_byte != crc[8:]) | (rx_crc_lo != crc[:8])):
+                        respond(Status.BAD_CRC)
+                    with m.Else():
+                        m.next = "CHECK"
+                guard()
+
+            with m.State("DRAIN"):  # discard bytes until the line has been quiet for `timeout` cycles
+                m.d.comb += self.rx.ready.eq(1)
+                with m.If(rx_take):
+                    m.d.sync += timer.eq(0)
+                with m.Elif(timer == self.timeout):
+                    m.next = "R_SYNC"
+                with m.Else():
+                    m.d.sync += timer.eq(timer + 1)
+
+            # ---- check: a complete frame with a good CRC --------------------------------
+            with m.State("CHECK"):
+                words = (length - 4)[2:]
+                with m.Switch(cmd):
+                    with m.Case(Cmd.PING, Cmd.READ_COUNTERS):
+                        with m.If(length != 0):
+                            respond(Status.BAD_LENGTH)
+                        with m.Else():
+                            m.next = "EXEC"
+                    with m.Case(Cmd.WRITE_WEIGHTS):
+                        with m.If((length < 4) | (length > self.max_payload) | (length[:2] != 0)):
+                            respond(Status.BAD_LENGTH)
+                        with m.Else():
+                            m.d.sync += [count.eq(words), ptr.eq(4), addr.eq(arg[:24]), k.eq(0)]
+                            m.next = "EXEC"
+                    with m.Case(Cmd.READ_WEIGHTS):
+                        with m.If(length != 6):
+                            respond(Status.BAD_LENGTH)
+                        with m.Elif(arg[32:48] > MAX_READ_WORDS):
+                            respond(Status.BAD_ARG)
+                        with m.Else():
+                            m.next = "EXEC"
+                    with m.Case(Cmd.SET_THRESHOLD):
+                        with m.If(length != 4):
+                            respond(Status.BAD_LENGTH)
+                        with m.Else():
+                            m.next = "EXEC"
+                    with m.Case(Cmd.SET_METRIC):
+                        with m.If(length != 1):
+                            respond(Status.BAD_LENGTH)
+                        with m.Elif(arg[:8] > 2):
+                            respond(Status.BAD_ARG)
+                        with m.Else():
+                            m.next = "EXEC"
+                    with m.Case(Cmd.SET_SPEC):
+                        with m.If(length != 1):
+                            respond(Status.BAD_LENGTH)
+                        with m.Elif(arg[:8] > 1):
+                            respond(Status.BAD_ARG)
+                        with m.Else():
+                            m.next = "EXEC"
+                    with m.Case(Cmd.TRAIN_SAMPLE):
+                        with m.If(length != n_in + 1):
+                            respond(Status.BAD_LENGTH)
+                        with m.Elif((arg[:8] & 0x70).any() | (label >= classes)):
+                            respond(Status.BAD_ARG)
+                        with m.Else():
+                            m.d.sync += [count.eq(n_in), ptr.eq(1), first.eq(1)]
+                            m.next = "EXEC"
+                    with m.Case(Cmd.INFER_SAMPLE):
+                        with m.If(length != n_in):
+                            respond(Status.BAD_LENGTH)
+                        with m.Else():
+                            m.d.sync += [count.eq(n_in), ptr.eq(0), first.eq(1)]
+                            m.next = "EXEC"
+                    with m.Default():
+                        respond(Status.UNKNOWN_CMD)
+
+            # ---- execute (only frames that passed every check) --------------------------
+            with m.State("EXEC"):
+                m.d.sync += status.eq(Status.OK)
+                with m.If(self.trainer_idle):
+                    with m.Switch(cmd):
+                        with m.Case(Cmd.PING):
+                            m.d.sync += [op.eq(_Op.PING), resp_len.eq(1 + len(rom_bytes)), rom_idx.eq(0)]
+                            m.next = "R_SYNC"
+                        with m.Case(Cmd.READ_COUNTERS):
+                            n = 2 * len(COUNTERS)
+                            m.d.sync += [op.eq(_Op.READ), addr.eq(REG_COUNTERS), count.eq(n),
+                                         resp_len.eq(1 + 4 * n)]
+                            m.next = "R_SYNC"
+                        with m.Case(Cmd.READ_WEIGHTS):
+                            m.d.sync += [op.eq(_Op.READ), addr.eq(arg[:24]), count.eq(arg[32:48]),
+                                         resp_len.eq(1 + (arg[32:48] << 2))]
+                            m.next = "R_SYNC"
+                        with m.Case(Cmd.SET_THRESHOLD, Cmd.SET_METRIC, Cmd.SET_SPEC):
+                            reg = Mux(cmd == Cmd.SET_THRESHOLD, REG_THRESHOLD,
+                                      Mux(cmd == Cmd.SET_METRIC, REG_METRIC, REG_SPEC_EN))
+                            value = Mux(cmd == Cmd.SET_THRESHOLD, arg[:32], arg[:8])
+                            m.d.comb += [host.we.eq(1), host.addr.eq(reg), host.wdata.eq(value)]
+                            m.next = "R_SYNC"
+                        with m.Case(Cmd.WRITE_WEIGHTS):
+                            with m.If(count == 0):
+                                m.next = "R_SYNC"
+                            with m.Else():
+                                m.next = "WR_ADDR"
+                        with m.Case(Cmd.TRAIN_SAMPLE):
+                            m.d.sync += [op.eq(_Op.TRAIN), resp_len.eq(3)]
+                            m.next = "S_PRIME"
+                        with m.Case(Cmd.INFER_SAMPLE):
+                            m.d.sync += [op.eq(_Op.INFER), resp_len.eq(2)]
+                            m.next = "S_PRIME"
+
+            with m.State("WR_ADDR"):
+                m.d.comb += buf_r.addr.eq(ptr)
+                m.next = "WR_BYTE"
+            with m.State("WR_BYTE"):
+                m.d.sync += [word.word_select(k, 8).eq(buf_r.data), ptr.eq(ptr + 1), k.eq(k + 1)]
+                with m.If(k == 3):
+                    m.next = "WR_WRITE"
+                with m.Else():
+                    m.next = "WR_ADDR"
+            with m.State("WR_WRITE"):
+                m.d.comb += [host.we.eq(1), host.addr.eq(addr), host.wdata.eq(word)]
+                m.d.sync += [addr.eq(addr + 1), count.eq(count - 1)]
+                with m.If(count == 1):
+                    m.next = "R_SYNC"
+                with m.Else():
+                    m.next = "WR_ADDR"
+
+            with m.State("S_PRIME"):
+                m.d.comb += buf_r.addr.eq(ptr)
+                m.next = "S_STREAM"
+            with m.State("S_STREAM"):
+                m.d.comb += [
+                    self.sample.valid.eq(1),
+                    self.sample.payload.pixel.eq(buf_r.data),
+                    self.sample.payload.label.eq(Mux(cmd == Cmd.TRAIN_SAMPLE, label, 0)),
+                    self.sample.payload.infer.eq(cmd == Cmd.INFER_SAMPLE),
+                    self.sample.payload.epoch_start.eq(first & (cmd == Cmd.TRAIN_SAMPLE) & epoch_start),
+                    buf_r.addr.eq(Mux(self.sample.ready, ptr + 1, ptr)),
+                ]
+                with m.If(self.sample.ready):
+                    m.d.sync += [ptr.eq(ptr + 1), count.eq(count - 1), first.eq(0)]
+                    with m.If(count == 1):
+                        m.next = "S_RESULT"
+            with m.State("S_RESULT"):
+                m.d.comb += self.result.ready.eq(1)
+                with m.If(self.result.valid):
+                    m.d.sync += [prediction.eq(self.result.payload.prediction),
+                                 kind.eq(self.result.payload.kind.as_value())]
+                    m.next = "R_SYNC"
+
+            # ---- respond ------------------------------------------------------------------------
+            with m.State("R_SYNC"):
+                emit(SYNC, crc_covered=False)
+                with m.If(status != Status.OK):
+                    m.d.sync += resp_len.eq(1)
+                with m.If(tx_done):
+                    m.d.sync += tcrc.eq(0xFFFF)
+                    m.next = "R_CMD"
+            with m.State("R_CMD"):
+                emit(cmd | RESPONSE)
+                with m.If(tx_done):
+                    m.next = "R_LEN0"
+            with m.State("R_LEN0"):
+                emit(resp_len[:8])
+                with m.If(tx_done):
+                    m.next = "R_LEN1"
+            with m.State("R_LEN1"):
+                emit(resp_len[8:])
+                with m.If(tx_done):
+                    m.next = "R_STATUS"
+            with m.State("R_STATUS"):
+                emit(status)
+                with m.If(tx_done):
+                    with m.If(status != Status.OK):
+                        m.next = "R_CRC0"
+                    with m.Else():
+                        with m.Switch(op):
+                            with m.Case(_Op.PING):
+                                m.next = "R_ROM"
+                            with m.Case(_Op.READ):
+                                with m.If(count == 0):
+                                    m.next = "R_CRC0"
+                                with m.Else():
+                                    m.next = "R_RD_ISSUE"
+                            with m.Case(_Op.TRAIN, _Op.INFER):
+                                m.next = "R_PRED"
+                            with m.Default():
+                                m.next = "R_CRC0"
+            with m.State("R_ROM"):
+                emit(rom[rom_idx])
+                with m.If(tx_done):
+                    m.d.sync += rom_idx.eq(rom_idx + 1)
+                    with m.If(rom_idx == len(rom_bytes) - 1):
+                        m.next = "R_CRC0"
+            with m.State("R_RD_ISSUE"):
+                m.d.comb += [host.re.eq(1), host.addr.eq(addr)]
+                m.next = "R_RD_WAIT"
+            with m.State("R_RD_WAIT"):
+                with m.If(host.rvalid):
+                    m.d.sync += [word.eq(host.rdata), k.eq(0)]
+                    m.next = "R_RD_EMIT"
+            with m.State("R_RD_EMIT"):
+                emit(word.word_select(k, 8))
+                with m.If(tx_done):
+                    m.d.sync += k.eq(k + 1)
+                    with m.If(k == 3):
+                        m.d.sync += [addr.eq(addr + 1), count.eq(count - 1)]
+                        with m.If(count == 1):
+                            m.next = "R_CRC0"
+                        with m.Else():
+                            m.next = "R_RD_ISSUE"
+            with m.State("R_PRED"):
+                emit(prediction)
+                with m.If(tx_done):
+                    with m.If(op == _Op.TRAIN):
+                        m.next = "R_KIND"
+                    with m.Else():
+                        m.next = "R_CRC0"
+            with m.State("R_KIND"):
+                emit(kind)
+                with m.If(tx_done):
+                    m.next = "R_CRC0"
+            with m.State("R_CRC0"):
+                emit(tcrc[:8], crc_covered=False)
+                with m.If(tx_done):
+                    m.next = "R_CRC1"
+            with m.State("R_CRC1"):
+                emit(tcrc[8:], crc_covered=False)
+                with m.If(tx_done):
+                    m.d.sync += self.error.eq(status != Status.OK)
+                    m.next = "HUNT"
+
+        m.d.comb += self.in_frame.eq(~fsm.ongoing("HUNT"))
+        return m
+
+
+class LinkedTrainer(wiring.Component):
+    """A :class:`~specbp_rtl.gateware.trainer.Trainer` behind a UART and a :class:`Link`.
+
+    Parameters
+    ----------
+    cfg : TrainerConfig
+        Trainer configuration.
+    divisor : int
+        UART clock cycles per bit (:func:`.uart.divisor_for`).
+    timeout : int
+        Link inter-byte timeout in cycles.
+    max_payload : int or None
+        Link receive buffer (default :func:`default_max_payload`).
+    init : list of (W, b) or None
+        Initial weights of the trainer (default: the golden model's for ``cfg.train.seed``).
+
+    Ports
+    -----
+    rx : In(1), tx : Out(1)
+        The serial lines (idle high).
+    busy : Out(1)
+        The trainer is in a training step.
+    error : Out(1)
+        The last response was an error.
+    in_frame : Out(1)
+        The link is handling a frame.
+    """
+
+    def __init__(self, cfg: TrainerConfig, divisor: int, timeout: int, max_payload: int | None = None,
+                 init: list | None = None) -> None:
+        self.cfg = cfg
+        self.uart_rx = UARTRx(divisor)
+        self.uart_tx = UARTTx(divisor)
+        self.link = Link(cfg, timeout, max_payload)
+        self.trainer = Trainer(cfg, init)
+        super().__init__({
+            "rx": In(1, init=1),
+            "tx": Out(1, init=1),
+            "busy": Out(1),
+            "error": Out(1),
+            "in_frame": Out(1),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.uart_rx = rx = self.uart_rx
+        m.submodules.uart_tx = tx = self.uart_tx
+        m.submodules.link = link = self.link
+        m.submodules.trainer = trainer = self.trainer
+        wiring.connect(m, rx.o, link.rx)
+        wiring.connect(m, link.tx, tx.i)
+        wiring.connect(m, link.sample, trainer.sample)
+        wiring.connect(m, trainer.result, link.result)
+        wiring.connect(m, link.host, trainer.host)
+        m.d.comb += [
+            rx.rx.eq(self.rx),
+            self.tx.eq(tx.tx),
+            link.rx_error.eq(rx.framing_error),
+            link.trainer_idle.eq(trainer.idle),
+            self.busy.eq(trainer.busy),
+            self.error.eq(link.error),
+            self.in_frame.eq(link.in_frame),
+        ]
+        return m

