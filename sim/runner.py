@@ -26,7 +26,7 @@ __all__ = ["BACKENDS", "RunResult", "make_engine", "run_training"]
 #: Numpy model backends.
 ENGINES: dict[str, type] = {"float": FloatEngine, "fixed": FixedEngine}
 #: Every backend this build can train on.
-BACKENDS: tuple[str, ...] = ("float", "fixed", "pysim")
+BACKENDS: tuple[str, ...] = ("float", "fixed", "pysim", "rtl")
 
 
 def make_engine(backend: str, config: TrainConfig):
@@ -107,6 +107,8 @@ def run_training(
     progress: Callable[[int, int], Callable[[int], None] | None] | None = None,
     lanes: int = 16,
     vcd: str | None = None,
+    fst: str | None = None,
+    trace_samples: tuple[int, int] = (0, 10),
 ) -> RunResult:
     """Train and test; ``progress(epoch, total)`` may return a per-group callback.
 
@@ -124,6 +126,10 @@ def run_training(
         raise ValueError(f"layers: the output layer has {config.classes} classes but the labels go up to {top}")
     if backend == "pysim":
         return _run_pysim(config, dataset, epochs, progress, lanes, vcd)
+    if backend == "rtl":
+        from .verilator import run_rtl
+
+        return run_rtl(config, dataset, epochs, progress, lanes, vcd=vcd, fst=fst, trace_samples=trace_samples)
     start = time.perf_counter()
     engine = make_engine(backend, config)
     trainer = SpeculativeTrainer(engine)
@@ -157,7 +163,8 @@ def hardware_fields(counters: dict[str, int]) -> dict[str, Any]:
     return {
         "cycles": counters["cycles"],
         "cycles_per_sample": round(counters["cycles"] / steps, 2),
-        "forward_cycles": round(counters["forward_cycles"] / steps, 2),
+        # the forward engine also runs the hardware's inference passes (rtl backend's test set)
+        "forward_cycles": round(counters["forward_cycles"] / max(counters["steps"] + counters["inferences"], 1), 2),
         "backward_cycles": round(counters["backward_cycles"] / steps, 2),
         "update_cycles": counters["update_cycles"],
         "updates": counters["updates"],

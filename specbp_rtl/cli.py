@@ -112,13 +112,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         Numerics().plan(cfg)  # fail early on configs the hardware cannot do
     progress = _progress(not args.quiet and sys.stderr.isatty(), args.epochs)
-    if args.vcd and args.backend != "pysim":
-        raise UsageError("specbp train: error: --vcd needs --backend pysim")
-    if args.backend == "pysim":
+    if args.vcd and args.backend not in ("pysim", "rtl"):
+        raise UsageError("specbp train: error: --vcd needs --backend pysim or rtl")
+    if args.fst and args.backend != "rtl":
+        raise UsageError("specbp train: error: --fst needs --backend rtl")
+    if args.backend in ("pysim", "rtl"):
         from .gateware.layout import TrainerConfig
 
         TrainerConfig(train=cfg, lanes=args.lanes)  # fail early, naming the parameter
-    result = run_training(args.backend, cfg, ds, args.epochs, progress, lanes=args.lanes, vcd=args.vcd)
+    try:
+        result = run_training(args.backend, cfg, ds, args.epochs, progress, lanes=args.lanes, vcd=args.vcd,
+                              fst=args.fst, trace_samples=tuple(args.trace_samples))
+    except Exception as exc:
+        from .sim.verilator import SimulationError, ToolError
+
+        if isinstance(exc, (ToolError, SimulationError)):
+            print(f"specbp: error: {exc}", file=sys.stderr)
+            return 2
+        raise
     if progress is not None:
         progress.close()
     record = result.as_json()
@@ -283,9 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a network and report accuracy, hit rate and speed")
     train.add_argument("--backend", default="fixed",
-                       help="float | fixed | pysim (default fixed: the bit-exact golden model)")
+                       help="float | fixed | pysim | rtl (default fixed: the bit-exact golden model; "
+                            "rtl: Verilator, cached build)")
     train.add_argument("--lanes", type=_positive_int, default=16, help="MACs per engine (hardware backends)")
-    train.add_argument("--vcd", metavar="FILE", help="write a waveform (pysim) and a GTKWave save file beside it")
+    train.add_argument("--vcd", metavar="FILE",
+                       help="write a waveform (pysim, rtl) and, for pysim, a GTKWave save file")
+    train.add_argument("--fst", metavar="FILE", help="rtl: write an FST waveform of the traced samples")
+    train.add_argument("--trace-samples", type=int, nargs=2, default=[0, 10], metavar=("START", "COUNT"),
+                       help="rtl: samples to trace, in streaming order (default 0 10)")
     _add_config_args(train)
     train.add_argument("--json", metavar="FILE", help="write the result record as JSON")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
