@@ -25,15 +25,17 @@ __all__ = ["bench_golden"]
 THRESHOLDS = (0.0, 0.1, 0.25)
 
 
+def _bench_data(args: argparse.Namespace):
+    """MNIST t10k split (784-16-16-10) with ``--data``, else the embedded digits (64-16-16-10)."""
+    if args.data:
+        return load_dataset("mnist", args.data, 8000, 2000), (784, 16, 16, 10)
+    return load_dataset("digits"), (64, 16, 16, 10)
+
+
 def bench_golden(args: argparse.Namespace) -> int:
     from .sim.runner import run_training
 
-    if args.data:
-        ds = load_dataset("mnist", args.data, 8000, 2000)
-        layers = (784, 16, 16, 10)
-    else:
-        ds = load_dataset("digits")
-        layers = (64, 16, 16, 10)
+    ds, layers = _bench_data(args)
     seeds = [int(s) for s in args.seeds.split(",")]
     print(f"# golden-model benchmark: {ds.describe()}, layers {layers}, {args.epochs} epochs, "
           f"{platform.processor() or platform.machine()}, python {platform.python_version()}")
@@ -83,12 +85,7 @@ def bench_trainer(args: argparse.Namespace) -> int:
     from .sim.pysim import PysimTrainer
     from .sim.runner import hardware_fields
 
-    if args.data:
-        ds = load_dataset("mnist", args.data, 8000, 2000)
-        layers = (784, 16, 16, 10)
-    else:
-        ds = load_dataset("digits")
-        layers = (64, 16, 16, 10)
+    ds, layers = _bench_data(args)
     n = args.samples
     half = n // 2
     x, y = ds.train_x[:n], ds.train_y[:n]

@@ -13,6 +13,7 @@ from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 from stream_util import get, put
+from stream_util import run_stream as stream_run
 
 from specbp_rtl.config import TrainConfig
 from specbp_rtl.fixed import SQ, UQ, Q
@@ -51,50 +52,8 @@ def beats_of(dut: MacArray, a, b, first, last) -> list[dict]:
 
 
 def run_stream(dut: MacArray, beats: list[dict], n_out: int, seed: int | None = 0, tail: int = 8) -> np.ndarray:
-    """Feed ``beats`` and collect ``n_out`` outputs with random gaps on both sides (``seed=None``: none).
-
-    A background monitor checks the stream rule (payload held while valid and
-    not ready); afterwards ``o.valid`` must stay low for ``tail`` cycles.
-    """
-    rng_in = np.random.default_rng(seed) if seed is not None else None
-    rng_out = np.random.default_rng(seed + 1) if seed is not None else None
-    results: list[list[int]] = []
-    errors: list[str] = []  # checked after the run: an exception inside a testbench leaves the others dangling
-    cycles = [0]
-
-    async def producer(ctx):
-        for beat in beats:
-            await put(ctx, dut.i, beat, rng_in)
-
-    async def consumer(ctx):
-        for _ in range(n_out):
-            payload = await get(ctx, dut.o, rng_out)
-            results.append([payload.value[lane] for lane in range(dut.lanes)])
-        ctx.set(dut.o.ready, 1)
-        for _ in range(tail):
-            await ctx.tick()
-            if ctx.get(dut.o.valid):
-                errors.append("output beat without a matching last beat")
-
-    async def monitor(ctx):
-        held = None
-        async for _, _, valid, ready, payload in ctx.tick().sample(dut.o.valid, dut.o.ready, dut.o.payload.as_value()):
-            cycles[0] += 1
-            if held is not None and not (valid and payload == held):
-                errors.append("o.payload/o.valid changed while stalled")
-            held = payload if valid and not ready else None
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.add_testbench(monitor, background=True)
-    limit = 10 * (len(beats) + 10)  # every beat waits at most 3 + 3 gap cycles plus the latency
-    while sim.advance():
-        if cycles[0] > limit:
-            raise AssertionError(f"timeout: {len(results)} output beats after {limit} cycles")
-    assert not errors, errors[:3]
-    return np.array(results, dtype=np.int64).reshape(-1, dut.lanes)
+    """Feed ``beats`` and collect ``n_out`` outputs (see :func:`stream_util.run_stream`)."""
+    return stream_run(dut, beats, n_out, lambda p: [p.value[lane] for lane in range(dut.lanes)], seed, tail)
 
 
 def check(dut: MacArray, a, b, first, last, seed: int | None = 0) -> np.ndarray:

@@ -13,6 +13,7 @@ from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 from stream_util import get, put
+from stream_util import run_stream as stream_run
 
 from specbp_rtl.config import TrainConfig
 from specbp_rtl.fixed import SQ, UQ
@@ -26,46 +27,8 @@ WEIGHT = PLAN.numerics.weight
 
 def run_stream(dut: UpdateUnit, w: np.ndarray, g: np.ndarray, seed: int | None = 0, tail: int = 6) -> np.ndarray:
     """Stream rows of ``w``/``g`` through the unit with random gaps (``seed=None``: none); returns new ``w``."""
-    rng_in = np.random.default_rng(seed) if seed is not None else None
-    rng_out = np.random.default_rng(seed + 1) if seed is not None else None
-    results: list[list[int]] = []
-    errors: list[str] = []  # checked after the run: an exception inside a testbench leaves the others dangling
-    cycles = [0]
-
-    async def producer(ctx):
-        for row in range(len(w)):
-            beat = {"w": [int(v) for v in w[row]], "g": [int(v) for v in g[row]]}
-            await put(ctx, dut.i, beat, rng_in)
-
-    async def consumer(ctx):
-        for _ in range(len(w)):
-            payload = await get(ctx, dut.o, rng_out)
-            results.append([payload.w[lane] for lane in range(dut.lanes)])
-        ctx.set(dut.o.ready, 1)
-        for _ in range(tail):
-            await ctx.tick()
-            if ctx.get(dut.o.valid):
-                errors.append("extra output beat")
-
-    async def monitor(ctx):
-        held = None
-        async for _, _, valid, ready, payload in ctx.tick().sample(dut.o.valid, dut.o.ready, dut.o.payload.as_value()):
-            cycles[0] += 1
-            if held is not None and not (valid and payload == held):
-                errors.append("o.payload/o.valid changed while stalled")
-            held = payload if valid and not ready else None
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.add_testbench(monitor, background=True)
-    limit = 10 * (len(w) + 10)  # every beat waits at most 3 + 3 gap cycles plus the latency
-    while sim.advance():
-        if cycles[0] > limit:
-            raise AssertionError(f"timeout: {len(results)} output beats after {limit} cycles")
-    assert not errors, errors[:3]
-    return np.array(results, dtype=np.int64).reshape(-1, dut.lanes)
+    beats = [{"w": [int(v) for v in w[row]], "g": [int(v) for v in g[row]]} for row in range(len(w))]
+    return stream_run(dut, beats, len(w), lambda p: [p.w[lane] for lane in range(dut.lanes)], seed, tail)
 
 
 def random_operands(rng: np.random.Generator, n: int, lanes: int, grad, clip_int: int, weight=WEIGHT):

@@ -29,7 +29,7 @@ plus a drain of about ``MacArray.LATENCY + 3`` cycles per phase.
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -38,24 +38,9 @@ from .activation import Activation
 from .layout import TrainerConfig
 from .mac_array import MacArray
 from .ports import read_port, write_port
+from .util import delay, step_element, tree_sum
 
-__all__ = ["BackwardEngine", "delay"]
-
-
-def delay(m: Module, value: Value, cycles: int, name: str) -> Value:
-    """``value`` delayed by ``cycles`` clock cycles (a shift register)."""
-    out = value
-    for n in range(cycles):
-        reg = Signal.like(Value.cast(out), name=f"{name}_d{n + 1}")
-        m.d.sync += reg.eq(out)
-        out = reg
-    return out
-
-
-def _tree_sum(values: list[Value]) -> Value:
-    while len(values) > 1:
-        values = [values[n] + values[n + 1] if n + 1 < len(values) else values[n] for n in range(0, len(values), 2)]
-    return values[0]
+__all__ = ["BackwardEngine"]
 
 
 class BackwardEngine(wiring.Component):
@@ -205,7 +190,7 @@ class BackwardEngine(wiring.Component):
         sum_valid, sum_layer, sum_idx = Signal(), Signal.like(s1_layer), Signal.like(out_i)
         sum_z = Signal(nx.act.shape)
         m.d.sync += [
-            lane_sum.eq(_tree_sum([mac.o.payload.value[lane] for lane in range(lanes)])),
+            lane_sum.eq(tree_sum([mac.o.payload.value[lane] for lane in range(lanes)])),
             sum_valid.eq(mac.o.valid & ~d_grad_d),
             sum_layer.eq(d_layer_d),
             sum_idx.eq(out_i),
@@ -272,11 +257,7 @@ class BackwardEngine(wiring.Component):
                             m.d.sync += [addr.eq(0), out_i.eq(0), p.eq(0)]
                             m.next = f"DELTA{layer}" if layer else "GDRAIN"
                     with m.Else():
-                        m.d.sync += i.eq(i + 1)
-                        with m.If(lane_i == lanes - 1):
-                            m.d.sync += [lane_i.eq(0), word_i.eq(word_i + 1)]
-                        with m.Else():
-                            m.d.sync += lane_i.eq(lane_i + 1)
+                        step_element(m, i, word_i, lane_i, lanes)
                 if layer == 0:
                     with m.State("GDRAIN"):
                         m.d.comb += self.busy.eq(1)
@@ -299,11 +280,8 @@ class BackwardEngine(wiring.Component):
                             s1_p.eq(p), s1_lane.eq(lane_i), s1_layer.eq(layer), s1_grad.eq(0),
                         ]
                         with m.If(p == passes - 1):
-                            m.d.sync += [p.eq(0), i.eq(i + 1), addr.eq(i + 1)]
-                            with m.If(lane_i == lanes - 1):
-                                m.d.sync += [lane_i.eq(0), word_i.eq(word_i + 1)]
-                            with m.Else():
-                                m.d.sync += lane_i.eq(lane_i + 1)
+                            step_element(m, i, word_i, lane_i, lanes)
+                            m.d.sync += [p.eq(0), addr.eq(i + 1)]
                             with m.If(i == n_in - 1):
                                 m.next = f"DDRAIN{layer}"
                         with m.Else():

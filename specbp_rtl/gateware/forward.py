@@ -33,6 +33,7 @@ from .layout import TrainerConfig
 from .mac_array import MacArray
 from .ports import read_port, write_port
 from .softmax import Softmax
+from .util import step_element
 
 __all__ = ["ForwardEngine"]
 
@@ -211,11 +212,7 @@ class ForwardEngine(wiring.Component):
                             with m.If(p == passes - 1):
                                 m.next = f"DRAIN{layer}"
                         with m.Else():
-                            m.d.sync += i.eq(i + 1)
-                            with m.If(lane_i == lanes - 1):
-                                m.d.sync += [lane_i.eq(0), word_i.eq(word_i + 1)]
-                            with m.Else():
-                                m.d.sync += lane_i.eq(lane_i + 1)
+                            step_element(m, i, word_i, lane_i, lanes)
                 with m.State(f"DRAIN{layer}"):
                     m.d.comb += self.busy.eq(1)
                     with m.If(mac.o.valid & (out_pass == passes - 1)):

@@ -48,7 +48,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..model.golden import FixedEngine
-from .backward import BackwardEngine, delay
+from .backward import BackwardEngine
 from .comparator import Comparator, Metric
 from .forward import ForwardEngine
 from .host import (
@@ -64,6 +64,7 @@ from .host import (
 )
 from .layout import TrainerConfig
 from .update import UpdateUnit
+from .util import delay
 
 __all__ = ["StepKind", "Trainer", "sample_layout", "result_layout"]
 

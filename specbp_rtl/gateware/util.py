@@ -1,0 +1,33 @@
+"""Small gateware helpers shared by the engines."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, Value
+
+__all__ = ["delay", "step_element", "tree_sum"]
+
+
+def delay(m: Module, value: Value, cycles: int, name: str) -> Value:
+    """``value`` delayed by ``cycles`` clock cycles (a shift register)."""
+    out = value
+    for n in range(cycles):
+        reg = Signal.like(Value.cast(out), name=f"{name}_d{n + 1}")
+        m.d.sync += reg.eq(out)
+        out = reg
+    return out
+
+
+def tree_sum(values: list[Value]) -> Value:
+    """Sum of ``values`` as a balanced adder tree."""
+    while len(values) > 1:
+        values = [values[n] + values[n + 1] if n + 1 < len(values) else values[n] for n in range(0, len(values), 2)]
+    return values[0]
+
+
+def step_element(m: Module, i: Signal, word_i: Signal, lane_i: Signal, lanes: int) -> None:
+    """Advance the element index ``i`` and its position ``(word_i, lane_i) = divmod(i, lanes)`` by one."""
+    m.d.sync += i.eq(i + 1)
+    with m.If(lane_i == lanes - 1):
+        m.d.sync += [lane_i.eq(0), word_i.eq(word_i + 1)]
+    with m.Else():
+        m.d.sync += lane_i.eq(lane_i + 1)
