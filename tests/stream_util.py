@@ -38,6 +38,22 @@ async def get(ctx, stream, rng: np.random.Generator | None = None):
     return payload
 
 
+async def isolated_latency(ctx, dut, beat, limit: int = 20) -> int:
+    """Send one beat on ``dut.i`` with ``o.ready`` high; cycles from its accepting edge to ``o.valid``."""
+    ctx.set(dut.o.ready, 1)
+    ctx.set(dut.i.payload, beat)
+    ctx.set(dut.i.valid, 1)
+    assert ctx.get(dut.i.ready)
+    await ctx.tick()  # accepting edge
+    ctx.set(dut.i.valid, 0)
+    cycles = 0
+    while not ctx.get(dut.o.valid):
+        await ctx.tick()
+        cycles += 1
+        assert cycles < limit
+    return cycles
+
+
 def run_stream(dut, beats: list, n_out: int, to_row: Callable[[Any], list[int]], seed: int | None = 0,
                tail: int = 8) -> np.ndarray:
     """Feed ``beats`` into ``dut.i`` and collect ``n_out`` rows from ``dut.o`` with random gaps on both sides.

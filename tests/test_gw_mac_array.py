@@ -12,7 +12,7 @@ from amaranth.hdl import signed
 from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
-from stream_util import get, put
+from stream_util import get, isolated_latency, put
 from stream_util import run_stream as stream_run
 
 from specbp_rtl.config import TrainConfig
@@ -186,19 +186,7 @@ def test_latency_and_throughput():
     record: dict = {}
 
     async def tb(ctx):
-        ctx.set(dut.o.ready, 1)
-        # latency of one isolated beat
-        ctx.set(dut.i.payload, beats[0])
-        ctx.set(dut.i.valid, 1)
-        assert ctx.get(dut.i.ready)
-        await ctx.tick()  # accepting edge
-        ctx.set(dut.i.valid, 0)
-        cycles = 0
-        while not ctx.get(dut.o.valid):
-            await ctx.tick()
-            cycles += 1
-            assert cycles < 20
-        record["latency"] = cycles
+        record["latency"] = await isolated_latency(ctx, dut, beats[0])
         assert [ctx.get(dut.o.payload).value[lane] for lane in range(lanes)] == expected[0].tolist()
         await ctx.tick()
         assert not ctx.get(dut.o.valid)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_trainer import random_set
 
 import specbp_rtl.sim.verilator as rtl
 from specbp_rtl.config import TrainConfig
@@ -220,15 +221,6 @@ def test_cache_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 # -- waveforms ------------------------------------------------------------------------------
-
-
-def random_set(inputs: int, classes: int, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Class-dependent blobs (as in test_trainer), so that training moves the outputs."""
-    rng = np.random.default_rng(seed)
-    protos = rng.integers(0, 256, size=(classes, inputs))
-    y = rng.integers(0, classes, size=n)
-    x = np.clip(protos[y] + rng.integers(-60, 61, size=(n, inputs)), 0, 255).astype(np.uint8)
-    return x, y.astype(np.uint8)
 
 
 @pytest.mark.slow
