@@ -266,58 +266,37 @@ class Link(wiring.Component):
             # ---- check: a complete frame with a good CRC --------------------------------
             with m.State("CHECK"):
                 words = (length - 4)[2:]
+
+                def accept(length_ok, arg_ok=None, load=()) -> None:
+                    """BAD_LENGTH, then BAD_ARG, else load the command's counters and execute."""
+                    with m.If(~length_ok):
+                        respond(Status.BAD_LENGTH)
+                    if arg_ok is not None:
+                        with m.Elif(~arg_ok):
+                            respond(Status.BAD_ARG)
+                    with m.Else():
+                        m.d.sync += list(load)
+                        m.next = "EXEC"
+
                 with m.Switch(cmd):
                     with m.Case(Cmd.PING, Cmd.READ_COUNTERS):
-                        with m.If(length != 0):
-                            respond(Status.BAD_LENGTH)
-                        with m.Else():
-                            m.next = "EXEC"
+                        accept(length == 0)
                     with m.Case(Cmd.WRITE_WEIGHTS):
-                        with m.If((length < 4) | (length > self.max_payload) | (length[:2] != 0)):
-                            respond(Status.BAD_LENGTH)
-                        with m.Else():
-                            m.d.sync += [count.eq(words), ptr.eq(4), addr.eq(arg[:24]), k.eq(0)]
-                            m.next = "EXEC"
+                        accept((length >= 4) & (length <= self.max_payload) & (length[:2] == 0),
+                               load=[count.eq(words), ptr.eq(4), addr.eq(arg[:24]), k.eq(0)])
                     with m.Case(Cmd.READ_WEIGHTS):
-                        with m.If(length != 6):
-                            respond(Status.BAD_LENGTH)
-                        with m.Elif(arg[32:48] > MAX_READ_WORDS):
-                            respond(Status.BAD_ARG)
-                        with m.Else():
-                            m.next = "EXEC"
+                        accept(length == 6, arg[32:48] <= MAX_READ_WORDS)
                     with m.Case(Cmd.SET_THRESHOLD):
-                        with m.If(length != 4):
-                            respond(Status.BAD_LENGTH)
-                        with m.Else():
-                            m.next = "EXEC"
+                        accept(length == 4)
                     with m.Case(Cmd.SET_METRIC):
-                        with m.If(length != 1):
-                            respond(Status.BAD_LENGTH)
-                        with m.Elif(arg[:8] > 2):
-                            respond(Status.BAD_ARG)
-                        with m.Else():
-                            m.next = "EXEC"
+                        accept(length == 1, arg[:8] <= 2)
                     with m.Case(Cmd.SET_SPEC):
-                        with m.If(length != 1):
-                            respond(Status.BAD_LENGTH)
-                        with m.Elif(arg[:8] > 1):
-                            respond(Status.BAD_ARG)
-                        with m.Else():
-                            m.next = "EXEC"
+                        accept(length == 1, arg[:8] <= 1)
                     with m.Case(Cmd.TRAIN_SAMPLE):
-                        with m.If(length != n_in + 1):
-                            respond(Status.BAD_LENGTH)
-                        with m.Elif((arg[:8] & 0x70).any() | (label >= classes)):
-                            respond(Status.BAD_ARG)
-                        with m.Else():
-                            m.d.sync += [count.eq(n_in), ptr.eq(1), first.eq(1)]
-                            m.next = "EXEC"
+                        accept(length == n_in + 1, ~(arg[:8] & 0x70).any() & (label < classes),
+                               load=[count.eq(n_in), ptr.eq(1), first.eq(1)])
                     with m.Case(Cmd.INFER_SAMPLE):
-                        with m.If(length != n_in):
-                            respond(Status.BAD_LENGTH)
-                        with m.Else():
-                            m.d.sync += [count.eq(n_in), ptr.eq(0), first.eq(1)]
-                            m.next = "EXEC"
+                        accept(length == n_in, load=[count.eq(n_in), ptr.eq(0), first.eq(1)])
                     with m.Default():
                         respond(Status.UNKNOWN_CMD)
 
