@@ -167,19 +167,29 @@ def hdl_requantize(x: Value, frac_bits: int, fmt: Q) -> Value:
 
 
 def hdl_const_mul(x: Value, constant: int) -> Value:
-    """Exact ``x * constant`` from shifts and adds (canonical signed digits, no multiplier)."""
+    """Exact ``x * constant`` from shifts and adds (canonical signed digits, no multiplier).
+
+    The signed terms are summed as a balanced tree (depth ``ceil(log2(terms))``
+    adders rather than a chain).
+    """
     x = Value.cast(x)
     if constant == 0:
         return Const(0, 1)
-    terms = csd_digits(abs(constant))
-    acc = None
-    for shift, digit in terms:
-        term = x << shift
-        if acc is None:
-            acc = term if digit > 0 else -term
-        else:
-            acc = acc + term if digit > 0 else acc - term
     if constant < 0:
-        acc = -acc
-    return acc
+        return -hdl_const_mul(x, -constant)
+    terms = [(x << shift, digit) for shift, digit in csd_digits(constant)]
+    # keep at least one positive term first so that the tree never negates a whole sum
+    terms.sort(key=lambda t: -t[1])
+
+    def tree(items: list) -> tuple[Value, int]:
+        if len(items) == 1:
+            return items[0]
+        half = (len(items) + 1) // 2
+        (a, sa), (b, sb) = tree(items[:half]), tree(items[half:])
+        if sa > 0:
+            return (a + b, 1) if sb > 0 else (a - b, 1)
+        return (b - a, -1) if sb > 0 else (a + b, -1)
+
+    acc, sign = tree(terms)
+    return acc if sign > 0 else -acc
 

@@ -142,6 +142,41 @@ def test_other_parameters(params):
     np.testing.assert_array_equal(got, dut.apply(w, g))
 
 
+def test_shared_unit_all_layers():
+    """One unit for every layer (the trainer's): beats of the layers interleaved at random, each bit-exact."""
+    rng = np.random.default_rng(40)
+    dut = UpdateUnit.for_plan(4, PLAN)
+    assert dut.grads == tuple(PLAN.grad) and dut.shifts == tuple(PLAN.update_shift(k) for k in range(3))
+    rows, layers = [], rng.integers(0, 3, 600)
+    for k, layer in enumerate(layers):
+        if k < 18:  # corners of every layer first
+            layer = layers[k] = k // 6
+            w, g = corner_operands(PLAN.grad[layer], PLAN.clip_int(layer))
+            w, g = w[k % 6:k % 6 + 1], g[k % 6:k % 6 + 1]
+        else:
+            w, g = random_operands(rng, 1, 4, PLAN.grad[layer], PLAN.clip_int(layer))
+        rows.append((w[0], g[0]))
+    beats = [{"w": [int(v) for v in w], "g": [int(v) for v in g], "layer": int(layer)}
+             for (w, g), layer in zip(rows, layers)]
+    got = stream_run(dut, beats, len(beats), lambda p: [p.w[lane] for lane in range(4)], seed=41)
+    for layer in range(3):
+        sel = layers == layer
+        w = np.array([r[0] for r in rows])[sel]
+        g = np.array([r[1] for r in rows])[sel]
+        np.testing.assert_array_equal(got[sel], UpdateUnit.model(w, g, layer, PLAN))
+        np.testing.assert_array_equal(got[sel], dut.apply(w, g, layer))
+    assert (got == WEIGHT.max).any() and (got == WEIGHT.min).any()
+
+
+def test_shared_unit_invalid():
+    with pytest.raises(ValueError, match=re.escape("shift: needs one value per layer (2), got 1")):
+        UpdateUnit(2, weight=SQ(2, 21), grad=[SQ(5, 22), SQ(5, 20)], clip_int=[1, 2], lr_m=3, shift=[1])
+    with pytest.raises(ValueError, match=re.escape("clip_int: must be >= 0, got -2")):
+        UpdateUnit(2, weight=SQ(2, 21), grad=[SQ(5, 22), SQ(5, 20)], clip_int=[1, -2], lr_m=3, shift=[1, 2])
+    with pytest.raises(ValueError, match=re.escape("plan: must be a numerics.Plan")):
+        UpdateUnit.for_plan(4, Numerics())
+
+
 def test_latency_and_throughput():
     lanes, n = 2, 10
     dut = UpdateUnit.for_layer(lanes, PLAN, 0)

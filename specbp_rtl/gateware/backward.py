@@ -33,7 +33,7 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..fixed import hdl_requantize, hdl_saturate
+from ..fixed import hdl_const_mul, hdl_requantize, hdl_saturate
 from .activation import Activation
 from .layout import TrainerConfig
 from .mac_array import MacArray
@@ -214,7 +214,7 @@ class BackwardEngine(wiring.Component):
         # -- sequencer ----------------------------------------------------------------
         last = n_layers - 1
         out_delta = nx.out_delta
-        m.d.comb += [self.done.eq(0), self.sp_raddr.eq(slot * classes + k)]
+        m.d.comb += [self.done.eq(0), self.sp_raddr.eq(hdl_const_mul(slot, classes) + k)]
         p_label = Signal(range(classes + 1))
         p_valid = Signal()
         m.d.sync += [p_valid.eq(0), p_label.eq(k)]
@@ -240,10 +240,10 @@ class BackwardEngine(wiring.Component):
                 with m.State(f"GRAD{layer}"):
                     m.d.comb += self.busy.eq(1)
                     if layer == 0:
-                        m.d.comb += self.sx_raddr.eq(slot * n_in + i)
+                        m.d.comb += self.sx_raddr.eq(hdl_const_mul(slot, n_in) + i)
                     else:
                         prev = cfg.passes(layer - 1)
-                        m.d.comb += getattr(self, f"sz{layer - 1}_raddr").eq(slot * prev + word_i)
+                        m.d.comb += getattr(self, f"sz{layer - 1}_raddr").eq(hdl_const_mul(slot, prev) + word_i)
                     m.d.sync += [
                         s1_valid.eq(1), s1_first.eq(1), s1_last.eq(1), s1_bias.eq(i == n_in), s1_p.eq(p),
                         s1_lane.eq(lane_i), s1_layer.eq(layer), s1_grad.eq(1),
@@ -273,7 +273,7 @@ class BackwardEngine(wiring.Component):
                         m.d.comb += [
                             self.busy.eq(1),
                             getattr(self, f"w{layer}_raddr").eq(addr),
-                            getattr(self, f"sz{layer - 1}_raddr").eq(slot * prev + word_i),
+                            getattr(self, f"sz{layer - 1}_raddr").eq(hdl_const_mul(slot, prev) + word_i),
                         ]
                         m.d.sync += [
                             s1_valid.eq(1), s1_first.eq(p == 0), s1_last.eq(p == passes - 1), s1_bias.eq(0),

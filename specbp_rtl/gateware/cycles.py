@@ -15,7 +15,7 @@ With ``L`` layers, ``beats_f = sum_l passes(l) * (n_in(l) + 1)``:
   (output error, gradient words, error propagation, drains);
 * sequential step ``F + B + 4``; hit step ``max(F + 4, B + 3)``;
   miss step ``max(F + 4, B + 3) + B + 2``;
-* update ``max_l words(l) + 7`` (all layers in parallel, pipelined);
+* update ``sum_l words(l) + 7`` (the layers in turn through one pipelined update unit);
 * plus one idle cycle per sample between steps.
 """
 
@@ -63,7 +63,7 @@ class CycleModel:
 
     @property
     def update(self) -> int:
-        return max(self.cfg.words(layer) for layer in range(self.cfg.n_layers)) + 7
+        return sum(self.cfg.words(layer) for layer in range(self.cfg.n_layers)) + 7
 
     def total(self, sequential: int, hits: int, misses: int, updates: int) -> int:
         """Cycles of a run with these step and update counts (first sightings are sequential steps)."""

@@ -27,7 +27,7 @@ from amaranth.hdl import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..fixed import hdl_requantize
+from ..fixed import hdl_const_mul, hdl_requantize
 from .activation import Activation
 from .layout import TrainerConfig
 from .mac_array import MacArray
@@ -183,14 +183,14 @@ class ForwardEngine(wiring.Component):
                     m.d.comb += getattr(self, f"w{layer}_raddr").eq(waddr)
                     if layer == 0:
                         m.d.comb += [
-                            self.sx_waddr.eq(slot * n_in + i),
+                            self.sx_waddr.eq(hdl_const_mul(slot, n_in) + i),
                             self.sx_wdata.eq(self.pixel.payload),
                             self.sx_wen.eq(from_pixels & self.pixel.valid),
-                            self.sx_raddr.eq(slot * n_in + i),
+                            self.sx_raddr.eq(hdl_const_mul(slot, n_in) + i),
                         ]
                     else:
                         prev_passes = cfg.passes(layer - 1)
-                        m.d.comb += getattr(self, f"sz{layer - 1}_raddr").eq(slot * prev_passes + word_i)
+                        m.d.comb += getattr(self, f"sz{layer - 1}_raddr").eq(hdl_const_mul(slot, prev_passes) + word_i)
                     with m.If(fire):
                         m.d.sync += [
                             s1_valid.eq(1),
@@ -246,7 +246,7 @@ class ForwardEngine(wiring.Component):
                     m.d.sync += out_pass.eq(out_pass + 1)
                 if layer < n_layers - 1:
                     m.d.comb += [
-                        getattr(self, f"sz{layer}_waddr").eq(slot * passes + out_pass),
+                        getattr(self, f"sz{layer}_waddr").eq(hdl_const_mul(slot, passes) + out_pass),
                         getattr(self, f"sz{layer}_wdata").eq(mac.o.payload.value),
                         getattr(self, f"sz{layer}_wen").eq(1),
                     ]
@@ -260,7 +260,7 @@ class ForwardEngine(wiring.Component):
         # softmax results into the slot and out to the comparator
         m.d.comb += [
             softmax.o.ready.eq(1),
-            self.sp_waddr.eq(slot * classes + written),
+            self.sp_waddr.eq(hdl_const_mul(slot, classes) + written),
             self.sp_wdata.eq(softmax.o.payload),
             self.sp_wen.eq(softmax.o.valid),
             self.prob_valid.eq(softmax.o.valid),

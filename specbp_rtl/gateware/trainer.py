@@ -3,7 +3,7 @@
 :class:`Trainer` holds the weight and bias memories, two gradient-accumulator
 banks per layer, the label-state memory with ping-pong slots, a
 :class:`~.forward.ForwardEngine`, a :class:`~.backward.BackwardEngine`, the
-:class:`~.comparator.Comparator`, one :class:`~.update.UpdateUnit` per layer,
+:class:`~.comparator.Comparator`, one :class:`~.update.UpdateUnit` shared by the layers,
 the performance counters and the :class:`~.host.HostBus`. Its numpy model is
 :class:`specbp_rtl.model.golden.FixedEngine` driven by
 :class:`specbp_rtl.model.speculation.SpeculativeTrainer`: after any number of
@@ -23,7 +23,7 @@ Speculative-update unit (the control FSM below), per training step with label
   runs from slot ``new`` after the forward pass;
 * ``cur[L]`` flips and ``seen[L]`` is set (never cleared);
 * after step ``i`` with ``i % batch == 0`` (``i`` restarts at a sample flagged
-  ``epoch_start``), all layers are updated word by word:
+  ``epoch_start``), the layers are updated in turn, word by word:
   ``W -= lr * clip(G_live)`` and ``G_live = 0``.
 
 Ports
@@ -47,6 +47,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..fixed import hdl_const_mul
 from ..model.golden import FixedEngine
 from .backward import BackwardEngine
 from .comparator import Comparator, Metric
@@ -126,11 +127,7 @@ class Trainer(wiring.Component):
         m.submodules.fwd = fwd = ForwardEngine(cfg)
         m.submodules.bwd = bwd = BackwardEngine(cfg)
         m.submodules.cmp = cmp = Comparator(classes, nx)
-        updaters = []
-        for layer in range(n_layers):
-            u = UpdateUnit.for_layer(lanes, plan, layer)
-            m.submodules[f"update{layer}"] = u
-            updaters.append(u)
+        m.submodules.update = upd = UpdateUnit.for_plan(lanes, plan)
 
         # -- registers -------------------------------------------------------------
         threshold = Signal(32, init=plan.threshold_int)
@@ -210,7 +207,7 @@ class Trainer(wiring.Component):
         old = Signal(range(cfg.slots))
         new = Signal(range(cfg.slots))
         speculating = Signal()
-        m.d.comb += sp_r0.addr.eq(old * classes + fwd.prob_index)
+        m.d.comb += sp_r0.addr.eq(hdl_const_mul(old, classes) + fwd.prob_index)
         prob_d = delay(m, fwd.prob_data, 1, "prob")
         prob_valid_d = delay(m, fwd.prob_valid & speculating, 1, "prob_valid")
         m.d.comb += [
@@ -246,8 +243,9 @@ class Trainer(wiring.Component):
             m.d.sync += [c_done.eq(1), hit.eq(cmp.o.payload.hit)]
 
         upd_addr = Signal(range(max(cfg.words(lay) for lay in range(n_layers)) + 1))
+        upd_layer = Signal(range(max(n_layers, 2)))
         upd_active = Signal()
-        upd_lat = max(u.LATENCY for u in updaters) + 1
+        upd_lat = upd.LATENCY + 1
         upd_drain = Signal(range(upd_lat + 4))
 
         payload = self.sample.payload
@@ -337,17 +335,24 @@ class Trainer(wiring.Component):
                                 m.d.sync += [ctr["misses"].eq(ctr["misses"] + 1),
                                              ctr["miss_cycles"].eq(ctr["miss_cycles"] + step_cycles)]
                         with m.If(update_due):
-                            m.d.sync += [upd_addr.eq(0), upd_active.eq(1), upd_drain.eq(0)]
+                            m.d.sync += [upd_addr.eq(0), upd_layer.eq(0), upd_active.eq(1), upd_drain.eq(0)]
                             m.next = "UPDATE"
                         with m.Else():
                             m.next = "IDLE"
             with m.State("UPDATE"):
                 m.d.sync += ctr["update_cycles"].eq(ctr["update_cycles"] + 1)
-                max_words = max(cfg.words(lay) for lay in range(n_layers))
                 with m.If(upd_active):
+                    # the layers one after another, word by word, through the one update unit
                     m.d.sync += upd_addr.eq(upd_addr + 1)
-                    with m.If(upd_addr == max_words - 1):
-                        m.d.sync += upd_active.eq(0)
+                    with m.Switch(upd_layer):
+                        for layer in range(n_layers):
+                            with m.Case(layer):
+                                with m.If(upd_addr == cfg.words(layer) - 1):
+                                    m.d.sync += upd_addr.eq(0)
+                                    if layer == n_layers - 1:
+                                        m.d.sync += upd_active.eq(0)
+                                    else:
+                                        m.d.sync += upd_layer.eq(layer + 1)
                 with m.Else():
                     m.d.sync += upd_drain.eq(upd_drain + 1)
                     with m.If(upd_drain == upd_lat + 2):
@@ -359,19 +364,21 @@ class Trainer(wiring.Component):
         self.weight_memories = wmem  # for simulators that peek at the weights
 
         # -- update sequencer datapath ----------------------------------------------------
-        for layer, u in enumerate(updaters):
+        valid1 = delay(m, upd_active, 1, "upd_v")
+        addr1 = delay(m, upd_addr, 1, "upd_a")
+        layer1 = delay(m, upd_layer, 1, "upd_l")
+        # the result of a beat presented in cycle c is valid in cycle c + LATENCY + 1
+        addr_out = delay(m, addr1, upd.LATENCY + 1, "upd_ao")
+        layer_out = delay(m, layer1, upd.LATENCY + 1, "upd_lo")
+        m.d.comb += [upd.i.valid.eq(valid1), upd.i.payload.layer.eq(layer1), upd.o.ready.eq(1)]
+        with m.Switch(layer1):
+            for layer in range(n_layers):
+                with m.Case(layer):
+                    m.d.comb += upd.i.payload.w.eq(wr0[layer].data)
+                    for lane in range(lanes):
+                        m.d.comb += upd.i.payload.g[lane].eq(grd[layer].data[lane])
+        for layer in range(n_layers):
             words = cfg.words(layer)
-            issue = upd_active & (upd_addr < words)
-            valid1 = delay(m, issue, 1, f"upd{layer}_v")
-            addr1 = delay(m, upd_addr, 1, f"upd{layer}_a")
-            m.d.comb += [
-                u.i.valid.eq(valid1),
-                u.i.payload.w.eq(wr0[layer].data),
-                u.i.payload.g.eq(grd[layer].data),
-                u.o.ready.eq(1),
-            ]
-            # the result of a beat presented in cycle c is valid in cycle c + LATENCY + 1
-            addr_out = delay(m, addr1, u.LATENCY + 1, f"upd{layer}_ao")
             bank = Mux(live, words, 0)
             with m.If(fsm_update):
                 m.d.comb += [
@@ -380,10 +387,10 @@ class Trainer(wiring.Component):
                     # G_live = 0 one cycle after it was read
                     gwr[layer].addr.eq(bank + addr1),
                     gwr[layer].data.eq(0),
-                    gwr[layer].en.eq(valid1.replicate(len(gwr[layer].en))),
+                    gwr[layer].en.eq((valid1 & (layer1 == layer)).replicate(len(gwr[layer].en))),
                     wwr[layer].addr.eq(addr_out),
-                    wwr[layer].data.eq(u.o.payload.w),
-                    wwr[layer].en.eq(u.o.valid.replicate(len(wwr[layer].en))),
+                    wwr[layer].data.eq(upd.o.payload.w),
+                    wwr[layer].en.eq((upd.o.valid & (layer_out == layer)).replicate(len(wwr[layer].en))),
                 ]
             with m.Else():
                 m.d.comb += [

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -24,6 +26,13 @@ class UpdateUnit(wiring.Component):
     ``shift <= 0``) and the result saturates into ``weight``. This is
     :func:`~specbp_rtl.model.golden.sgd_update`.
 
+    One unit can serve several layers (:meth:`for_plan`): ``grad``,
+    ``clip_int`` and ``shift`` are then sequences with one entry per layer and
+    every beat names its layer. The layers share the one constant multiplier:
+    the clipped gradient is first shifted left by ``max(shift) - shift[layer]``
+    and every layer is rounded by ``max(shift)``, which is exact
+    (``round_shift(x << k, s + k) == round_shift(x, s)``).
+
     The caller streams one weight word and the matching gradient word per beat
     (``W`` word ``i`` with ``G`` word ``i``) and writes the result back to
     ``W`` word ``i``. The unit does not clear ``G``: the caller does it by
@@ -36,20 +45,23 @@ class UpdateUnit(wiring.Component):
     weight:
         Master weight format (signed).
     grad:
-        Gradient accumulator format (signed).
+        Gradient accumulator format (signed), or one per layer.
     clip_int:
-        Clip bound in ``grad`` LSBs, ``>= 0``.
+        Clip bound in ``grad`` LSBs, ``>= 0``, or one per layer.
     lr_m:
         Learning-rate mantissa (``lr = lr_m * 2**-lr_shift``), ``>= 1``.
     shift:
         Right shift from ``clip(g) * lr_m`` (``grad.frac_bits + lr_shift``
-        fractional bits) to ``weight`` (a left shift when negative).
+        fractional bits) to ``weight`` (a left shift when negative), or one
+        per layer.
 
     Attributes
     ----------
     i : In(stream.Signature(StructLayout))
         ``w``: ``ArrayLayout(weight.shape, lanes)``; ``g``:
-        ``ArrayLayout(grad.shape, lanes)``.
+        ``ArrayLayout(grad.shape, lanes)`` (the widest ``grad`` of a
+        several-layer unit, sign-extended); ``layer`` (several-layer units
+        only): which constants apply to the beat.
     o : Out(stream.Signature(StructLayout))
         ``w``: ``ArrayLayout(weight.shape, lanes)``, the updated weights, one
         beat per input beat, in order.
@@ -58,8 +70,9 @@ class UpdateUnit(wiring.Component):
     -------
     :attr:`LATENCY` = 3 cycles from the clock edge accepting a beat to
     ``o.valid`` (with ``o.ready`` held high): input registers at edge ``t``,
-    clipped gradient at ``t + 1``, ``clip(g) * lr_m`` at ``t + 2``, the
-    rounded, subtracted and saturated weight (the output register) at ``t + 3``.
+    clipped (and aligned) gradient at ``t + 1``, ``clip(g) * lr_m`` at
+    ``t + 2``, the rounded, subtracted and saturated weight (the output
+    register) at ``t + 3``.
 
     Throughput
     ----------
@@ -70,35 +83,52 @@ class UpdateUnit(wiring.Component):
     Model
     -----
     :meth:`model` is :func:`~specbp_rtl.model.golden.sgd_update` (for units
-    built by :meth:`for_layer`); :meth:`apply` is the same formula with this
-    instance's constants.
+    built by :meth:`for_layer` or :meth:`for_plan`); :meth:`apply` is the same
+    formula with this instance's constants.
     """
 
     #: Cycles from the clock edge accepting a beat to ``o.valid`` (with ``o.ready`` high).
     LATENCY = 3
 
-    def __init__(self, lanes: int, *, weight: Q, grad: Q, clip_int: int, lr_m: int, shift: int) -> None:
-        for name, value in (("lanes", lanes), ("clip_int", clip_int), ("lr_m", lr_m), ("shift", shift)):
+    def __init__(self, lanes: int, *, weight: Q, grad: Q | Sequence[Q], clip_int: int | Sequence[int], lr_m: int,
+                 shift: int | Sequence[int]) -> None:
+        per_layer = isinstance(grad, (tuple, list))
+        grads = tuple(grad) if per_layer else (grad,)
+        clips = tuple(clip_int) if isinstance(clip_int, (tuple, list)) else (clip_int,)
+        shifts = tuple(shift) if isinstance(shift, (tuple, list)) else (shift,)
+        if not grads:
+            raise ValueError("grad: needs at least one layer")
+        for name, values in (("clip_int", clips), ("shift", shifts)):
+            if len(values) != len(grads):
+                raise ValueError(f"{name}: needs one value per layer ({len(grads)}), got {len(values)}")
+        for name, value in (("lanes", lanes), ("lr_m", lr_m), *(("clip_int", c) for c in clips),
+                            *(("shift", s) for s in shifts)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{name}: must be an integer, got {value!r}")
         if lanes < 1:
             raise ValueError(f"lanes: must be >= 1, got {lanes}")
-        for name, fmt in (("weight", weight), ("grad", grad)):
+        for name, fmt in (("weight", weight), *(("grad", g) for g in grads)):
             if not isinstance(fmt, Q) or not fmt.signed:
                 raise ValueError(f"{name}: must be a signed fixed.Q format, got {fmt!r}")
-        if clip_int < 0:
-            raise ValueError(f"clip_int: must be >= 0, got {clip_int}")
+        for c in clips:
+            if c < 0:
+                raise ValueError(f"clip_int: must be >= 0, got {c}")
         if lr_m < 1:
             raise ValueError(f"lr_m: must be >= 1, got {lr_m}")
         self.lanes = lanes
         self.weight = weight
-        self.grad = grad
-        self.clip_int = clip_int
+        self.grads, self.clip_ints, self.shifts = grads, clips, shifts
+        # single-layer units keep scalar attributes
+        self.grad = grads[0] if not per_layer else max(grads, key=lambda g: g.width)
+        self.clip_int = clips[0] if not per_layer else None
+        self.shift = shifts[0] if not per_layer else None
         self.lr_m = lr_m
-        self.shift = shift
         w_array = data.ArrayLayout(weight.shape, lanes)
+        fields = {"w": w_array, "g": data.ArrayLayout(self.grad.shape, lanes)}
+        if per_layer:
+            fields["layer"] = range(max(len(grads), 2))
         super().__init__({
-            "i": In(stream.Signature(data.StructLayout({"w": w_array, "g": data.ArrayLayout(grad.shape, lanes)}))),
+            "i": In(stream.Signature(data.StructLayout(fields))),
             "o": Out(stream.Signature(data.StructLayout({"w": w_array}))),
         })
 
@@ -112,20 +142,32 @@ class UpdateUnit(wiring.Component):
         return cls(lanes, weight=plan.numerics.weight, grad=plan.grad[layer], clip_int=plan.clip_int(layer),
                    lr_m=plan.lr_m, shift=plan.update_shift(layer))
 
+    @classmethod
+    def for_plan(cls, lanes: int, plan: Plan) -> UpdateUnit:
+        """One unit for every layer of ``plan`` (each beat's ``layer`` field selects the constants)."""
+        if not isinstance(plan, Plan):
+            raise ValueError(f"plan: must be a numerics.Plan, got {plan!r}")
+        layers = range(len(plan.grad))
+        return cls(lanes, weight=plan.numerics.weight, grad=list(plan.grad),
+                   clip_int=[plan.clip_int(layer) for layer in layers], lr_m=plan.lr_m,
+                   shift=[plan.update_shift(layer) for layer in layers])
+
     @staticmethod
     def model(w: np.ndarray, g: np.ndarray, layer: int, plan: Plan) -> np.ndarray:
         """:func:`~specbp_rtl.model.golden.sgd_update`: the new weights."""
         return golden.sgd_update(np.asarray(w, dtype=np.int64), np.asarray(g, dtype=np.int64), layer, plan)
 
-    def apply(self, w: np.ndarray, g: np.ndarray) -> np.ndarray:
+    def apply(self, w: np.ndarray, g: np.ndarray, layer: int = 0) -> np.ndarray:
         """Numpy model with this instance's constants (equal to :meth:`model` for :meth:`for_layer` units)."""
-        g = np.clip(np.asarray(g, dtype=np.int64), -self.clip_int, self.clip_int)
-        step = round_shift(g * self.lr_m, self.shift)
+        clip = self.clip_ints[layer]
+        g = np.clip(np.asarray(g, dtype=np.int64), -clip, clip)
+        step = round_shift(g * self.lr_m, self.shifts[layer])
         return saturate(np.asarray(w, dtype=np.int64) - step, self.weight)
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        lanes, weight, grad = self.lanes, self.weight, self.grad
+        lanes, weight = self.lanes, self.weight
+        n = len(self.grads)
 
         stall = Signal()
         m.d.comb += [
@@ -133,30 +175,48 @@ class UpdateUnit(wiring.Component):
             self.i.ready.eq(~stall),
         ]
 
-        # |clip(g)| never exceeds the format's range or clip_int.
-        clip_abs = min(self.clip_int, -grad.min)
-        prod_width = (clip_abs * self.lr_m).bit_length() + 1
+        # per layer: clip bounds (inside the layer's format) and the left shift onto the common scale
+        s_max = max(self.shifts)
+        his = [min(c, g.max) for c, g in zip(self.clip_ints, self.grads)]
+        los = [max(-c, g.min) for c, g in zip(self.clip_ints, self.grads)]
+        aligns = [s_max - s for s in self.shifts]
+        c_width = max(max(abs(lo), hi) << k for lo, hi, k in zip(los, his, aligns)).bit_length() + 1
+        prod_width = ((1 << (c_width - 1)) * self.lr_m).bit_length() + 1
 
         def lane_signals(stage: str, shape) -> list[Signal]:
             return [Signal(shape, name=f"{stage}_{lane}", reset_less=True) for lane in range(lanes)]
 
-        w1, g1 = lane_signals("w1", weight.shape), lane_signals("g1", grad.shape)
-        w2, c2 = lane_signals("w2", weight.shape), lane_signals("c2", grad.shape)
+        w1, g1 = lane_signals("w1", weight.shape), lane_signals("g1", self.grad.shape)
+        w2, c2 = lane_signals("w2", weight.shape), lane_signals("c2", signed(c_width))
         w3, p3 = lane_signals("w3", weight.shape), lane_signals("p3", signed(prod_width))
         v1, v2, v3 = Signal(), Signal(), Signal()
+        layer1 = Signal(range(max(n, 2)))
 
-        hi = Const(min(self.clip_int, grad.max), grad.shape)
-        lo = Const(max(-self.clip_int, grad.min), grad.shape)
+        def clip_align(g: Value) -> Value:
+            """Stage 2: clip to the beat's layer bounds, then align to the common rounding shift."""
+            if n == 1:
+                return Mux(g > his[0], his[0], Mux(g < los[0], los[0], g)) << aligns[0]
+            out = Signal(signed(c_width))
+            with m.Switch(layer1):
+                for k in range(n):
+                    with m.Case(k):
+                        clipped = Mux(g > his[k], his[k], Mux(g < los[k], los[k], g))
+                        m.d.comb += out.eq(clipped << aligns[k])
+            return out
+
+        c_next = [clip_align(g1[lane]) for lane in range(lanes)]
         with m.If(~stall):
             m.d.sync += [v1.eq(self.i.valid), v2.eq(v1), v3.eq(v2), self.o.valid.eq(v3)]
+            if n > 1:
+                m.d.sync += layer1.eq(self.i.payload.layer)
             for lane in range(lanes):
                 m.d.sync += [
                     # stage 1: input registers
                     w1[lane].eq(self.i.payload.w[lane]),
                     g1[lane].eq(self.i.payload.g[lane]),
-                    # stage 2: clip
+                    # stage 2: clip and align
                     w2[lane].eq(w1[lane]),
-                    c2[lane].eq(Mux(g1[lane] > hi, hi, Mux(g1[lane] < lo, lo, g1[lane]))),
+                    c2[lane].eq(c_next[lane]),
                     # stage 3: exact clip(g) * lr_m from shifts and adds
                     w3[lane].eq(w2[lane]),
                     p3[lane].eq(hdl_const_mul(c2[lane], self.lr_m)),
@@ -164,6 +224,6 @@ class UpdateUnit(wiring.Component):
             with m.If(v3):
                 for lane in range(lanes):
                     # output register: round, subtract, saturate
-                    new_w = hdl_saturate(w3[lane] - hdl_round_shift(p3[lane], self.shift), weight)
+                    new_w = hdl_saturate(w3[lane] - hdl_round_shift(p3[lane], s_max), weight)
                     m.d.sync += self.o.payload.w[lane].eq(new_w)
         return m
