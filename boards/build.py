@@ -92,6 +92,8 @@ def parse_nextpnr_log(text: str, board: str) -> dict[str, Any]:
 def _yosys_ffs(report: str) -> int | None:
     """Flip-flop count from Yosys's final ``stat`` (iCE40: nextpnr counts logic cells, not FFs)."""
     stats = report[report.rfind("Printing statistics"):]
+    if "=== design hierarchy ===" in stats:  # the totals, not the per-module list before them
+        stats = stats[stats.rfind("=== design hierarchy ==="):]
     counts = re.findall(r"^\s+(\d+)\s+SB_DFF\w*$", stats, re.M)
     return sum(int(c) for c in counts) if counts else None
 

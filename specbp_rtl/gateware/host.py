@@ -59,8 +59,6 @@ COUNTERS: tuple[str, ...] = (
     "inferences",
 )
 
-COUNTER_WIDTH = 48
-
 
 def weight_address(layer: int, word: int, lane: int, lanes: int) -> int:
     """Bus address of one master weight."""

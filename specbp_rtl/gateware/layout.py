@@ -34,16 +34,23 @@ class TrainerConfig:
 
     ``train`` holds the algorithm (layers, batch, lr, clip, slope, and the
     *reset values* of the runtime threshold and metric registers); ``lanes`` is
-    the number of MACs per engine; ``numerics`` the number formats.
+    the number of MACs per engine; ``numerics`` the number formats;
+    ``counter_width`` the width of the performance counters (they wrap at
+    ``2**counter_width``; 48 bits last 32 days at 100 MHz, 32 bits 6 minutes
+    at 12 MHz).
     """
 
     train: TrainConfig = field(default_factory=TrainConfig)
     lanes: int = 16
     numerics: Numerics = field(default_factory=Numerics)
+    counter_width: int = 48
 
     def __post_init__(self) -> None:
         if not isinstance(self.lanes, int) or not 1 <= self.lanes <= 64:
             raise ConfigError(f"lanes: must be an integer in 1..64, got {self.lanes!r}")
+        if isinstance(self.counter_width, bool) or not isinstance(self.counter_width, int) \
+                or not 16 <= self.counter_width <= 64:
+            raise ConfigError(f"counter_width: must be an integer in 16..64, got {self.counter_width!r}")
         if self.train.classes > 16:
             raise ConfigError(f"layers: at most 16 output classes (4-bit labels), got {self.train.classes}")
         if max(self.train.layers[1:]) > 4096 or self.train.layers[0] > 65536:

@@ -53,7 +53,6 @@ from .backward import BackwardEngine
 from .comparator import Comparator, Metric
 from .forward import ForwardEngine
 from .host import (
-    COUNTER_WIDTH,
     COUNTERS,
     REG_COUNTERS,
     REG_LANES,
@@ -115,7 +114,7 @@ class Trainer(wiring.Component):
             "sample": In(stream.Signature(sample_layout(cfg))),
             "result": Out(stream.Signature(result_layout(cfg))),
             "host": In(HostBus()),
-            "counters": Out(data.StructLayout({name: unsigned(COUNTER_WIDTH) for name in COUNTERS})),
+            "counters": Out(data.StructLayout({name: unsigned(cfg.counter_width) for name in COUNTERS})),
             "busy": Out(1),
             "idle": Out(1),
         })
@@ -218,7 +217,7 @@ class Trainer(wiring.Component):
         ]
 
         # -- counters ----------------------------------------------------------------------
-        ctr = {name: Signal(COUNTER_WIDTH, name=f"ctr_{name}") for name in COUNTERS}
+        ctr = {name: Signal(cfg.counter_width, name=f"ctr_{name}") for name in COUNTERS}
         for name in COUNTERS:
             m.d.comb += self.counters[name].eq(ctr[name])
         m.d.sync += ctr["cycles"].eq(ctr["cycles"] + 1)
@@ -233,7 +232,7 @@ class Trainer(wiring.Component):
         kind = Signal(StepKind)
         f_done, b_done, c_done, hit = Signal(), Signal(), Signal(), Signal()
         update_due = Signal()
-        step_cycles = Signal(COUNTER_WIDTH)
+        step_cycles = Signal(cfg.counter_width)
         prediction = Signal.like(fwd.prediction)
         with m.If(fwd.done):
             m.d.sync += [f_done.eq(1), prediction.eq(fwd.prediction)]
