@@ -39,6 +39,7 @@ __all__ = [
     "hdl_saturate",
     "hdl_requantize",
     "hdl_const_mul",
+    "hdl_const_mul_parts",
 ]
 
 
@@ -166,30 +167,42 @@ def hdl_requantize(x: Value, frac_bits: int, fmt: Q) -> Value:
     return hdl_saturate(hdl_round_shift(x, frac_bits - fmt.frac_bits), fmt)
 
 
+def _signed_tree(items: list[tuple[Value, int]]) -> tuple[Value, int]:
+    """Sum of ``sign * value`` terms as a balanced adder tree: ``(total, sign)``, ``sign * total`` the sum."""
+    if len(items) == 1:
+        return items[0]
+    half = (len(items) + 1) // 2
+    (a, sa), (b, sb) = _signed_tree(items[:half]), _signed_tree(items[half:])
+    if sa > 0:
+        return (a + b, 1) if sb > 0 else (a - b, 1)
+    return (b - a, 1) if sb > 0 else (a + b, -1)
+
+
+def hdl_const_mul_parts(x: Value, constant: int, parts: int = 1) -> list[Value]:
+    """``x * constant`` from shifts and adds (canonical signed digits), as up to ``parts`` partial sums.
+
+    The partial sums add up to the exact product; each is a balanced tree of
+    CSD terms, so a caller can register them and add them in the next stage.
+    """
+    x = Value.cast(x)
+    if constant == 0:
+        return [Const(0, 1)]
+    if constant < 0:
+        return [-part for part in hdl_const_mul_parts(x, -constant, parts)]
+    # positive terms first, dealt round-robin: every part starts with a positive term while there are any
+    terms = sorted(((x << shift, digit) for shift, digit in csd_digits(constant)), key=lambda t: -t[1])
+    out = []
+    for chunk in (terms[k::parts] for k in range(min(parts, len(terms)))):
+        total, sign = _signed_tree(chunk)
+        out.append(total if sign > 0 else -total)
+    return out
+
+
 def hdl_const_mul(x: Value, constant: int) -> Value:
     """Exact ``x * constant`` from shifts and adds (canonical signed digits, no multiplier).
 
     The signed terms are summed as a balanced tree (depth ``ceil(log2(terms))``
     adders rather than a chain).
     """
-    x = Value.cast(x)
-    if constant == 0:
-        return Const(0, 1)
-    if constant < 0:
-        return -hdl_const_mul(x, -constant)
-    terms = [(x << shift, digit) for shift, digit in csd_digits(constant)]
-    # keep at least one positive term first so that the tree never negates a whole sum
-    terms.sort(key=lambda t: -t[1])
-
-    def tree(items: list) -> tuple[Value, int]:
-        if len(items) == 1:
-            return items[0]
-        half = (len(items) + 1) // 2
-        (a, sa), (b, sb) = tree(items[:half]), tree(items[half:])
-        if sa > 0:
-            return (a + b, 1) if sb > 0 else (a - b, 1)
-        return (b - a, -1) if sb > 0 else (a + b, -1)
-
-    acc, sign = tree(terms)
-    return acc if sign > 0 else -acc
+    return hdl_const_mul_parts(x, constant, 1)[0]
 

@@ -36,7 +36,7 @@ def unpack(raw: int, width: int, lanes: int) -> list[int]:
 
 
 def run(dut: Activation, z: np.ndarray, delta_in: np.ndarray, delta_z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Apply rows of ``(lanes,)`` vectors to the combinational unit; returns ``(a, delta_out)``."""
+    """Apply rows of ``(lanes,)`` vectors, one per cycle; returns ``(a, delta_out)`` (``dut.latency`` edges later)."""
     act_w, delta_w = dut.plan.numerics.act.width, dut.plan.numerics.delta.width
     a_rows, d_rows = [], []
 
@@ -45,10 +45,14 @@ def run(dut: Activation, z: np.ndarray, delta_in: np.ndarray, delta_z: np.ndarra
             ctx.set(dut.z.as_value(), pack(z[row], act_w))
             ctx.set(dut.delta_in.as_value(), pack(delta_in[row], delta_w))
             ctx.set(dut.delta_z.as_value(), pack(delta_z[row], act_w))
+            if dut.latency:
+                await ctx.tick()
             a_rows.append(unpack(ctx.get(dut.a.as_value()), act_w, dut.lanes))
             d_rows.append(unpack(ctx.get(dut.delta_out.as_value()), delta_w, dut.lanes))
 
     sim = Simulator(dut)
+    if dut.latency:
+        sim.add_clock(1e-6)
     sim.add_testbench(tb)
     sim.run()
     return np.array(a_rows, dtype=np.int64), np.array(d_rows, dtype=np.int64)
@@ -58,8 +62,8 @@ def full_range(fmt, rng: np.random.Generator, shape) -> np.ndarray:
     return rng.integers(fmt.min, fmt.max, size=shape, endpoint=True)
 
 
-def check(plan: Plan, lanes: int, z, delta_in, delta_z) -> tuple[np.ndarray, np.ndarray]:
-    a, d = run(Activation(lanes, plan), z, delta_in, delta_z)
+def check(plan: Plan, lanes: int, z, delta_in, delta_z, latency: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    a, d = run(Activation(lanes, plan, latency), z, delta_in, delta_z)
     exp_a, exp_d = Activation.model(z, delta_in, delta_z, plan)
     np.testing.assert_array_equal(a, exp_a)
     np.testing.assert_array_equal(d, exp_d)
@@ -76,7 +80,7 @@ def test_signature():
         "delta_z": In(data.ArrayLayout(act, 4)),
         "delta_out": Out(data.ArrayLayout(delta, 4)),
     }
-    assert Activation.LATENCY == 0
+    assert dut.latency == 0 and Activation(4, PLAN, 1).latency == 1
 
 
 @pytest.mark.parametrize(("lanes", "plan", "message"), [
@@ -89,6 +93,11 @@ def test_invalid_parameters(lanes, plan, message):
         Activation(lanes, plan)
 
 
+def test_invalid_latency():
+    with pytest.raises(ValueError, match=re.escape("latency: must be 0 or 1, got 2")):
+        Activation(4, PLAN, 2)
+
+
 def test_model_is_golden():
     rng = np.random.default_rng(0)
     z = full_range(PLAN.numerics.act, rng, (50, 3))
@@ -98,7 +107,8 @@ def test_model_is_golden():
     np.testing.assert_array_equal(d, golden.leaky_derivative(s, z, PLAN))
 
 
-def test_exhaustive_16_lanes():
+@pytest.mark.parametrize("latency", [0, 1])
+def test_exhaustive_16_lanes(latency: int):
     """Every act value through leaky_relu, every delta value through the derivative (16 lanes)."""
     rng = np.random.default_rng(1)
     act, delta = PLAN.numerics.act, PLAN.numerics.delta
@@ -109,7 +119,7 @@ def test_exhaustive_16_lanes():
     corners = np.array([0, 1, -1, act.min, act.max])
     pick = rng.random(z.shape) < 0.3
     delta_z = np.where(pick, rng.choice(corners, size=z.shape), delta_z)
-    a, d = check(PLAN, 16, z, delta_in, delta_z)
+    a, d = check(PLAN, 16, z, delta_in, delta_z, latency)
     # spot checks of the rules themselves
     flat_z, flat_a = z.ravel(), a.ravel()
     assert flat_a[flat_z == act.max][0] == act.max
@@ -126,7 +136,8 @@ def test_exhaustive_16_lanes():
     (0.3, Numerics()),
     (0.01, Numerics(act=SQ(3, 12), delta=SQ(2, 12), const_bits=11)),
 ], ids=["default", "slope0", "slope0.3", "other-formats"])
-def test_random_4_lanes(slope, numerics):
+@pytest.mark.parametrize("latency", [0, 1])
+def test_random_4_lanes(slope, numerics, latency):
     """600 random vectors (4 lanes) for several slopes and formats, corners included."""
     plan = numerics.plan(TrainConfig(slope=slope))
     rng = np.random.default_rng(2)
@@ -138,7 +149,7 @@ def test_random_4_lanes(slope, numerics):
     z[:3] = [[act.min, act.max, 0, -1], [1, act.min + 1, act.max - 1, -2], [0, 0, 0, 0]]
     delta_in[:3] = [[delta.min, delta.max, 0, -1], [delta.min, delta.min, delta.max, delta.max], [1, -1, 0, 7]]
     delta_z[:3] = [[act.min, act.min, act.min, act.min], [0, act.max, 0, 1], [-1, 1, 0, act.min]]
-    a, d = check(plan, 4, z, delta_in, delta_z)
+    a, d = check(plan, 4, z, delta_in, delta_z, latency)
     if slope == 0.0:
         assert (a[z <= 0] == 0).all() and (d[delta_z <= 0] == 0).all()
 

@@ -206,7 +206,7 @@ def test_latency_and_throughput():
     sim.add_clock(1e-6)
     sim.add_testbench(tb)
     sim.run()
-    assert record["latency"] == UpdateUnit.LATENCY == 3
+    assert record["latency"] == UpdateUnit.LATENCY == 5
     assert record["valid_cycles"] == list(range(UpdateUnit.LATENCY + 1, UpdateUnit.LATENCY + 1 + n))
     np.testing.assert_array_equal(np.array(record["outputs"]), expected)
 

@@ -1,9 +1,9 @@
-"""Leaky-ReLU activation and derivative unit (combinational, shift-add slope)."""
+"""Leaky-ReLU activation and derivative unit (shift-add slope; combinational or one register)."""
 
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Value
+from amaranth.hdl import Module, Mux, Signal, Value
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -34,6 +34,10 @@ class Activation(wiring.Component):
     plan:
         The :class:`~specbp_rtl.numerics.Plan`; uses ``numerics.act``,
         ``numerics.delta``, ``slope_m`` and ``slope_shift``.
+    latency:
+        ``0``: combinational. ``1``: the slope product (and the input and its
+        sign) is registered, and rounding and the select follow the register:
+        outputs appear one clock edge after the inputs, every cycle.
 
     Attributes
     ----------
@@ -50,7 +54,9 @@ class Activation(wiring.Component):
 
     Latency
     -------
-    :attr:`LATENCY` = 0: purely combinational (register around it as needed).
+    :attr:`latency` (the parameter): 0, purely combinational; or 1, one
+    register in the middle of each path (the shift-add product before its
+    rounding) for a higher clock.
 
     Throughput
     ----------
@@ -62,16 +68,16 @@ class Activation(wiring.Component):
     :func:`~specbp_rtl.model.golden.leaky_derivative`.
     """
 
-    #: Combinational: outputs follow the inputs in the same cycle.
-    LATENCY = 0
-
-    def __init__(self, lanes: int, plan: Plan) -> None:
+    def __init__(self, lanes: int, plan: Plan, latency: int = 0) -> None:
         if isinstance(lanes, bool) or not isinstance(lanes, int):
             raise ValueError(f"lanes: must be an integer, got {lanes!r}")
         if lanes < 1:
             raise ValueError(f"lanes: must be >= 1, got {lanes}")
         if not isinstance(plan, Plan):
             raise ValueError(f"plan: must be a numerics.Plan, got {plan!r}")
+        if latency not in (0, 1) or isinstance(latency, bool):
+            raise ValueError(f"latency: must be 0 or 1, got {latency!r}")
+        self.latency = latency
         self.lanes = lanes
         self.plan = plan
         act, delta = plan.numerics.act, plan.numerics.delta
@@ -91,16 +97,25 @@ class Activation(wiring.Component):
         delta_z = np.asarray(delta_z, dtype=np.int64)
         return golden.leaky_relu(z, plan), golden.leaky_derivative(delta_in, delta_z, plan)
 
-    def _slope(self, x: Value) -> Value:
-        return hdl_round_shift(hdl_const_mul(x, self.plan.slope_m), self.plan.slope_shift)
+    def _leaky(self, m: Module, x: Value, sel: Value, name: str) -> Value:
+        """``x`` if ``sel > 0`` else ``round_shift(x * slope_m, slope_shift)``, registered mid-way if latency 1."""
+        x, sel = Value.cast(x), Value.cast(sel)
+        product = hdl_const_mul(x, self.plan.slope_m)
+        positive = sel > 0
+        if self.latency:
+            x_r = Signal.like(x, name=f"{name}_x", reset_less=True)
+            p_r = Signal(product.shape(), name=f"{name}_p", reset_less=True)
+            pos_r = Signal(name=f"{name}_pos", reset_less=True)
+            m.d.sync += [x_r.eq(x), p_r.eq(product), pos_r.eq(positive)]
+            x, product, positive = x_r, p_r, pos_r
+        return Mux(positive, x, hdl_round_shift(product, self.plan.slope_shift))
 
     def elaborate(self, platform) -> Module:
         m = Module()
         for lane in range(self.lanes):
             z = self.z[lane]
-            s, sz = self.delta_in[lane], self.delta_z[lane]
             m.d.comb += [
-                self.a[lane].eq(Mux(z > 0, z, self._slope(z))),
-                self.delta_out[lane].eq(Mux(sz > 0, s, self._slope(s))),
+                self.a[lane].eq(self._leaky(m, z, z, f"a{lane}")),
+                self.delta_out[lane].eq(self._leaky(m, self.delta_in[lane], self.delta_z[lane], f"d{lane}")),
             ]
         return m

@@ -33,12 +33,12 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..fixed import hdl_const_mul, hdl_requantize, hdl_saturate
+from ..fixed import hdl_requantize, hdl_saturate
 from .activation import Activation
 from .layout import TrainerConfig
 from .mac_array import MacArray
 from .ports import read_port, write_port
-from .util import delay, step_element, tree_sum
+from .util import SlotBases, delay, step_element, tree_sum
 
 __all__ = ["BackwardEngine"]
 
@@ -87,10 +87,10 @@ class BackwardEngine(wiring.Component):
         lanes, n_layers, classes = cfg.lanes, cfg.n_layers, cfg.classes
         m = Module()
         m.submodules.mac = mac = MacArray(lanes, broadcast=False, acc_width=40)
-        m.submodules.act = act = Activation(1, plan)
+        m.submodules.act = act = Activation(1, plan, latency=1)
         m.d.comb += mac.o.ready.eq(1)
         # cycles from the issue of a beat (its stage-1 registers) to o.valid of its result
-        lat = MacArray.LATENCY + 2
+        lat = MacArray.LATENCY + 3
 
         slot = Signal.like(self.slot)
         label = Signal.like(self.label)
@@ -148,28 +148,40 @@ class BackwardEngine(wiring.Component):
             s2_bias.eq(s1_bias), s2_layer.eq(s1_layer), s2_x.eq(self.sx_rdata), s2_z.eq(z_sel), s2_w.eq(w_raw),
             s2_delta.eq(delta_word),
         ]
+        # stage 2 -> 3: leaky ReLU of the layer input (registered inside the unit); weights requantised
         m.d.comb += act.z[0].eq(s2_z)
+        s3_valid, s3_first, s3_last, s3_grad, s3_bias = Signal(), Signal(), Signal(), Signal(), Signal()
+        s3_layer = Signal.like(s1_layer)
+        s3_x = Signal(8)
+        s3_w = Signal(data.ArrayLayout(nx.weight_operand.shape, lanes))
+        s3_delta = Signal.like(delta_word)
+        m.d.sync += [
+            s3_valid.eq(s2_valid), s3_first.eq(s2_first), s3_last.eq(s2_last), s3_grad.eq(s2_grad),
+            s3_bias.eq(s2_bias), s3_layer.eq(s2_layer), s3_x.eq(s2_x), s3_delta.eq(s2_delta),
+            *(s3_w[lane].eq(hdl_requantize(s2_w[lane], nx.weight.frac_bits, nx.weight_operand))
+              for lane in range(lanes)),
+        ]
+        # stage 3: the MAC beat
         grad_in = Signal(16)  # the broadcast input x_i of a GRAD beat
-        with m.Switch(s2_layer):
+        with m.Switch(s3_layer):
             for layer in range(n_layers):
                 with m.Case(layer):
                     one = Const(1 << plan.in_frac[layer], 16)
-                    x = s2_x if layer == 0 else act.a[0]
-                    with m.If(s2_bias):
+                    x = s3_x if layer == 0 else act.a[0]
+                    with m.If(s3_bias):
                         m.d.comb += grad_in.eq(one)
                     with m.Else():
                         m.d.comb += grad_in.eq(x)
         m.d.comb += [
-            mac.i.valid.eq(s2_valid),
-            mac.i.payload.first.eq(s2_first),
-            mac.i.payload.last.eq(s2_last),
+            mac.i.valid.eq(s3_valid),
+            mac.i.payload.first.eq(s3_first),
+            mac.i.payload.last.eq(s3_last),
         ]
         for lane in range(lanes):
-            w_operand = hdl_requantize(s2_w[lane], nx.weight.frac_bits, nx.weight_operand)
-            with m.If(s2_grad):
-                m.d.comb += [mac.i.payload.a[lane].eq(s2_delta[lane]), mac.i.payload.b[lane].eq(grad_in)]
+            with m.If(s3_grad):
+                m.d.comb += [mac.i.payload.a[lane].eq(s3_delta[lane]), mac.i.payload.b[lane].eq(grad_in)]
             with m.Else():
-                m.d.comb += [mac.i.payload.a[lane].eq(w_operand), mac.i.payload.b[lane].eq(s2_delta[lane])]
+                m.d.comb += [mac.i.payload.a[lane].eq(s3_w[lane]), mac.i.payload.b[lane].eq(s3_delta[lane])]
 
         # -- gradient write-back: G read issued LATENCY cycles after the beat ------
         g_issue = Signal()
@@ -178,11 +190,21 @@ class BackwardEngine(wiring.Component):
         g_valid_d = delay(m, g_issue, lat, "g_valid")
         g_addr_d = delay(m, g_addr, lat, "g_addr")
         g_layer_d = delay(m, g_layer, lat, "g_layer")
-        g_valid_w = delay(m, g_valid_d, 1, "g_valid_w")
-        g_addr_w = delay(m, g_addr_d, 1, "g_addr_w")
-        g_layer_w = delay(m, g_layer_d, 1, "g_layer_w")
+        # the G word of the layer and the MAC result are registered, added, and written a cycle later
+        g_valid_w = delay(m, g_valid_d, 2, "g_valid_w")
+        g_addr_w = delay(m, g_addr_d, 2, "g_addr_w")
+        g_layer_w = delay(m, g_layer_d, 2, "g_layer_w")
+        g_width = max(fmt.width for fmt in plan.grad)
+        g_old = [Signal(signed(g_width), name=f"g_old{lane}", reset_less=True) for lane in range(lanes)]
+        g_new = [Signal(signed(40), name=f"g_new{lane}", reset_less=True) for lane in range(lanes)]
+        g_layer_r = delay(m, g_layer_d, 1, "g_layer_r")
+        m.d.sync += [g_new[lane].eq(mac.o.payload.value[lane]) for lane in range(lanes)]
+        with m.Switch(g_layer_r):
+            for layer in range(n_layers):
+                with m.Case(layer):
+                    gr = getattr(self, f"g{layer}_rdata")
+                    m.d.sync += [g_old[lane].eq(gr[lane]) for lane in range(lanes)]
         for layer in range(n_layers):
-            gr = getattr(self, f"g{layer}_rdata")
             fmt = plan.grad[layer]
             m.d.comb += [
                 getattr(self, f"g{layer}_raddr").eq(g_addr_d),
@@ -191,7 +213,7 @@ class BackwardEngine(wiring.Component):
             ]
             wdata = getattr(self, f"g{layer}_wdata")
             for lane in range(lanes):
-                m.d.comb += wdata[lane].eq((gr[lane] + mac.o.payload.value[lane])[:fmt.width])
+                m.d.comb += wdata[lane].eq((g_old[lane] + g_new[lane])[:fmt.width])
 
         # -- delta results: lane sum, requantise, derivative ------------------------
         z_d = delay(m, z_sel, lat, "z_sel")  # z of the beat, aligned with the MAC output
@@ -233,35 +255,47 @@ class BackwardEngine(wiring.Component):
         q_z = Signal(nx.act.shape)
         q_s = Signal(nx.delta.shape)
         m.d.sync += [q_valid.eq(sum_valid), q_layer.eq(sum_layer), q_idx.eq(sum_idx), q_z.eq(sum_z), q_s.eq(s)]
+        # the derivative (registered inside the unit), then the delta register
         m.d.comb += [act.delta_in[0].eq(q_s), act.delta_z[0].eq(q_z)]
-        with m.If(q_valid):
-            with m.Switch(q_layer):
+        r_valid, r_layer, r_idx = Signal(), Signal.like(s1_layer), Signal.like(out_i)
+        m.d.sync += [r_valid.eq(q_valid), r_layer.eq(q_layer), r_idx.eq(q_idx)]
+        with m.If(r_valid):
+            with m.Switch(r_layer):
                 for layer in range(1, n_layers):
                     with m.Case(layer):
-                        m.d.sync += deltas[layer - 1][q_idx].eq(act.delta_out[0])
+                        m.d.sync += deltas[layer - 1][r_idx].eq(act.delta_out[0])
 
         # -- sequencer ----------------------------------------------------------------
         last = n_layers - 1
+        # slot base addresses of the label-state memories
+        bases = SlotBases({"sx": cfg.n_in(0), "sp": classes,
+                           **{f"sz{layer}": cfg.passes(layer) for layer in range(n_layers - 1)}}, cfg.slots)
         out_delta = nx.out_delta
-        m.d.comb += [self.done.eq(0), self.sp_raddr.eq(hdl_const_mul(slot, classes) + k)]
+        m.d.comb += [self.done.eq(0), self.sp_raddr.eq(bases["sp"] + k)]
+        # LOAD: p_k read (cycle 1), registered (cycle 2), delta_k = saturate(p_k - onehot) written (cycle 3)
         p_label = Signal(range(classes + 1))
         p_valid = Signal()
         m.d.sync += [p_valid.eq(0), p_label.eq(k)]
+        p_valid2, p_label2 = Signal(), Signal.like(p_label)
+        p_k = Signal(nx.prob.shape)
+        m.d.sync += [p_valid2.eq(p_valid), p_label2.eq(p_label), p_k.eq(self.sp_rdata)]
         one_hot = Const(1 << nx.prob.frac_bits, nx.prob.width + 1)
         diff = Signal(signed(nx.prob.width + 2))
-        m.d.comb += diff.eq(self.sp_rdata - Mux(label == p_label, one_hot, 0))
-        with m.If(p_valid):
-            m.d.sync += deltas[last][p_label].eq(hdl_saturate(diff, out_delta))
+        m.d.comb += diff.eq(p_k - Mux(label == p_label2, one_hot, 0))
+        with m.If(p_valid2):
+            m.d.sync += deltas[last][p_label2].eq(hdl_saturate(diff, out_delta))
 
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
+                    bases.load(m, self.slot)
                     m.d.sync += [slot.eq(self.slot), label.eq(self.label), k.eq(0)]
                     m.next = "LOAD"
             with m.State("LOAD"):
+                # classes reads, then one more cycle for the last delta to land before GRAD reads it
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [p_valid.eq(1), k.eq(k + 1)]
-                with m.If(k == classes - 1):
+                m.d.sync += [p_valid.eq(k < classes), k.eq(k + 1)]
+                with m.If(k == classes):
                     m.d.sync += [i.eq(0), p.eq(0), addr.eq(0), word_i.eq(0), lane_i.eq(0)]
                     m.next = f"GRAD{last}"
             for layer in range(last, -1, -1):
@@ -269,10 +303,9 @@ class BackwardEngine(wiring.Component):
                 with m.State(f"GRAD{layer}"):
                     m.d.comb += self.busy.eq(1)
                     if layer == 0:
-                        m.d.comb += self.sx_raddr.eq(hdl_const_mul(slot, n_in) + i)
+                        m.d.comb += self.sx_raddr.eq(bases["sx"] + i)
                     else:
-                        prev = cfg.passes(layer - 1)
-                        m.d.comb += getattr(self, f"sz{layer - 1}_raddr").eq(hdl_const_mul(slot, prev) + word_i)
+                        m.d.comb += getattr(self, f"sz{layer - 1}_raddr").eq(bases[f"sz{layer - 1}"] + word_i)
                     m.d.sync += [
                         s1_valid.eq(1), s1_first.eq(1), s1_last.eq(1), s1_bias.eq(i == n_in), s1_p.eq(p),
                         s1_lane.eq(lane_i), s1_layer.eq(layer), s1_grad.eq(1),
@@ -297,12 +330,11 @@ class BackwardEngine(wiring.Component):
                             m.d.sync += drain.eq(0)
                             m.next = "DONE"
                 if layer:
-                    prev = cfg.passes(layer - 1)
                     with m.State(f"DELTA{layer}"):
                         m.d.comb += [
                             self.busy.eq(1),
                             getattr(self, f"w{layer}_raddr").eq(addr),
-                            getattr(self, f"sz{layer - 1}_raddr").eq(hdl_const_mul(slot, prev) + word_i),
+                            getattr(self, f"sz{layer - 1}_raddr").eq(bases[f"sz{layer - 1}"] + word_i),
                         ]
                         m.d.sync += [
                             s1_valid.eq(1), s1_first.eq(p == 0), s1_last.eq(p == passes - 1), s1_bias.eq(0),
@@ -317,7 +349,7 @@ class BackwardEngine(wiring.Component):
                             m.d.sync += [p.eq(p + 1), addr.eq(addr + n_in + 1)]
                     with m.State(f"DDRAIN{layer}"):
                         m.d.comb += self.busy.eq(1)
-                        with m.If(q_valid & (q_idx == n_in - 1)):
+                        with m.If(r_valid & (r_idx == n_in - 1)):
                             m.d.sync += [i.eq(0), p.eq(0), addr.eq(0), word_i.eq(0), lane_i.eq(0)]
                             m.next = f"GRAD{layer - 1}"
             with m.State("DONE"):

@@ -8,14 +8,15 @@ the step counts of a golden-model run into hardware cycles.
 
 With ``L`` layers, ``beats_f = sum_l passes(l) * (n_in(l) + 1)``:
 
-* forward pass ``F = beats_f + 3 * classes + 6 * L + quotient_bits + 4``
+* forward pass ``F = beats_f + 3 * classes + 7 * L + quotient_bits + 4``
   (MAC beats, per-layer pipeline drains, softmax: load, exp, reciprocal,
   normalise);
-* backward pass ``B = classes + beats_f + sum_{l>=1} passes(l) * n_in(l) + 9 * L - 1``
+* backward pass ``B = classes + beats_f + sum_{l>=1} passes(l) * n_in(l) + 11 * L - 1``
   (output error, gradient words, error propagation, drains);
 * sequential step ``F + B + 4``; hit step ``max(F + 4, B + 3)``;
   miss step ``max(F + 4, B + 3) + B + 2``;
-* update ``sum_l words(l) + 7`` (the layers in turn through one pipelined update unit);
+* update ``sum_l words(l) + UpdateUnit.LATENCY + 4`` (the layers in turn through one pipelined
+  update unit);
 * plus one idle cycle per sample between steps.
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .layout import TrainerConfig
+from .update import UpdateUnit
 
 __all__ = ["CycleModel"]
 
@@ -40,14 +42,14 @@ class CycleModel:
     def forward(self) -> int:
         cfg = self.cfg
         beats = sum(cfg.words(layer) for layer in range(cfg.n_layers))
-        return beats + 3 * cfg.classes + 6 * cfg.n_layers + self._quotient_bits + 4
+        return beats + 3 * cfg.classes + 7 * cfg.n_layers + self._quotient_bits + 4
 
     @property
     def backward(self) -> int:
         cfg = self.cfg
         beats = cfg.classes + sum(cfg.words(layer) for layer in range(cfg.n_layers))
         beats += sum(cfg.passes(layer) * cfg.n_in(layer) for layer in range(1, cfg.n_layers))
-        return beats + 9 * cfg.n_layers - 1
+        return beats + 11 * cfg.n_layers - 1
 
     @property
     def sequential_step(self) -> int:
@@ -63,7 +65,7 @@ class CycleModel:
 
     @property
     def update(self) -> int:
-        return sum(self.cfg.words(layer) for layer in range(self.cfg.n_layers)) + 7
+        return sum(self.cfg.words(layer) for layer in range(self.cfg.n_layers)) + UpdateUnit.LATENCY + 4
 
     def total(self, sequential: int, hits: int, misses: int, updates: int) -> int:
         """Cycles of a run with these step and update counts (first sightings are sequential steps)."""

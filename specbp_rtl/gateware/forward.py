@@ -27,13 +27,13 @@ from amaranth.hdl import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..fixed import hdl_const_mul, hdl_requantize
+from ..fixed import hdl_requantize
 from .activation import Activation
 from .layout import TrainerConfig
 from .mac_array import MacArray
 from .ports import read_port, write_port
 from .softmax import Softmax
-from .util import step_element
+from .util import SlotBases, step_element
 
 __all__ = ["ForwardEngine"]
 
@@ -95,7 +95,7 @@ class ForwardEngine(wiring.Component):
         act_frac = nx.act.frac_bits
         acc_frac = nx.weight_operand_frac + act_frac
         m.submodules.mac = mac = MacArray(lanes, broadcast=True, acc_width=48, acc_frac=acc_frac, out=nx.act)
-        m.submodules.act = act = Activation(1, plan)
+        m.submodules.act = act = Activation(1, plan, latency=1)
         m.submodules.softmax = softmax = Softmax(cfg.classes, nx)
         m.d.comb += mac.o.ready.eq(1)
 
@@ -144,25 +144,36 @@ class ForwardEngine(wiring.Component):
             s2_byte.eq(Mux(s1_src == SRC_PIXEL, s1_pixel, self.sx_rdata)), s2_hidden.eq(hidden), s2_w.eq(weights),
         ]
 
-        # stage 2: hidden input = leaky ReLU of the pre-activation; weights requantised to the MAC operand
+        # stage 2 -> 3: leaky ReLU of the hidden input (registered inside the unit); weights requantised
+        # to the MAC operand
         m.d.comb += act.z[0].eq(s2_hidden)
+        s3_valid, s3_first, s3_last = Signal(), Signal(), Signal()
+        s3_src = Signal.like(s1_src)
+        s3_byte = Signal(8)
+        s3_a = Signal(data.ArrayLayout(nx.weight_operand.shape, lanes))
+        m.d.sync += [
+            s3_valid.eq(s2_valid), s3_first.eq(s2_first), s3_last.eq(s2_last), s3_src.eq(s2_src),
+            s3_byte.eq(s2_byte),
+            *(s3_a[lane].eq(hdl_requantize(s2_w[lane], nx.weight.frac_bits, nx.weight_operand))
+              for lane in range(lanes)),
+        ]
+
+        # stage 3: the MAC beat
         b = Signal(16)
-        with m.Switch(s2_src):
+        with m.Switch(s3_src):
             with m.Case(SRC_PIXEL, SRC_SX):
-                m.d.comb += b.eq(s2_byte << in_shift)
+                m.d.comb += b.eq(s3_byte << in_shift)
             with m.Case(SRC_SZ):
                 m.d.comb += b.eq(act.a[0])
             with m.Case(SRC_BIAS):
                 m.d.comb += b.eq(one)
         m.d.comb += [
-            mac.i.valid.eq(s2_valid),
+            mac.i.valid.eq(s3_valid),
+            mac.i.payload.a.eq(s3_a),
             mac.i.payload.b.eq(b),
-            mac.i.payload.first.eq(s2_first),
-            mac.i.payload.last.eq(s2_last),
+            mac.i.payload.first.eq(s3_first),
+            mac.i.payload.last.eq(s3_last),
         ]
-        for lane in range(lanes):
-            m.d.comb += mac.i.payload.a[lane].eq(
-                hdl_requantize(s2_w[lane], nx.weight.frac_bits, nx.weight_operand))
         m.d.sync += s1_valid.eq(0)
 
         # logits of the output layer, gathered pass by pass
@@ -172,10 +183,15 @@ class ForwardEngine(wiring.Component):
         best = Signal(nx.act.shape)
         written = Signal(range(classes + 1))
 
+        # slot base addresses of the label-state memories
+        bases = SlotBases({"sx": cfg.n_in(0), "sp": classes,
+                           **{f"sz{layer}": cfg.passes(layer) for layer in range(n_layers - 1)}}, cfg.slots)
+
         m.d.comb += self.done.eq(0)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
+                    bases.load(m, self.slot)
                     m.d.sync += [slot.eq(self.slot), i.eq(0), p.eq(0), waddr.eq(0), word_i.eq(0),
                                  lane_i.eq(0)]
                     m.next = "ISSUE0"
@@ -192,14 +208,13 @@ class ForwardEngine(wiring.Component):
                     m.d.comb += getattr(self, f"w{layer}_raddr").eq(waddr)
                     if layer == 0:
                         m.d.comb += [
-                            self.sx_waddr.eq(hdl_const_mul(slot, n_in) + i),
+                            self.sx_waddr.eq(bases["sx"] + i),
                             self.sx_wdata.eq(self.pixel.payload),
                             self.sx_wen.eq(from_pixels & self.pixel.valid),
-                            self.sx_raddr.eq(hdl_const_mul(slot, n_in) + i),
+                            self.sx_raddr.eq(bases["sx"] + i),
                         ]
                     else:
-                        prev_passes = cfg.passes(layer - 1)
-                        m.d.comb += getattr(self, f"sz{layer - 1}_raddr").eq(hdl_const_mul(slot, prev_passes) + word_i)
+                        m.d.comb += getattr(self, f"sz{layer - 1}_raddr").eq(bases[f"sz{layer - 1}"] + word_i)
                     with m.If(fire):
                         m.d.sync += [
                             s1_valid.eq(1),
@@ -255,7 +270,7 @@ class ForwardEngine(wiring.Component):
                     m.d.sync += out_pass.eq(out_pass + 1)
                 if layer < n_layers - 1:
                     m.d.comb += [
-                        getattr(self, f"sz{layer}_waddr").eq(hdl_const_mul(slot, passes) + out_pass),
+                        getattr(self, f"sz{layer}_waddr").eq(bases[f"sz{layer}"] + out_pass),
                         getattr(self, f"sz{layer}_wdata").eq(mac.o.payload.value),
                         getattr(self, f"sz{layer}_wen").eq(1),
                     ]
@@ -269,7 +284,7 @@ class ForwardEngine(wiring.Component):
         # softmax results into the slot and out to the comparator
         m.d.comb += [
             softmax.o.ready.eq(1),
-            self.sp_waddr.eq(hdl_const_mul(slot, classes) + written),
+            self.sp_waddr.eq(bases["sp"] + written),
             self.sp_wdata.eq(softmax.o.payload),
             self.sp_wen.eq(softmax.o.valid),
             self.prob_valid.eq(softmax.o.valid),

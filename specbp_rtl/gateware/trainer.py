@@ -47,7 +47,6 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..fixed import hdl_const_mul
 from ..model.golden import FixedEngine
 from .backward import BackwardEngine
 from .comparator import Comparator, Metric
@@ -64,7 +63,7 @@ from .host import (
 )
 from .layout import TrainerConfig
 from .update import UpdateUnit
-from .util import delay
+from .util import SlotBases, delay
 
 __all__ = ["StepKind", "Trainer", "sample_layout", "result_layout"]
 
@@ -206,7 +205,8 @@ class Trainer(wiring.Component):
         old = Signal(range(cfg.slots))
         new = Signal(range(cfg.slots))
         speculating = Signal()
-        m.d.comb += sp_r0.addr.eq(hdl_const_mul(old, classes) + fwd.prob_index)
+        old_base = SlotBases({"sp": classes}, cfg.slots)
+        m.d.comb += sp_r0.addr.eq(old_base["sp"] + fwd.prob_index)
         prob_d = delay(m, fwd.prob_data, 1, "prob")
         prob_valid_d = delay(m, fwd.prob_valid & speculating, 1, "prob_valid")
         m.d.comb += [
@@ -267,6 +267,7 @@ class Trainer(wiring.Component):
                     new_slot = Mux(payload.infer, cfg.scratch_slot, (lab << 1) | ~pointer)
                     old_slot = (lab << 1) | pointer
                     idx = Mux(payload.epoch_start, 0, phase)
+                    old_base.load(m, old_slot)
                     m.d.sync += [
                         label.eq(lab), infer.eq(payload.infer), new.eq(new_slot), old.eq(old_slot),
                         speculating.eq(spec), f_done.eq(0), b_done.eq(0), c_done.eq(0), hit.eq(0),

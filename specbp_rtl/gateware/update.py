@@ -9,7 +9,7 @@ from amaranth.hdl import Module, Mux, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..fixed import Q, hdl_const_mul, hdl_round_shift, hdl_saturate, round_shift, saturate
+from ..fixed import Q, hdl_const_mul_parts, hdl_round_shift, hdl_saturate, round_shift, saturate
 from ..model import golden
 from ..numerics import Plan
 
@@ -68,11 +68,12 @@ class UpdateUnit(wiring.Component):
 
     Latency
     -------
-    :attr:`LATENCY` = 3 cycles from the clock edge accepting a beat to
+    :attr:`LATENCY` = 5 cycles from the clock edge accepting a beat to
     ``o.valid`` (with ``o.ready`` held high): input registers at edge ``t``,
-    clipped (and aligned) gradient at ``t + 1``, ``clip(g) * lr_m`` at
-    ``t + 2``, the rounded, subtracted and saturated weight (the output
-    register) at ``t + 3``.
+    clipped (and aligned) gradient at ``t + 1``, two partial sums of
+    ``clip(g) * lr_m`` at ``t + 2``, the product at ``t + 3``, the rounded
+    product at ``t + 4``, the subtracted and saturated weight (the output
+    register) at ``t + 5``. No path has more than two adders in a row.
 
     Throughput
     ----------
@@ -88,7 +89,7 @@ class UpdateUnit(wiring.Component):
     """
 
     #: Cycles from the clock edge accepting a beat to ``o.valid`` (with ``o.ready`` high).
-    LATENCY = 3
+    LATENCY = 5
 
     def __init__(self, lanes: int, *, weight: Q, grad: Q | Sequence[Q], clip_int: int | Sequence[int], lr_m: int,
                  shift: int | Sequence[int]) -> None:
@@ -186,10 +187,14 @@ class UpdateUnit(wiring.Component):
         def lane_signals(stage: str, shape) -> list[Signal]:
             return [Signal(shape, name=f"{stage}_{lane}", reset_less=True) for lane in range(lanes)]
 
-        w1, g1 = lane_signals("w1", weight.shape), lane_signals("g1", self.grad.shape)
-        w2, c2 = lane_signals("w2", weight.shape), lane_signals("c2", signed(c_width))
-        w3, p3 = lane_signals("w3", weight.shape), lane_signals("p3", signed(prod_width))
-        v1, v2, v3 = Signal(), Signal(), Signal()
+        n_parts = 2
+        w_stages = [lane_signals(f"w{k}", weight.shape) for k in range(1, 6)]  # w1 .. w5
+        g1 = lane_signals("g1", self.grad.shape)
+        c2 = lane_signals("c2", signed(c_width))
+        parts3 = [lane_signals(f"part3_{k}", signed(prod_width)) for k in range(n_parts)]
+        p4 = lane_signals("p4", signed(prod_width))
+        r5 = lane_signals("r5", signed(prod_width + max(0, -s_max)))
+        valid = [Signal(name=f"v{k}") for k in range(1, 6)]  # v1 .. v5
         layer1 = Signal(range(max(n, 2)))
 
         def clip_align(g: Value) -> Value:
@@ -206,24 +211,26 @@ class UpdateUnit(wiring.Component):
 
         c_next = [clip_align(g1[lane]) for lane in range(lanes)]
         with m.If(~stall):
-            m.d.sync += [v1.eq(self.i.valid), v2.eq(v1), v3.eq(v2), self.o.valid.eq(v3)]
+            m.d.sync += [valid[0].eq(self.i.valid), self.o.valid.eq(valid[-1])]
+            m.d.sync += [valid[k].eq(valid[k - 1]) for k in range(1, len(valid))]
             if n > 1:
                 m.d.sync += layer1.eq(self.i.payload.layer)
             for lane in range(lanes):
+                m.d.sync += [w_stages[0][lane].eq(self.i.payload.w[lane]), g1[lane].eq(self.i.payload.g[lane])]
+                m.d.sync += [w_stages[k][lane].eq(w_stages[k - 1][lane]) for k in range(1, len(w_stages))]
+                parts = hdl_const_mul_parts(c2[lane], self.lr_m, n_parts)
                 m.d.sync += [
-                    # stage 1: input registers
-                    w1[lane].eq(self.i.payload.w[lane]),
-                    g1[lane].eq(self.i.payload.g[lane]),
                     # stage 2: clip and align
-                    w2[lane].eq(w1[lane]),
                     c2[lane].eq(c_next[lane]),
-                    # stage 3: exact clip(g) * lr_m from shifts and adds
-                    w3[lane].eq(w2[lane]),
-                    p3[lane].eq(hdl_const_mul(c2[lane], self.lr_m)),
+                    # stage 3: exact clip(g) * lr_m from shifts and adds, as partial sums
+                    *(parts3[k][lane].eq(parts[k] if k < len(parts) else 0) for k in range(n_parts)),
+                    # stage 4: the product
+                    p4[lane].eq(sum(parts3[k][lane] for k in range(n_parts))),
+                    # stage 5: rounded to the weight's LSB
+                    r5[lane].eq(hdl_round_shift(p4[lane], s_max)),
                 ]
-            with m.If(v3):
+            with m.If(valid[-1]):
                 for lane in range(lanes):
-                    # output register: round, subtract, saturate
-                    new_w = hdl_saturate(w3[lane] - hdl_round_shift(p3[lane], s_max), weight)
-                    m.d.sync += self.o.payload.w[lane].eq(new_w)
+                    # output register: subtract, saturate
+                    m.d.sync += self.o.payload.w[lane].eq(hdl_saturate(w_stages[-1][lane] - r5[lane], weight))
         return m

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Signal, Value
 
-__all__ = ["delay", "step_element", "tree_sum"]
+from ..fixed import hdl_const_mul
+
+__all__ = ["SlotBases", "delay", "step_element", "tree_sum"]
 
 
 def delay(m: Module, value: Value, cycles: int, name: str) -> Value:
@@ -31,3 +33,26 @@ def step_element(m: Module, i: Signal, word_i: Signal, lane_i: Signal, lanes: in
         m.d.sync += [lane_i.eq(0), word_i.eq(word_i + 1)]
     with m.Else():
         m.d.sync += lane_i.eq(lane_i + 1)
+
+
+
+class SlotBases:
+    """Registers ``name -> slot * sizes[name]`` for the slot-major label-state memories.
+
+    :meth:`load` (called where the engine latches its slot) computes the
+    products by shift-add; memory addresses are then ``base + index``, one
+    adder after a register, with no constant multiplication in the address
+    path. ``sizes[name]`` is the words per slot of memory ``name``; the
+    registers hold up to ``slots * size``.
+    """
+
+    def __init__(self, sizes: dict[str, int], slots: int) -> None:
+        self.sizes = dict(sizes)
+        self.regs = {name: Signal(range(slots * size + 1), name=f"{name}_base") for name, size in sizes.items()}
+
+    def __getitem__(self, name: str) -> Signal:
+        return self.regs[name]
+
+    def load(self, m: Module, slot: Value) -> None:
+        for name, size in self.sizes.items():
+            m.d.sync += self.regs[name].eq(hdl_const_mul(slot, size))
