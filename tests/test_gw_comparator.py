@@ -147,17 +147,17 @@ def test_other_sizes(n):
 
 @pytest.mark.parametrize("n", [1, 10])
 def test_long_backpressure(n):
-    """Results held in ``o`` for up to ``12 n + 30`` cycles: the next comparison stalls at its last beat."""
+    """Results held in ``o`` for up to ``12 n + 30`` cycles: the next comparison stalls until it is taken."""
     rng = np.random.default_rng(30 + n)
     stored, current = random_rows(rng, 60, n)
     check(Comparator(n, NX), stored, current, random_plans(rng, stored, current), rng, stall=12 * n + 30)
 
 
 def test_latency_and_throughput():
-    """No gaps: one beat per cycle, ``o.valid`` on the cycle after the n-th beat."""
+    """No gaps: one beat per cycle, ``o.valid`` ``latency`` cycles after the n-th beat."""
     n = 10
     dut = Comparator(n, NX)
-    assert dut.latency == 1 and dut.period == n and dut.distance_width == 20
+    assert dut.latency == 3 and dut.period == n and dut.distance_width == 20
     rng = np.random.default_rng(40)
     stored, current = random_rows(rng, 6, n)
     plan = plan_for("l1", 1000, n)

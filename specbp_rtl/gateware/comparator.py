@@ -69,15 +69,17 @@ class Comparator(wiring.Component):
 
     Latency
     -------
-    :attr:`latency` ``= 1``: ``o.valid`` rises on the cycle after the clock edge
-    that accepts the ``n``-th input beat.
+    :attr:`latency` ``= 3``: the edge accepting a beat registers ``|stored -
+    current|``, the next one the running sum or maximum, the third the result
+    (``distance`` and ``hit``); ``o.valid`` rises on the cycle after that
+    third edge. At most one adder or comparator between registers.
 
     Throughput
     ----------
     One input beat per cycle, continuously (one comparison every ``n``
-    cycles). ``i.ready`` is low only for the ``n``-th beat of a comparison
-    while the previous result is still waiting in ``o`` (``o.valid`` high,
-    ``o.ready`` low).
+    cycles). Back-pressure is a global stall: while a result waits in ``o``
+    (``o.valid`` high, ``o.ready`` low) every stage holds and ``i.ready`` is
+    low.
     """
 
     def __init__(self, n: int, numerics: Numerics) -> None:
@@ -113,7 +115,7 @@ class Comparator(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from accepting the ``n``-th beat to ``o.valid``."""
-        return 1
+        return 3
 
     @property
     def period(self) -> int:
@@ -134,28 +136,42 @@ class Comparator(wiring.Component):
         n = self._n
 
         k = Signal(range(n))
-        acc = Signal(self._distance_width)
-
         payload = self.i.payload
-        diff = Mux(payload.stored >= payload.current, payload.stored - payload.current,
-                   payload.current - payload.stored)
-        base = Mux(k == 0, 0, acc)
-        is_max = self.metric == Metric.MAX_ABS
-        dist = Signal(self._distance_width)
-        m.d.comb += dist.eq(Mux(is_max, Mux(diff > base, diff, base), base + diff))
+        stall = Signal()
+        m.d.comb += [stall.eq(self.o.valid & ~self.o.ready), self.i.ready.eq(~stall)]
 
-        last = k == n - 1
-        m.d.comb += self.i.ready.eq(~(last & self.o.valid & ~self.o.ready))
+        # stage A: |stored - current| of the accepted beat
+        a_valid, a_first, a_last, a_max = Signal(), Signal(), Signal(), Signal()
+        a_diff = Signal(self._numerics.prob.width)
+        a_thr = Signal.like(self.threshold)
+        # stage B: running sum / maximum, and the finished distance
+        acc = Signal(self._distance_width)
+        b_valid = Signal()
+        b_dist = Signal(self._distance_width)
+        b_thr = Signal.like(self.threshold)
+        base = Mux(a_first, 0, acc)
+        dist = Mux(a_max, Mux(a_diff > base, a_diff, base), base + a_diff)
 
-        with m.If(self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [acc.eq(dist), k.eq(k + 1)]
-            with m.If(last):
+        with m.If(~stall):
+            accept = self.i.valid
+            m.d.sync += [
+                a_valid.eq(accept),
+                a_first.eq(k == 0),
+                a_last.eq(k == n - 1),
+                a_max.eq(self.metric == Metric.MAX_ABS),
+                a_thr.eq(self.threshold),
+                a_diff.eq(Mux(payload.stored >= payload.current, payload.stored - payload.current,
+                              payload.current - payload.stored)),
+                b_valid.eq(a_valid & a_last),
+                self.o.valid.eq(b_valid),
+            ]
+            with m.If(accept):
+                m.d.sync += k.eq(Mux(k == n - 1, 0, k + 1))
+            with m.If(a_valid):
+                m.d.sync += [acc.eq(dist), b_dist.eq(dist), b_thr.eq(a_thr)]
+            with m.If(b_valid):
                 m.d.sync += [
-                    k.eq(0),
-                    self.o.payload.distance.eq(dist),
-                    self.o.payload.hit.eq(dist <= self.threshold),
-                    self.o.valid.eq(1),
+                    self.o.payload.distance.eq(b_dist),
+                    self.o.payload.hit.eq(b_dist <= b_thr),
                 ]
         return m

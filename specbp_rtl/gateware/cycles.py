@@ -13,8 +13,8 @@ With ``L`` layers, ``beats_f = sum_l passes(l) * (n_in(l) + 1)``:
   normalise);
 * backward pass ``B = classes + beats_f + sum_{l>=1} passes(l) * n_in(l) + 11 * L - 1``
   (output error, gradient words, error propagation, drains);
-* sequential step ``F + B + 4``; hit step ``max(F + 4, B + 3)``;
-  miss step ``max(F + 4, B + 3) + B + 2``;
+* sequential step ``F + B + 4``; hit step ``max(F + 7, B + 3)`` (the comparator
+  decides 7 cycles after the forward pass); miss step ``max(F + 7, B + 3) + B + 2``;
 * update ``sum_l words(l) + UpdateUnit.LATENCY + 4`` (the layers in turn through one pipelined
   update unit);
 * plus one idle cycle per sample between steps.
@@ -57,7 +57,7 @@ class CycleModel:
 
     @property
     def hit_step(self) -> int:
-        return max(self.forward + 4, self.backward + 3)
+        return max(self.forward + 7, self.backward + 3)
 
     @property
     def miss_step(self) -> int:

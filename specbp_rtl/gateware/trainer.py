@@ -207,11 +207,13 @@ class Trainer(wiring.Component):
         speculating = Signal()
         old_base = SlotBases({"sp": classes}, cfg.slots)
         m.d.comb += sp_r0.addr.eq(old_base["sp"] + fwd.prob_index)
-        prob_d = delay(m, fwd.prob_data, 1, "prob")
-        prob_valid_d = delay(m, fwd.prob_valid & speculating, 1, "prob_valid")
+        # p_old[k] is read from the slot while the softmax emits p_new[k]; both are registered once more
+        # before the comparator (no path from a memory read into its subtractor)
+        prob_d = delay(m, fwd.prob_data, 2, "prob")
+        prob_valid_d = delay(m, fwd.prob_valid & speculating, 2, "prob_valid")
         m.d.comb += [
             cmp.i.valid.eq(prob_valid_d),
-            cmp.i.payload.stored.eq(sp_r0.data),
+            cmp.i.payload.stored.eq(delay(m, sp_r0.data, 1, "p_old")),
             cmp.i.payload.current.eq(prob_d),
             cmp.o.ready.eq(1),
         ]
