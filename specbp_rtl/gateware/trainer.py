@@ -431,36 +431,45 @@ class Trainer(wiring.Component):
                             for lane in range(lanes - 1):
                                 m.d.comb += wwr[layer].data[lane].eq(stage[layer][lane])
                             m.d.comb += wwr[layer].data[lanes - 1].eq(host.wdata)
-        # reads: cycle 1 presents the memory address, cycle 2 returns the data
+        # reads: cycle 1 presents the memory address; cycle 2 selects (registers: a parallel case on the
+        # address; weights: the lane of the word read) into two registers; cycle 3 returns the data
         r1_valid = Signal()
         r1_addr = Signal.like(host.addr)
-        m.d.sync += [r1_valid.eq(host.re), r1_addr.eq(host.addr), host.rvalid.eq(r1_valid)]
+        m.d.sync += [r1_valid.eq(host.re), r1_addr.eq(host.addr)]
         with m.If(host.re & fsm_idle):
             for layer in range(n_layers):
                 with m.If(h_region == layer + 1):
                     m.d.comb += wr0[layer].addr.eq(h_word)
         r_region = r1_addr[20:24]
         r_lane = r1_addr[:lane_bits]
-        with m.If(r1_valid):
-            with m.Switch(r_region):
-                with m.Case(0):
-                    reg = r1_addr[:20]
-                    with m.If(reg == REG_STATUS):
-                        m.d.sync += host.rdata.eq(~fsm_idle)
-                    with m.Elif(reg == REG_THRESHOLD):
-                        m.d.sync += host.rdata.eq(threshold)
-                    with m.Elif(reg == REG_METRIC):
-                        m.d.sync += host.rdata.eq(metric.as_value())
-                    with m.Elif(reg == REG_SPEC_EN):
-                        m.d.sync += host.rdata.eq(spec_en)
-                    with m.Elif(reg == REG_LANES):
-                        m.d.sync += host.rdata.eq(lanes)
-                    for n, name in enumerate(COUNTERS):
-                        with m.Elif(reg == REG_COUNTERS + 2 * n):
-                            m.d.sync += host.rdata.eq(ctr[name][:32])
-                        with m.Elif(reg == REG_COUNTERS + 2 * n + 1):
-                            m.d.sync += host.rdata.eq(ctr[name][32:])
-                for layer in range(n_layers):
-                    with m.Case(layer + 1):
-                        m.d.sync += host.rdata.eq(wr0[layer].data[r_lane].as_signed())
+        reg_value = Signal(32)
+        with m.Switch(r1_addr[:20]):
+            with m.Case(REG_STATUS):
+                m.d.comb += reg_value.eq(~fsm_idle)
+            with m.Case(REG_THRESHOLD):
+                m.d.comb += reg_value.eq(threshold)
+            with m.Case(REG_METRIC):
+                m.d.comb += reg_value.eq(metric.as_value())
+            with m.Case(REG_SPEC_EN):
+                m.d.comb += reg_value.eq(spec_en)
+            with m.Case(REG_LANES):
+                m.d.comb += reg_value.eq(lanes)
+            for n, name in enumerate(COUNTERS):
+                with m.Case(REG_COUNTERS + 2 * n):
+                    m.d.comb += reg_value.eq(ctr[name][:32])
+                with m.Case(REG_COUNTERS + 2 * n + 1):
+                    m.d.comb += reg_value.eq(ctr[name][32:])
+        weight_value = Signal(32)
+        with m.Switch(r_region):
+            for layer in range(n_layers):
+                with m.Case(layer + 1):
+                    m.d.comb += weight_value.eq(wr0[layer].data[r_lane].as_signed())
+        r2_valid, r2_is_reg = Signal(), Signal()
+        r2_reg, r2_weight = Signal(32), Signal(32)
+        m.d.sync += [
+            r2_valid.eq(r1_valid), r2_is_reg.eq(r_region == 0), r2_reg.eq(reg_value), r2_weight.eq(weight_value),
+            host.rvalid.eq(r2_valid),
+        ]
+        with m.If(r2_valid):
+            m.d.sync += host.rdata.eq(Mux(r2_is_reg, r2_reg, r2_weight))
         return m
