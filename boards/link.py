@@ -514,7 +514,13 @@ class LinkedTrainer(wiring.Component):
         wiring.connect(m, link.tx, tx.i)
         wiring.connect(m, link.sample, trainer.sample)
         wiring.connect(m, trainer.result, link.result)
-        wiring.connect(m, link.host, trainer.host)
+        # the host bus requests are registered on their way into the trainer (the link's decode and the
+        # trainer's write decode are far apart on a large device); replies come straight back
+        m.d.sync += [
+            trainer.host.addr.eq(link.host.addr), trainer.host.wdata.eq(link.host.wdata),
+            trainer.host.we.eq(link.host.we), trainer.host.re.eq(link.host.re),
+        ]
+        m.d.comb += [link.host.rdata.eq(trainer.host.rdata), link.host.rvalid.eq(trainer.host.rvalid)]
         m.d.comb += [
             rx.rx.eq(self.rx),
             self.tx.eq(tx.tx),
