@@ -211,7 +211,7 @@ def test_latency_and_throughput():
     sim.add_clock(1e-6)
     sim.add_testbench(tb)
     sim.run()
-    assert record["latency"] == MacArray.LATENCY == 3
+    assert record["latency"] == MacArray.LATENCY == 4
     # beat k is accepted at edge k; its output is valid after edge k + LATENCY, i.e. sampled at edge k + LATENCY + 1
     assert record["valid_cycles"] == list(range(MacArray.LATENCY + 1, MacArray.LATENCY + 1 + n))
     np.testing.assert_array_equal(np.array(record["outputs"]), expected)

@@ -33,7 +33,7 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..fixed import hdl_requantize, hdl_saturate
+from ..fixed import hdl_requantize, hdl_round_shift, hdl_saturate
 from .activation import Activation
 from .layout import TrainerConfig
 from .mac_array import MacArray
@@ -245,16 +245,23 @@ class BackwardEngine(wiring.Component):
             sum_idx.eq(part_idx),
             sum_z.eq(part_z),
         ]
-        s = Signal(nx.delta.shape)
+        # requantise into the hidden-delta format: rounded (per layer) into one register, saturated into the next
+        rounded = Signal(signed(len(lane_sum) + 1))
         with m.Switch(sum_layer):
             for layer in range(1, n_layers):
                 with m.Case(layer):
                     frac = plan.delta_fmt[layer].frac_bits + nx.weight_operand_frac
-                    m.d.comb += s.eq(hdl_requantize(lane_sum, frac, nx.delta))
+                    m.d.comb += rounded.eq(hdl_round_shift(lane_sum, frac - nx.delta.frac_bits))
+        rnd_valid, rnd_layer, rnd_idx = Signal(), Signal.like(s1_layer), Signal.like(out_i)
+        rnd_z = Signal(nx.act.shape)
+        rnd = Signal.like(rounded)
+        m.d.sync += [rnd_valid.eq(sum_valid), rnd_layer.eq(sum_layer), rnd_idx.eq(sum_idx), rnd_z.eq(sum_z),
+                     rnd.eq(rounded)]
         q_valid, q_layer, q_idx = Signal(), Signal.like(s1_layer), Signal.like(out_i)
         q_z = Signal(nx.act.shape)
         q_s = Signal(nx.delta.shape)
-        m.d.sync += [q_valid.eq(sum_valid), q_layer.eq(sum_layer), q_idx.eq(sum_idx), q_z.eq(sum_z), q_s.eq(s)]
+        m.d.sync += [q_valid.eq(rnd_valid), q_layer.eq(rnd_layer), q_idx.eq(rnd_idx), q_z.eq(rnd_z),
+                     q_s.eq(hdl_saturate(rnd, nx.delta))]
         # the derivative (registered inside the unit), then the delta register
         m.d.comb += [act.delta_in[0].eq(q_s), act.delta_z[0].eq(q_z)]
         r_valid, r_layer, r_idx = Signal(), Signal.like(s1_layer), Signal.like(out_i)

@@ -8,10 +8,10 @@ the step counts of a golden-model run into hardware cycles.
 
 With ``L`` layers, ``beats_f = sum_l passes(l) * (n_in(l) + 1)``:
 
-* forward pass ``F = beats_f + 3 * classes + 7 * L + quotient_bits + 4``
+* forward pass ``F = beats_f + 3 * classes + 8 * L + quotient_bits + 4``
   (MAC beats, per-layer pipeline drains, softmax: load, exp, reciprocal,
   normalise);
-* backward pass ``B = classes + beats_f + sum_{l>=1} passes(l) * n_in(l) + 11 * L - 1``
+* backward pass ``B = classes + beats_f + sum_{l>=1} passes(l) * n_in(l) + 13 * L - 2``
   (output error, gradient words, error propagation, drains);
 * sequential step ``F + B + 4``; hit step ``max(F + 7, B + 3)`` (the comparator
   decides 7 cycles after the forward pass); miss step ``max(F + 7, B + 3) + B + 2``;
@@ -42,14 +42,14 @@ class CycleModel:
     def forward(self) -> int:
         cfg = self.cfg
         beats = sum(cfg.words(layer) for layer in range(cfg.n_layers))
-        return beats + 3 * cfg.classes + 7 * cfg.n_layers + self._quotient_bits + 4
+        return beats + 3 * cfg.classes + 8 * cfg.n_layers + self._quotient_bits + 4
 
     @property
     def backward(self) -> int:
         cfg = self.cfg
         beats = cfg.classes + sum(cfg.words(layer) for layer in range(cfg.n_layers))
         beats += sum(cfg.passes(layer) * cfg.n_in(layer) for layer in range(1, cfg.n_layers))
-        return beats + 11 * cfg.n_layers - 1
+        return beats + 13 * cfg.n_layers - 2
 
     @property
     def sequential_step(self) -> int:

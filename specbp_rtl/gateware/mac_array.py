@@ -7,7 +7,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..fixed import Q, hdl_requantize, requantize
+from ..fixed import Q, hdl_round_shift, hdl_saturate, requantize
 
 __all__ = ["MacArray"]
 
@@ -77,10 +77,12 @@ class MacArray(wiring.Component):
 
     Latency
     -------
-    :attr:`LATENCY` = 3 cycles: the beat carrying ``last`` is accepted on clock
+    :attr:`LATENCY` = 4 cycles: the beat carrying ``last`` is accepted on clock
     edge ``t`` (operand registers), the product is registered at ``t + 1``,
-    the accumulator at ``t + 2`` and the requantised output at ``t + 3``, after
-    which ``o.valid`` is high (with ``o.ready`` held high).
+    the accumulator at ``t + 2``, the rounded sum at ``t + 3`` and the
+    saturated output at ``t + 4``, after which ``o.valid`` is high (with
+    ``o.ready`` held high). Without ``out`` the sum passes both registers
+    unchanged.
 
     Throughput
     ----------
@@ -95,7 +97,7 @@ class MacArray(wiring.Component):
     """
 
     #: Cycles from the clock edge accepting a ``last`` beat to ``o.valid`` (with ``o.ready`` high).
-    LATENCY = 3
+    LATENCY = 4
 
     def __init__(self, lanes: int, *, a_width: int = 16, b_width: int = 16, broadcast: bool = True,
                  acc_width: int = 48, acc_frac: int = 0, out: Q | None = None) -> None:
@@ -185,6 +187,10 @@ class MacArray(wiring.Component):
         # Stage 3: accumulators; `done3` marks a completed sum.
         done3 = Signal()
         acc3 = [Signal(signed(self.acc_width), name=f"acc3_{lane}") for lane in range(lanes)]
+        # Stage 4: rounded sums.
+        done4 = Signal()
+        round_shape = Value.cast(self._round(acc3[0])).shape()
+        round4 = [Signal(round_shape, name=f"round4_{lane}", reset_less=True) for lane in range(lanes)]
 
         with m.If(~stall):
             m.d.sync += [
@@ -195,7 +201,8 @@ class MacArray(wiring.Component):
                 first2.eq(first1),
                 last2.eq(last1),
                 done3.eq(v2 & last2),
-                self.o.valid.eq(done3),
+                done4.eq(done3),
+                self.o.valid.eq(done4),
             ]
             for lane in range(lanes):
                 m.d.sync += [
@@ -209,17 +216,24 @@ class MacArray(wiring.Component):
             with m.If(v2):
                 for lane in range(lanes):
                     m.d.sync += acc3[lane].eq(Mux(first2, prod2[lane], acc3[lane] + prod2[lane]))
-            # Stage 4: the output register, loaded when a sum completes.
+            # Stage 4: the completed sum, rounded to the output format's LSB (not yet saturated).
             with m.If(done3):
                 for lane in range(lanes):
-                    m.d.sync += self.o.payload.value[lane].eq(self._requantize(acc3[lane]))
+                    m.d.sync += round4[lane].eq(self._round(acc3[lane]))
+            # Stage 5: the output register, saturated.
+            with m.If(done4):
+                for lane in range(lanes):
+                    m.d.sync += self.o.payload.value[lane].eq(self._saturate(round4[lane]))
         return m
 
-    def _requantize(self, acc: Value) -> Value:
+    def _round(self, acc: Value) -> Value:
         if self.out is None:
             return acc
         # hdl_saturate needs an input at least as wide as the format (it slices
         # the in-range value), so sign-extend for formats wider than the sum.
         shift = self.acc_frac - self.out.frac_bits
         acc = _sign_extend(acc, self.out.width + max(shift, 0))
-        return hdl_requantize(acc, self.acc_frac, self.out)
+        return hdl_round_shift(acc, shift)
+
+    def _saturate(self, rounded: Value) -> Value:
+        return rounded if self.out is None else hdl_saturate(rounded, self.out)
