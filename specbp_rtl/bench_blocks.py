@@ -22,8 +22,9 @@ ECP5       ``synth_ecp5 -top top``        luts ``LUT4 + 2 * CCU2C`` (LUT4 equiva
 
 Blocks (default numerics, :class:`~specbp_rtl.config.TrainConfig` defaults,
 784-16-16-10): ``MacArray(lanes)`` as layer 0's forward array (broadcast,
-48-bit accumulator, requantised into ``act``), ``Activation(lanes)``,
-``UpdateUnit.for_layer(lanes, plan, 0)``, ``Softmax(10)`` and
+48-bit accumulator, requantised into ``act``), ``Activation(lanes, plan,
+latency=1)`` (as the engines use it), ``UpdateUnit.for_plan(lanes, plan)``
+(the trainer's unit, shared by the three layers), ``Softmax(10)`` and
 ``Comparator(10)``; the last two do not depend on ``lanes`` and appear once
 per target (``lanes`` is ``None``).
 
@@ -112,13 +113,13 @@ def _mac_array(lanes: int | None, plan: Plan) -> object:
 def _activation(lanes: int | None, plan: Plan) -> object:
     from .gateware.activation import Activation
 
-    return Activation(lanes, plan)
+    return Activation(lanes, plan, latency=1)
 
 
 def _update(lanes: int | None, plan: Plan) -> object:
     from .gateware.update import UpdateUnit
 
-    return UpdateUnit.for_layer(lanes, plan, 0)
+    return UpdateUnit.for_plan(lanes, plan)
 
 
 def _softmax(lanes: int | None, plan: Plan) -> object:
@@ -139,7 +140,7 @@ def _class_latency(block: object) -> int:
 
 _SPECS: dict[str, _Spec] = {
     "MacArray": _Spec(True, _mac_array, _class_latency, lambda b: 1.0),
-    "Activation": _Spec(True, _activation, _class_latency, lambda b: 1.0),
+    "Activation": _Spec(True, _activation, lambda b: b.latency, lambda b: 1.0),
     "UpdateUnit": _Spec(True, _update, _class_latency, lambda b: 1.0),
     "Softmax": _Spec(False, _softmax, lambda b: b.latency, lambda b: b.n / b.period),
     "Comparator": _Spec(False, _comparator, lambda b: b.latency, lambda b: 1.0),

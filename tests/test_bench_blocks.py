@@ -25,6 +25,24 @@ def test_comparator_ice40(tmp_path):
     assert r["synth_seconds"] > 0
 
 
+def test_every_block_builds_and_reports_latency():
+    """Every block of the benchmark elaborates and has a latency and throughput (no synthesis)."""
+    from amaranth.hdl import Fragment
+
+    from specbp_rtl.bench_blocks import _SPECS
+    from specbp_rtl.config import TrainConfig
+    from specbp_rtl.numerics import Numerics
+
+    plan = Numerics().plan(TrainConfig())
+    latencies = {}
+    for name, spec in _SPECS.items():
+        block = spec.build(4 if spec.per_lane else None, plan)
+        Fragment.get(block, None)
+        latencies[name] = spec.latency(block)
+        assert 0 < spec.throughput(block) <= 1
+    assert latencies == {"MacArray": 4, "Activation": 1, "UpdateUnit": 5, "Softmax": 31, "Comparator": 3}
+
+
 def test_invalid_arguments():
     with pytest.raises(ValueError, match="^blocks:"):
         bench_blocks(blocks=["Multiplier"])
