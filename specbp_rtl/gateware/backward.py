@@ -24,7 +24,9 @@ Schedule, from the output layer down, with its own :class:`MacArray`:
   slot's pre-activation.
 
 Cycles: ``classes + sum_l words(l) + sum_{l>=1} passes(l) * n_in(l)`` beats
-plus a drain of about ``MacArray.LATENCY + 3`` cycles per phase.
+plus per-phase drains (operand registers, the MAC array, the two-level lane
+sum, rounding, saturation and the derivative register); the exact count is
+:attr:`.cycles.CycleModel.backward`.
 """
 
 from __future__ import annotations

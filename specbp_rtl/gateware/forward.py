@@ -17,8 +17,10 @@ input_frac)``) so that every layer shares one accumulator format; the
 requantised result is bit-identical to the golden model's.
 
 Cycles: ``sum_l passes(l) * (n_in(l) + 1)`` beats, plus a pipeline drain of
-``MacArray.LATENCY + 2`` cycles per layer, plus the softmax; one beat per
-cycle while the pixel stream keeps up.
+``MacArray.LATENCY + 4`` cycles per layer (three operand registers: memory
+data, activation / requantised weights, the MAC's own), plus the softmax; one
+beat per cycle while the pixel stream keeps up. The exact count is
+:attr:`.cycles.CycleModel.forward`.
 """
 
 from __future__ import annotations
