@@ -135,6 +135,8 @@ def test_cli_pysim_vcd(tmp_path) -> None:
 @pytest.mark.parametrize(("kwargs", "name"), [
     ({"lanes": 0}, "lanes"),
     ({"lanes": 65}, "lanes"),
+    ({"counter_width": 8}, "counter_width"),
+    ({"counter_width": 65}, "counter_width"),
     ({"train": TrainConfig(layers=(16, 8, 17))}, "layers"),
     ({"train": TrainConfig(threshold=0.1, metric="cross-entropy")}, "metric"),
 ])
@@ -143,3 +145,16 @@ def test_invalid_trainer_config_names_the_parameter(kwargs: dict, name: str) -> 
 
     with pytest.raises(ConfigError, match=f"^{name}:"):
         TrainerConfig(**kwargs)
+
+
+def test_32_bit_counters() -> None:
+    """``counter_width=32`` (the iCEBreaker's) counts exactly like the default 48 bits on a short run."""
+    x, y = random_set(16, 4, 6)
+    runs = []
+    for width in (48, 32):
+        hw = PysimTrainer(TrainerConfig(train=TrainConfig(layers=(16, 8, 4), threshold=0.25, batch=4), lanes=4,
+                                        counter_width=width))
+        hw.run([(x, y, False, True)])
+        runs.append((hw.counters, hw.weights_sha256()))
+    assert runs[0] == runs[1]
+    assert runs[1][0]["hits"] > 0 and runs[1][0]["cycles"] > 0
