@@ -20,9 +20,9 @@ from amaranth.build import ResourceError
 from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import io
 
-from ..bench_blocks import ECP5_CLASSIC_ABC
 from ..config import TrainConfig
 from ..gateware.layout import TrainerConfig
+from ..toolchain import ECP5_CLASSIC_ABC
 from .link import LinkedTrainer
 from .uart import divisor_for
 

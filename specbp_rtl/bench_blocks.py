@@ -63,8 +63,9 @@ from amaranth.back import rtlil
 
 from .config import TrainConfig
 from .numerics import Numerics, Plan
+from .toolchain import ECP5_CLASSIC_ABC
 
-__all__ = ["BLOCKS", "ECP5_CLASSIC_ABC", "FALLBACK", "TARGETS", "bench_blocks", "yosys_command"]
+__all__ = ["BLOCKS", "FALLBACK", "TARGETS", "bench_blocks", "yosys_command"]
 
 #: Yosys synthesis command per target.
 TARGETS: dict[str, str] = {
@@ -76,11 +77,6 @@ TARGETS: dict[str, str] = {
 #: ``synth_lattice -family ecp5`` and has no ``-noabc9`` any more) exits with status 1 and no message on the
 #: 16-lane MAC array. This is ``synth_ecp5`` with its ``map_luts`` step done by classic ABC (``abc -lut 4:7``,
 #: what ``synth_ecp5 -noabc9`` did in older Yosys).
-#: ECP5 classic-ABC flow in two parts: options for the first ``synth_ecp5`` (stop before ``map_luts``) and the
-#: commands that map LUTs with classic ABC and finish ``synth_ecp5``. The board builds use it too (the full
-#: trainer hits the same ABC9 failure, an assertion in ``abc_ops``' reintegration).
-ECP5_CLASSIC_ABC = ("-run :map_luts", "techmap -map +/lattice/latches_map.v; abc -lut 4:7 -dress; clean; "
-                    "synth_ecp5 -top top -run map_cells:")
 FALLBACK: dict[str, str] = {
     "ECP5": f"synth_ecp5 -top top {ECP5_CLASSIC_ABC[0]}; {ECP5_CLASSIC_ABC[1]}",
 }

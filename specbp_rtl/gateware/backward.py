@@ -35,12 +35,12 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..fixed import hdl_requantize, hdl_round_shift, hdl_saturate
+from ..fixed import hdl_round_shift, hdl_saturate
 from .activation import Activation
 from .layout import TrainerConfig
 from .mac_array import MacArray
 from .ports import read_port, write_port
-from .util import SlotBases, delay, step_element, tree_sum
+from .util import SlotBases, delay, step_element, tree_sum, weight_operands
 
 __all__ = ["BackwardEngine"]
 
@@ -152,17 +152,11 @@ class BackwardEngine(wiring.Component):
         ]
         # stage 2 -> 3: leaky ReLU of the layer input (registered inside the unit); weights requantised
         m.d.comb += act.z[0].eq(s2_z)
-        s3_valid, s3_first, s3_last, s3_grad, s3_bias = Signal(), Signal(), Signal(), Signal(), Signal()
-        s3_layer = Signal.like(s1_layer)
-        s3_x = Signal(8)
-        s3_w = Signal(data.ArrayLayout(nx.weight_operand.shape, lanes))
-        s3_delta = Signal.like(delta_word)
-        m.d.sync += [
-            s3_valid.eq(s2_valid), s3_first.eq(s2_first), s3_last.eq(s2_last), s3_grad.eq(s2_grad),
-            s3_bias.eq(s2_bias), s3_layer.eq(s2_layer), s3_x.eq(s2_x), s3_delta.eq(s2_delta),
-            *(s3_w[lane].eq(hdl_requantize(s2_w[lane], nx.weight.frac_bits, nx.weight_operand))
-              for lane in range(lanes)),
-        ]
+        s3_valid, s3_first, s3_last, s3_grad, s3_bias, s3_layer, s3_x, s3_delta = (
+            delay(m, v, 1, f"s3_{name}") for v, name in (
+                (s2_valid, "valid"), (s2_first, "first"), (s2_last, "last"), (s2_grad, "grad"), (s2_bias, "bias"),
+                (s2_layer, "layer"), (s2_x, "x"), (s2_delta, "delta")))
+        s3_w = weight_operands(m, s2_w, nx, lanes, "s3_w")
         # stage 3: the MAC beat
         grad_in = Signal(16)  # the broadcast input x_i of a GRAD beat
         with m.Switch(s3_layer):
@@ -218,34 +212,24 @@ class BackwardEngine(wiring.Component):
                 m.d.comb += wdata[lane].eq((g_old[lane] + g_new[lane])[:fmt.width])
 
         # -- delta results: lane sum, requantise, derivative ------------------------
-        z_d = delay(m, z_sel, lat, "z_sel")  # z of the beat, aligned with the MAC output
+        # Stages after the MAC output: P (lane sums of four), S (lane sum), R (rounded), Q (saturated),
+        # D (derivative, registered inside the activation unit) -> delta register. No more than two adders
+        # between registers. The beat's tag (valid, layer, input index, pre-activation) follows by delays.
         d_layer_d = delay(m, s1_layer, lat, "d_layer")
         d_grad_d = delay(m, s1_grad, lat, "d_grad")
-        # lane sum in two registered levels (groups of four lanes, then the groups), then the requantised
-        # sum is registered before the derivative: no more than two adders between registers
-        values = [mac.o.payload.value[lane] for lane in range(lanes)]
-        groups = [values[n:n + 4] for n in range(0, lanes, 4)]
-        part_valid, part_layer, part_idx = Signal(), Signal.like(s1_layer), Signal.like(out_i)
-        part_z = Signal(nx.act.shape)
-        parts = [Signal(signed(40 + 3), name=f"lane_part{n}") for n in range(len(groups))]
-        m.d.sync += [
-            *(part.eq(tree_sum(group)) for part, group in zip(parts, groups)),
-            part_valid.eq(mac.o.valid & ~d_grad_d),
-            part_layer.eq(d_layer_d),
-            part_idx.eq(out_i),
-            part_z.eq(z_d),
-        ]
-        with m.If(mac.o.valid & ~d_grad_d):
+        tag_valid = mac.o.valid & ~d_grad_d
+        with m.If(tag_valid):
             m.d.sync += out_i.eq(out_i + 1)
+        sum_valid = delay(m, tag_valid, 2, "sum_valid")
+        sum_layer = delay(m, d_layer_d, 2, "sum_layer")
+        sum_idx = delay(m, out_i, 2, "sum_idx")
+
+        values = [mac.o.payload.value[lane] for lane in range(lanes)]
+        parts = [Signal(signed(40 + 3), name=f"lane_part{n}") for n in range(0, lanes, 4)]
         lane_sum = Signal(signed(40 + lanes.bit_length()))
-        sum_valid, sum_layer, sum_idx = Signal(), Signal.like(s1_layer), Signal.like(out_i)
-        sum_z = Signal(nx.act.shape)
         m.d.sync += [
+            *(part.eq(tree_sum(values[4 * n:4 * n + 4])) for n, part in enumerate(parts)),
             lane_sum.eq(tree_sum(parts)),
-            sum_valid.eq(part_valid),
-            sum_layer.eq(part_layer),
-            sum_idx.eq(part_idx),
-            sum_z.eq(part_z),
         ]
         # requantise into the hidden-delta format: rounded (per layer) into one register, saturated into the next
         rounded = Signal(signed(len(lane_sum) + 1))
@@ -254,20 +238,15 @@ class BackwardEngine(wiring.Component):
                 with m.Case(layer):
                     frac = plan.delta_fmt[layer].frac_bits + nx.weight_operand_frac
                     m.d.comb += rounded.eq(hdl_round_shift(lane_sum, frac - nx.delta.frac_bits))
-        rnd_valid, rnd_layer, rnd_idx = Signal(), Signal.like(s1_layer), Signal.like(out_i)
-        rnd_z = Signal(nx.act.shape)
         rnd = Signal.like(rounded)
-        m.d.sync += [rnd_valid.eq(sum_valid), rnd_layer.eq(sum_layer), rnd_idx.eq(sum_idx), rnd_z.eq(sum_z),
-                     rnd.eq(rounded)]
-        q_valid, q_layer, q_idx = Signal(), Signal.like(s1_layer), Signal.like(out_i)
-        q_z = Signal(nx.act.shape)
         q_s = Signal(nx.delta.shape)
-        m.d.sync += [q_valid.eq(rnd_valid), q_layer.eq(rnd_layer), q_idx.eq(rnd_idx), q_z.eq(rnd_z),
-                     q_s.eq(hdl_saturate(rnd, nx.delta))]
-        # the derivative (registered inside the unit), then the delta register
+        m.d.sync += [rnd.eq(rounded), q_s.eq(hdl_saturate(rnd, nx.delta))]
+        # the derivative at the beat's pre-activation, then the delta register
+        q_z = delay(m, z_sel, lat + 4, "q_z")
         m.d.comb += [act.delta_in[0].eq(q_s), act.delta_z[0].eq(q_z)]
-        r_valid, r_layer, r_idx = Signal(), Signal.like(s1_layer), Signal.like(out_i)
-        m.d.sync += [r_valid.eq(q_valid), r_layer.eq(q_layer), r_idx.eq(q_idx)]
+        r_valid = delay(m, sum_valid, 3, "r_valid")
+        r_layer = delay(m, sum_layer, 3, "r_layer")
+        r_idx = delay(m, sum_idx, 3, "r_idx")
         with m.If(r_valid):
             with m.Switch(r_layer):
                 for layer in range(1, n_layers):

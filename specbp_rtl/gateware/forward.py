@@ -29,13 +29,12 @@ from amaranth.hdl import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..fixed import hdl_requantize
 from .activation import Activation
 from .layout import TrainerConfig
 from .mac_array import MacArray
 from .ports import read_port, write_port
 from .softmax import Softmax
-from .util import SlotBases, step_element
+from .util import SlotBases, delay, step_element, weight_operands
 
 __all__ = ["ForwardEngine"]
 
@@ -149,16 +148,10 @@ class ForwardEngine(wiring.Component):
         # stage 2 -> 3: leaky ReLU of the hidden input (registered inside the unit); weights requantised
         # to the MAC operand
         m.d.comb += act.z[0].eq(s2_hidden)
-        s3_valid, s3_first, s3_last = Signal(), Signal(), Signal()
-        s3_src = Signal.like(s1_src)
-        s3_byte = Signal(8)
-        s3_a = Signal(data.ArrayLayout(nx.weight_operand.shape, lanes))
-        m.d.sync += [
-            s3_valid.eq(s2_valid), s3_first.eq(s2_first), s3_last.eq(s2_last), s3_src.eq(s2_src),
-            s3_byte.eq(s2_byte),
-            *(s3_a[lane].eq(hdl_requantize(s2_w[lane], nx.weight.frac_bits, nx.weight_operand))
-              for lane in range(lanes)),
-        ]
+        s3_valid, s3_first, s3_last, s3_src, s3_byte = (
+            delay(m, v, 1, name) for v, name in ((s2_valid, "s3_valid"), (s2_first, "s3_first"),
+                                                 (s2_last, "s3_last"), (s2_src, "s3_src"), (s2_byte, "s3_byte")))
+        s3_a = weight_operands(m, s2_w, nx, lanes, "s3_a")
 
         # stage 3: the MAC beat
         b = Signal(16)

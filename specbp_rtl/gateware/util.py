@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from amaranth.hdl import Module, Signal, Value
+from amaranth.lib import data
 
-from ..fixed import hdl_const_mul
+from ..fixed import hdl_const_mul, hdl_requantize
+from ..numerics import Numerics
 
-__all__ = ["SlotBases", "delay", "step_element", "tree_sum"]
+__all__ = ["SlotBases", "delay", "step_element", "tree_sum", "weight_operands"]
 
 
 def delay(m: Module, value: Value, cycles: int, name: str) -> Value:
-    """``value`` delayed by ``cycles`` clock cycles (a shift register)."""
+    """``value`` delayed by ``cycles`` clock cycles (a shift register; signals keep their shape)."""
     out = value
     for n in range(cycles):
-        reg = Signal.like(Value.cast(out), name=f"{name}_d{n + 1}")
+        # a Signal (or a data.View of one) keeps its shape; any other value is cast first
+        reg = Signal.like(out if isinstance(out, (Signal, data.View)) else Value.cast(out), name=f"{name}_d{n + 1}")
         m.d.sync += reg.eq(out)
         out = reg
     return out
@@ -56,3 +59,11 @@ class SlotBases:
     def load(self, m: Module, slot: Value) -> None:
         for name, size in self.sizes.items():
             m.d.sync += self.regs[name].eq(hdl_const_mul(slot, size))
+
+
+def weight_operands(m: Module, word: Value, nx: Numerics, lanes: int, name: str) -> Signal:
+    """A word of master weights requantised to the MAC operand format, registered (one cycle)."""
+    out = Signal(data.ArrayLayout(nx.weight_operand.shape, lanes), name=name)
+    m.d.sync += [out[lane].eq(hdl_requantize(word[lane], nx.weight.frac_bits, nx.weight_operand))
+                 for lane in range(lanes)]
+    return out
