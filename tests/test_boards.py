@@ -281,11 +281,11 @@ def test_build_icebreaker(tmp_path) -> None:
         report = err.report
         assert report is not None and "does not fit the device" in report["error"]
         assert json.loads(json_path.read_text())["error"] == report["error"]
-        # what nextpnr saw before it gave up: two MAC arrays of `lanes` multipliers + the softmax multiplier
-        assert report["dsps"] == 2 * spec.lanes + 1 and report["luts"] > report["luts_available"]
+        # what nextpnr saw before it gave up: two MAC arrays of `lanes` multipliers, nothing else
+        assert report["dsps"] == 2 * spec.lanes and report["luts"] > report["luts_available"]
         return  # today's default does not fit the UP5K; the test checks that this is reported exactly
     assert report["lanes"] == spec.lanes and tuple(report["layers"]) == spec.layers
     assert report["fmax_mhz"] > 0 and report["bitstream_bytes"] > 0
-    assert report["dsps"] == 2 * spec.lanes + 1
+    assert report["dsps"] == 2 * spec.lanes
     assert report["luts"] <= report["luts_available"] and report["brams"] <= report["brams_available"]
     assert json.loads(json_path.read_text()) == report

@@ -31,7 +31,7 @@ sum, rounding, saturation and the derivative register); the exact count is
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -264,14 +264,20 @@ class BackwardEngine(wiring.Component):
         p_label = Signal(range(classes + 1))
         p_valid = Signal()
         m.d.sync += [p_valid.eq(0), p_label.eq(k)]
-        p_valid2, p_label2 = Signal(), Signal.like(p_label)
+        p_valid2, is_label2 = Signal(), Signal()
+        sel2 = Signal(classes)  # one-hot write select of delta_k
         p_k = Signal(nx.prob.shape)
-        m.d.sync += [p_valid2.eq(p_valid), p_label2.eq(p_label), p_k.eq(self.sp_rdata)]
-        one_hot = Const(1 << nx.prob.frac_bits, nx.prob.width + 1)
-        diff = Signal(signed(nx.prob.width + 2))
-        m.d.comb += diff.eq(p_k - Mux(label == p_label2, one_hot, 0))
-        with m.If(p_valid2):
-            m.d.sync += deltas[last][p_label2].eq(hdl_saturate(diff, out_delta))
+        m.d.sync += [p_valid2.eq(p_valid), is_label2.eq(label == p_label), sel2.eq(Const(1, classes) << p_label),
+                     p_k.eq(self.sp_rdata)]
+        # saturate(p_k - onehot) without an adder: softmax outputs are <= 1.0 (e_k <= 2**f, r <= 2**(2f) / S,
+        # S >= e_k), so p_k - 1.0 keeps the f fraction bits and is negative unless p_k == 1.0, and p_k alone
+        # only exceeds out_delta (when it has no integer bit) at exactly 1.0
+        f = nx.prob.frac_bits
+        minus_one = Cat(p_k[:f], (~p_k[f]).replicate(out_delta.width - f)).as_signed()
+        as_delta = Mux(p_k[f], out_delta.max, p_k[:f]) if out_delta.int_bits == 0 else p_k[:f + 1]
+        for j in range(classes):
+            with m.If(p_valid2 & sel2[j]):
+                m.d.sync += deltas[last][j].eq(Mux(is_label2, minus_one, as_delta))
 
         with m.FSM():
             with m.State("IDLE"):

@@ -1,4 +1,4 @@
-"""Softmax unit: max-subtract, exp LUT in block RAM, one reciprocal, one multiplier.
+"""Softmax unit: max-subtract, exp LUT in block RAM, one reciprocal, one shift-add multiplier.
 
 Bit-exact hardware of :func:`specbp_rtl.model.golden.softmax`.
 """
@@ -14,6 +14,7 @@ from amaranth.lib.wiring import In, Out
 from ..fixed import hdl_round_shift
 from ..model import golden
 from ..numerics import Numerics
+from .util import tree_sum
 
 __all__ = ["Softmax"]
 
@@ -36,15 +37,18 @@ class Softmax(wiring.Component):
     restoring divider, one quotient bit per cycle, no multiplier. Because the
     maximum logit contributes ``LUT[0] = 2**f``, ``S >= 2**f`` and
     ``r <= 2**f``: the divider only needs :attr:`quotient_bits` ``= f + 1``
-    iterations. ``e_k * r`` uses a single unsigned multiplier
-    (``prob.width x (f + 1)``: 16x16 with the default numerics, one
-    ``SB_MAC16`` / ``MULT18X18D``), reused for all ``n`` outputs.
+    iterations. ``e_k * r`` (``prob.width x (f + 1)``: 16x16 with the
+    default numerics) is a shift-add multiplier in logic, in two registered
+    stages (four partial sums of four partial products, then their sum), so
+    the unit uses no DSP block and the trainer's DSPs are exactly its MAC
+    lanes.
 
     Operation is in four phases that do not overlap (except that the last
     outputs drain while the next vector loads): LOAD (accept ``n`` logits,
     track the max), EXP (``n + 2`` cycles: buffer read, LUT read, accumulate
-    ``S``), DIV (:attr:`quotient_bits` cycles), OUT (``n`` buffer reads, one
-    product per cycle into a registered output).
+    ``S``), DIV (:attr:`quotient_bits` cycles; the last one also reads ``e_0``), OUT
+    (the other ``n - 1`` buffer reads, one product per cycle through the
+    two-stage multiplier into a registered output).
 
     Parameters
     ----------
@@ -74,7 +78,7 @@ class Softmax(wiring.Component):
     Throughput
     ----------
     With ``i.valid`` and ``o.ready`` always high, one softmax every
-    :attr:`period` ``= 3 n + quotient_bits + 2`` cycles (48 for ``n = 10``;
+    :attr:`period` ``= 3 n + quotient_bits + 1`` cycles (47 for ``n = 10``;
     one more cycle for ``n = 1``), i.e. ``n / period`` logits per cycle. The
     first logit of the next vector is accepted on the cycle after the last
     buffer read of the current one, while its last outputs are still draining.
@@ -117,7 +121,7 @@ class Softmax(wiring.Component):
     @property
     def period(self) -> int:
         """Cycles per softmax with ``i.valid`` and ``o.ready`` always high."""
-        return 3 * self._n + self._quotient_bits + 2 + (1 if self._n == 1 else 0)
+        return 3 * self._n + self._quotient_bits + 1 + (1 if self._n == 1 else 0)
 
     @staticmethod
     def model(z: np.ndarray, numerics: Numerics) -> np.ndarray:
@@ -161,16 +165,26 @@ class Softmax(wiring.Component):
         ]
 
         # -- output stage (also drains while the next vector loads) --------------
-        take = Signal()
-        m.d.comb += take.eq(pend & (~self.o.valid | self.o.ready))
-        with m.If(self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
+        # e_k * r + half an LSB as a shift-add multiplier in two registered stages (no DSP): stage 1 holds
+        # four partial sums of four gated partial products each, stage 2 (the output register) adds them
+        advance = Signal()  # the output register can take a new value
+        take = Signal()  # stage 1 takes the e_k on buf_rd.data
+        s1_valid = Signal()
+        e = buf_rd.data[: prob.width]
+        terms = [Mux(quo[j], e << j, 0) for j in range(qbits)] + [1 << (f - 1)]
+        groups = [terms[g:g + 4] for g in range(0, len(terms), 4)]
+        partial = [Signal(prob.width + qbits + 1, name=f"partial{g}") for g in range(len(groups))]
+        m.d.comb += [
+            advance.eq(~self.o.valid | self.o.ready),
+            take.eq(pend & (~s1_valid | advance)),
+        ]
         with m.If(take):
-            product = buf_rd.data[: prob.width] * quo
-            m.d.sync += [
-                self.o.payload.eq(hdl_round_shift(product, f)[: prob.width]),
-                self.o.valid.eq(1),
-            ]
+            m.d.sync += [p.eq(tree_sum(group)) for p, group in zip(partial, groups)]
+        m.d.sync += s1_valid.eq(take | (s1_valid & ~advance))
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(s1_valid)
+            with m.If(s1_valid):
+                m.d.sync += self.o.payload.eq((tree_sum(partial) >> f)[: prob.width])
         m.d.sync += pend.eq(issue_out | (pend & ~take))
 
         with m.FSM(init="LOAD"):
@@ -232,7 +246,10 @@ class Softmax(wiring.Component):
                     m.d.sync += [rem.eq(trial), quo.eq(quo << 1)]
                 m.d.sync += step.eq(step + 1)
                 with m.If(step == qbits - 1):
-                    m.next = "OUT"
+                    # the e values are final: read e_0 now, so that the multiplier's first stage meets r
+                    m.d.comb += issue_out.eq(1)
+                    m.d.sync += k.eq(1 if n > 1 else 0)  # (for n = 1 the next index is a load's)
+                    m.next = "OUT" if n > 1 else "LOAD"
 
             with m.State("OUT"):
                 # read e_k whenever the read port's data is free or being taken this cycle

@@ -42,7 +42,7 @@ counters : Out
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -379,6 +379,20 @@ class Trainer(wiring.Component):
                     m.d.comb += upd.i.payload.w.eq(wr0[layer].data)
                     for lane in range(lanes):
                         m.d.comb += upd.i.payload.g[lane].eq(grd[layer].data[lane])
+        # weight writes (update results, host words) go through one register stage: the write select,
+        # address and data are flip-flops next to the memories
+        w_waddr = Signal(range(max(cfg.words(layer) for layer in range(n_layers))), name="w_waddr")
+        w_wdata = Signal(data.ArrayLayout(nx.weight.shape, lanes), name="w_wdata")
+        w_wen = [Signal(name=f"w{layer}_wen") for layer in range(n_layers)]
+        m.d.sync += [w_wen[layer].eq(0) for layer in range(n_layers)]
+        for layer in range(n_layers):
+            m.d.comb += [
+                wwr[layer].addr.eq(w_waddr),
+                wwr[layer].data.eq(w_wdata),
+                wwr[layer].en.eq(w_wen[layer].replicate(len(wwr[layer].en))),
+            ]
+        with m.If(fsm_update):
+            m.d.sync += [w_waddr.eq(addr_out), w_wdata.eq(upd.o.payload.w)]
         for layer in range(n_layers):
             words = cfg.words(layer)
             bank = Mux(live, words, 0)
@@ -390,10 +404,8 @@ class Trainer(wiring.Component):
                     gwr[layer].addr.eq(bank + addr1),
                     gwr[layer].data.eq(0),
                     gwr[layer].en.eq((valid1 & (layer1 == layer)).replicate(len(gwr[layer].en))),
-                    wwr[layer].addr.eq(addr_out),
-                    wwr[layer].data.eq(upd.o.payload.w),
-                    wwr[layer].en.eq((upd.o.valid & (layer_out == layer)).replicate(len(wwr[layer].en))),
                 ]
+                m.d.sync += w_wen[layer].eq(upd.o.valid & (layer_out == layer))
             with m.Else():
                 m.d.comb += [
                     wr0[layer].addr.eq(getattr(fwd, f"w{layer}_raddr")),
@@ -424,13 +436,9 @@ class Trainer(wiring.Component):
                     with m.Case(layer + 1):
                         m.d.sync += stage[layer][h_lane].eq(host.wdata)
                         with m.If(h_lane == lanes - 1):
-                            m.d.comb += [
-                                wwr[layer].addr.eq(h_word),
-                                wwr[layer].en.eq(Const(-1, len(wwr[layer].en))),
-                            ]
-                            for lane in range(lanes - 1):
-                                m.d.comb += wwr[layer].data[lane].eq(stage[layer][lane])
-                            m.d.comb += wwr[layer].data[lanes - 1].eq(host.wdata)
+                            m.d.sync += [w_wen[layer].eq(1), w_waddr.eq(h_word)]
+                            m.d.sync += [w_wdata[lane].eq(stage[layer][lane]) for lane in range(lanes - 1)]
+                            m.d.sync += w_wdata[lanes - 1].eq(host.wdata)
         # reads: cycle 1 presents the memory address; cycle 2 selects (registers: a parallel case on the
         # address; weights: the lane of the word read) into two registers; cycle 3 returns the data
         r1_valid = Signal()
