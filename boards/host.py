@@ -28,7 +28,7 @@ from ..gateware.host import COUNTERS, weight_address
 from ..gateware.layout import TrainerConfig
 from ..gateware.trainer import METRIC_CODES
 from ..model.golden import FixedEngine
-from ..model.speculation import weights_sha256
+from ..model.speculation import STEP_COUNTERS, weights_sha256
 from ..sim.runner import RunResult, hardware_fields
 from . import protocol as proto
 
@@ -129,8 +129,8 @@ class BoardTrainer:
         code = metric if isinstance(metric, int) else METRIC_CODES[metric].value
         self.request(proto.set_metric(code))
 
-    def set_spec(self, on: bool) -> None:
-        self.request(proto.set_spec(on))
+    def set_spec(self, on: bool, pipeline: bool = False) -> None:
+        self.request(proto.set_spec(on, pipeline))
 
     def train_sample(self, label: int, pixels, epoch_start: bool = False) -> tuple[int, str]:
         """One training step; returns ``(prediction, step kind)``."""
@@ -179,7 +179,7 @@ class BoardTrainer:
         cfg = TrainerConfig(train=config, lanes=info.lanes)
         self.set_threshold(cfg.plan.threshold_int)
         self.set_metric(config.metric)
-        self.set_spec(config.speculative)
+        self.set_spec(config.speculative, config.pipeline)
         return cfg
 
     # -- a whole training job ----------------------------------------------------------------------------------
@@ -231,7 +231,7 @@ class BoardTrainer:
         c = {k: c[k] - before[k] for k in COUNTERS}
         busy = c["sequential_cycles"] + c["hit_cycles"] + c["miss_cycles"] + c["update_cycles"]
         fields = hardware_fields(c | {"cycles": busy})
-        result.counters = {k: c[k] for k in ("steps", "sequential", "first_sightings", "hits", "misses", "updates")}
+        result.counters = {k: c[k] for k in STEP_COUNTERS}
         spec = c["hits"] + c["misses"]
         result.hit_rate = c["hits"] / spec if spec else 0.0
         result.train_seconds = train_time

@@ -291,7 +291,7 @@ class Link(wiring.Component):
                     with m.Case(Cmd.SET_METRIC):
                         accept(length == 1, arg[:8] <= 2)
                     with m.Case(Cmd.SET_SPEC):
-                        accept(length == 1, arg[:8] <= 1)
+                        accept(length == 1, arg[:8] <= 3)
                     with m.Case(Cmd.TRAIN_SAMPLE):
                         accept(length == n_in + 1, ~(arg[:8] & 0x70).any() & (label < classes),
                                load=[count.eq(n_in), ptr.eq(1), first.eq(1)])

@@ -27,7 +27,8 @@ command            code  request payload                      response data (aft
 ``SET_THRESHOLD``  0x04  threshold u32 (probability LSBs)     --
 ``SET_METRIC``     0x05  metric u8 (0 mean-abs, 1 max-abs,    --
                          2 l1)
-``SET_SPEC``       0x06  speculation on u8 (0 or 1)           --
+``SET_SPEC``       0x06  mode u8 (bit 0 speculation, bit 1    --
+                         pipelined baseline)
 ``TRAIN_SAMPLE``   0x07  flags u8 (bits 0-3 label, bit 7      prediction u8, kind u8 (StepKind)
                          epoch_start), n_in pixels u8
 ``INFER_SAMPLE``   0x08  n_in pixels u8                       prediction u8
@@ -257,8 +258,8 @@ def set_metric(code: int) -> bytes:
     return encode_frame(Cmd.SET_METRIC, bytes([code]))
 
 
-def set_spec(on: bool) -> bytes:
-    return encode_frame(Cmd.SET_SPEC, bytes([int(bool(on))]))
+def set_spec(on: bool, pipeline: bool = False) -> bytes:
+    return encode_frame(Cmd.SET_SPEC, bytes([int(bool(on)) | int(bool(pipeline)) << 1]))
 
 
 def train_sample(label: int, pixels, epoch_start: bool = False) -> bytes:

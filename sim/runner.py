@@ -19,7 +19,7 @@ from ..config import TrainConfig
 from ..data import Dataset
 from ..model.golden import FixedEngine
 from ..model.reference import FloatEngine
-from ..model.speculation import SpeculativeTrainer
+from ..model.speculation import STEP_COUNTERS, SpeculativeTrainer
 
 __all__ = ["BACKENDS", "RunResult", "make_engine", "run_training"]
 
@@ -76,6 +76,7 @@ class RunResult:
             "threshold": cfg.threshold,
             "metric": cfg.metric,
             "seed": cfg.seed,
+            "pipeline": cfg.pipeline,
             "batch": cfg.batch,
             "lr": cfg.lr,
             "clip": cfg.clip,
@@ -91,6 +92,7 @@ class RunResult:
             "hits": c.get("hits", 0),
             "misses": c.get("misses", 0),
             "updates": c.get("updates", 0),
+            "overlapped": c.get("overlapped", 0),
             "hit_rate": self.hit_rate,
             "wall_seconds": round(self.wall_seconds, 4),
             "samples_per_second": round(self.samples_trained / self.train_seconds, 1) if self.train_seconds else 0.0,
@@ -190,7 +192,7 @@ def _run_pysim(config, dataset, epochs, progress, lanes, vcd) -> RunResult:
         predicted = hw.golden_with_weights(params).predict(dataset.test_x)
         result.accuracy_per_epoch.append(float(np.mean(predicted == dataset.test_y)))
     c = hw.counters
-    result.counters = {k: c[k] for k in ("steps", "sequential", "first_sightings", "hits", "misses", "updates")}
+    result.counters = {k: c[k] for k in STEP_COUNTERS}
     spec = c["hits"] + c["misses"]
     result.hit_rate = c["hits"] / spec if spec else 0.0
     result.train_seconds = train_time

@@ -65,7 +65,7 @@ from ..gateware.layout import TrainerConfig
 from ..gateware.trainer import StepKind as HwKind
 from ..gateware.trainer import result_layout, sample_layout
 from ..model.golden import FixedEngine
-from ..model.speculation import StepKind, weights_sha256
+from ..model.speculation import STEP_COUNTERS, StepKind, weights_sha256
 from ..numerics import HW_METRICS
 from .runner import RunResult, hardware_fields
 
@@ -130,11 +130,11 @@ class SimulationError(RuntimeError):
 def canonical_config(cfg: TrainerConfig) -> TrainerConfig:
     """The configuration a design is elaborated with: ``cfg`` with threshold 0, metric mean-abs, seed 0.
 
-    Threshold, metric, speculation and initial weights are run-time state
+    Threshold, metric, speculation, the pipelined mode and initial weights are run-time state
     (registers and weight memories written over the host bus), so every
     :class:`TrainConfig` that differs only in them shares one build.
     """
-    train = dataclasses.replace(cfg.train, threshold=0.0, metric="mean-abs", seed=0)
+    train = dataclasses.replace(cfg.train, threshold=0.0, metric="mean-abs", seed=0, pipeline=False)
     return TrainerConfig(train=train, lanes=cfg.lanes, numerics=cfg.numerics)
 
 
@@ -585,20 +585,20 @@ class VerilatorTrainer:
             raise ValueError(f"metric: register codes are {', '.join(str(m.value) for m in Metric)}, got {metric!r}")
         self.write_registers([REG_METRIC], [code])
 
-    def set_spec(self, enable: bool) -> None:
-        """SPEC_EN register: speculation on or off."""
-        self.write_registers([REG_SPEC_EN], [int(bool(enable))])
+    def set_spec(self, enable: bool, pipeline: bool = False) -> None:
+        """SPEC_EN register: speculation on or off; bit 1 the pipelined baseline."""
+        self.write_registers([REG_SPEC_EN], [int(bool(enable)) | int(bool(pipeline)) << 1])
 
     def configure(self, train: TrainConfig) -> None:
         """Program THRESHOLD, METRIC and SPEC_EN for ``train`` (its layers etc. must match the design)."""
         canon = canonical_config(TrainerConfig(train=train, lanes=self.cfg.lanes, numerics=self.cfg.numerics))
         if canon != canonical_config(self.cfg):
             raise ValueError("configure: the TrainConfig differs from the built design in more than "
-                             "threshold, metric and seed")
+                             "threshold, metric, seed and pipeline")
         plan = self.cfg.numerics.plan(train)
         self.set_threshold(plan.threshold_int if train.speculative else 0)
         self.set_metric(train.metric if train.metric in HW_METRICS else "mean-abs")
-        self.set_spec(train.speculative)
+        self.set_spec(train.speculative, train.pipeline)
 
     # -- streaming ------------------------------------------------------------------------
     def _check_samples(self, x: np.ndarray, y: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -718,7 +718,7 @@ def run_rtl(
         result.weights_sha256 = hw.weights_sha256()
     finally:
         hw.close()
-    result.counters = {k: c[k] for k in ("steps", "sequential", "first_sightings", "hits", "misses", "updates")}
+    result.counters = {k: c[k] for k in STEP_COUNTERS}
     spec = c["hits"] + c["misses"]
     result.hit_rate = c["hits"] / spec if spec else 0.0
     result.train_seconds = train_time

@@ -75,9 +75,10 @@ def bench_golden(args: argparse.Namespace) -> int:
 def bench_trainer(args: argparse.Namespace) -> int:
     """Cycle figures of the Trainer RTL from its hardware counters (Amaranth simulator).
 
-    Runs ``--samples`` MNIST (or digits) samples at threshold 0 (baseline) and
-    at 0.25 (paper metric: every step after a label's first sighting hits) and
-    reports steady-state cycles per sample over the second half of the run.
+    Runs ``--samples`` MNIST (or digits) samples at threshold 0 (baseline), at
+    0.25 (paper metric: every step after a label's first sighting hits) and in
+    the pipelined equal-multiplier mode, and reports steady-state cycles per
+    sample over the second half of the run.
     """
     import time
 
@@ -95,20 +96,22 @@ def bench_trainer(args: argparse.Namespace) -> int:
     print(f"# trainer benchmark: layers {layers}, {args.lanes} lanes/engine, {n} samples "
           f"(steady state over the last {n - half}), Amaranth simulator, {platform.python_version()}")
     rows = {}
-    for threshold in (0.0, 0.25):
-        cfg = TrainerConfig(train=TrainConfig(layers=layers, threshold=threshold), lanes=args.lanes)
+    for mode, threshold in ((0.0, 0.0), (0.25, 0.25), ("pipelined", 0.0)):
+        train = TrainConfig(layers=layers, threshold=threshold, pipeline=mode == "pipelined")
+        cfg = TrainerConfig(train=train, lanes=args.lanes)
         hw = PysimTrainer(cfg)
         t0 = time.perf_counter()
         hw.run([(x[:half], y[:half], False, True), (x[half:], y[half:], False, False)])
         seconds = time.perf_counter() - t0
         c_all = hw.counters
         f = hardware_fields(c_all)
-        rows[threshold] = f
+        rows[mode] = f
         first = hw.snapshot_counters[0]
         steady = (c_all["cycles"] - first["cycles"]) / (c_all["steps"] - first["steps"])
         f["steady_cycles_per_sample"] = round(steady, 1)
         f["sim_cycles_per_second"] = round(c_all["cycles"] / seconds, 1)
-        print(f"threshold {threshold:.2f}: steady {steady:.1f} cycles/sample, forward {f['forward_cycles']:.1f}, "
+        name = "pipelined" if mode == "pipelined" else f"threshold {threshold:.2f}"
+        print(f"{name}: steady {steady:.1f} cycles/sample, forward {f['forward_cycles']:.1f}, "
               f"backward {f['backward_cycles']:.1f} (cycles/sample), step cycles {f['cycles_per_step']}, "
               f"{f['update_cycles'] / max(f['updates'], 1):.0f} cycles/update, "
               f"sim {f['sim_cycles_per_second']:.0f} cycles/s")
@@ -127,6 +130,10 @@ def bench_trainer(args: argparse.Namespace) -> int:
               f"hit step is {100 * (1 - hit / seq):.1f}% shorter (target >= 40%)")
     ratio = spec["steady_cycles_per_sample"] / base["steady_cycles_per_sample"]
     print(f"steady cycles/sample at 0.25 / baseline = {ratio:.3f} (target <= 0.6)")
+    pipe = rows["pipelined"]["steady_cycles_per_sample"]
+    print(f"pipelined equal-multiplier baseline: steady {pipe:.0f} cycles/sample = "
+          f"{pipe / base['steady_cycles_per_sample']:.3f} x baseline; 0.25 / pipelined = "
+          f"{spec['steady_cycles_per_sample'] / pipe:.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps({str(k): v for k, v in rows.items()}, indent=2) + "\n")
     return 0

@@ -64,6 +64,9 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    help="speculation threshold; 0 turns speculation off (default 0)")
     p.add_argument("--metric", choices=METRICS, default="mean-abs", help="speculation distance (default mean-abs)")
     p.add_argument("--seed", type=int, default=1, metavar="S", help="weight-initialisation seed (default 1)")
+    p.add_argument("--pipeline", action="store_true",
+                   help="equal-multiplier baseline: speculation off, sample i's backward pass overlaps sample "
+                        "i+1's forward pass (exactly the sequential result; needs --threshold 0)")
     p.add_argument("--layers", metavar="L", help="layer widths, e.g. 784,16,16,10")
     p.add_argument("--batch", type=_positive_int, default=15, help="summed gradients per update (default 15)")
     p.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
@@ -75,7 +78,7 @@ def _config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
     dataset = args.dataset or ("mnist" if args.data else "digits")
     layers = parse_layers(args.layers or DEFAULT_LAYERS[dataset])
     cfg = TrainConfig(layers=layers, batch=args.batch, lr=args.lr, clip=args.clip, slope=args.slope,
-                      threshold=args.threshold, metric=args.metric, seed=args.seed)
+                      threshold=args.threshold, metric=args.metric, seed=args.seed, pipeline=args.pipeline)
     return cfg, dataset
 
 
@@ -149,6 +152,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _print_summary(r: dict, data: str) -> None:
     per_epoch = " ".join(f"{100 * a:.2f}" for a in r["accuracy_per_epoch"])
     spec = "off" if r["threshold"] == 0 else f"{r['metric']} <= {r['threshold']}"
+    if r.get("pipeline"):
+        spec += f" (pipelined: {r['overlapped']} steps overlapped)"
     print(f"backend {r['backend']}  data {data}  layers {','.join(map(str, r['layers']))}  seed {r['seed']}")
     print(f"speculation {spec}: steps {r['steps']}  first sightings {r['first_sightings']}  "
           f"hits {r['hits']}  misses {r['misses']}  hit rate {r['hit_rate']:.4f}")

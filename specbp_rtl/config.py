@@ -60,6 +60,12 @@ class TrainConfig:
         :data:`METRICS`.
     seed:
         Seed of the weight initialisation.
+    pipeline:
+        The equal-multiplier baseline: speculation off, and the backward pass
+        of sample ``i`` runs on the backward engine while the forward engine
+        runs sample ``i + 1`` (both engines busy on every step). Weights only
+        change at updates, so this is exactly the sequential algorithm; the
+        pipeline drains before every update. Needs ``threshold == 0``.
     """
 
     layers: tuple[int, ...] = (784, 16, 16, 10)
@@ -70,6 +76,7 @@ class TrainConfig:
     threshold: float = 0.0
     metric: str = "mean-abs"
     seed: int = 1
+    pipeline: bool = False
 
     def __post_init__(self) -> None:
         layers = tuple(self.layers)
@@ -96,6 +103,11 @@ class TrainConfig:
             raise ConfigError(f"threshold: must be >= 0, got {self.threshold!r}")
         if self.metric not in METRICS:
             raise ConfigError(f"metric: must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        if not isinstance(self.pipeline, bool):
+            raise ConfigError(f"pipeline: must be a boolean, got {self.pipeline!r}")
+        if self.pipeline and self.threshold > 0:
+            raise ConfigError(f"pipeline: the pipelined baseline needs speculation off (threshold 0), "
+                              f"got threshold={self.threshold!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed: must be a non-negative integer, got {self.seed!r}")
 

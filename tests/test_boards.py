@@ -197,6 +197,7 @@ def test_corrupted_frames_change_nothing(board) -> None:
     expect(proto.encode_frame(proto.Cmd.WRITE_WEIGHTS, bytes(68)), proto.Status.BAD_LENGTH, proto.Cmd.WRITE_WEIGHTS)
     expect(proto.train_sample(7, bytes(16)), proto.Status.BAD_ARG, proto.Cmd.TRAIN_SAMPLE)  # label >= classes
     expect(proto.set_metric(9), proto.Status.BAD_ARG, proto.Cmd.SET_METRIC)
+    expect(proto.encode_frame(proto.Cmd.SET_SPEC, b"\x04"), proto.Status.BAD_ARG, proto.Cmd.SET_SPEC)
     # a UART framing error inside a frame: the link drains the line, then answers FRAMING
     broken = [bit for byte in good_train[:6] for bit in uart_bits(byte)]
     broken[-1] = 0
@@ -212,6 +213,8 @@ def test_corrupted_frames_change_nothing(board) -> None:
     assert bt.train_sample(int(y[1]), bytes(x[1]))[1] in ("hit", "first_sighting")
     bt.set_threshold(77)
     assert bt.read_words(0x1, 1) == [77]
+    bt.set_spec(False, pipeline=True)  # the mode register: bit 0 speculation, bit 1 pipelined baseline
+    assert bt.read_words(0x3, 1) == [2]
     bt.write_words(0x100000, [-5, 6, 7, -8])  # a whole word: committed with its last lane
     assert bt.read_words(0x100000, 4, signed=True) == [-5, 6, 7, -8]
     counters = bt.read_counters()

@@ -502,11 +502,34 @@ def test_empty_epoch_is_a_no_op(batch: int) -> None:
     assert trainer.counters.as_dict() == Counters().as_dict()
 
 
+@pytest.mark.parametrize(("batch", "epochs"), [(3, [8, 8]), (4, [9, 6, 1]), (1, [5]), (15, [40, 17])])
+def test_pipelined_mode_is_sequential_with_overlap_counts(batch: int, epochs: list[int]) -> None:
+    """Pipelined mode: the sequential weights and step kinds; overlapped steps from a per-step restatement."""
+    results = []
+    for pipeline in (False, True):
+        cfg = TrainConfig(layers=(2, 3, 3, 2), batch=batch, pipeline=pipeline)
+        engine, log = FloatEngine(cfg), []
+        trainer = SpeculativeTrainer(engine, log=log)
+        for n in epochs:
+            trainer.train_epoch(np.array((TINY_X * 10)[:n], dtype=np.uint8), np.array((TINY_Y * 10)[:n]))
+        results.append((engine.weights_sha256(), log, trainer.counters))
+    (sha_seq, log_seq, c_seq), (sha_pipe, log_pipe, c_pipe) = results
+    assert sha_pipe == sha_seq and log_pipe == log_seq
+    assert c_pipe.sequential == c_seq.sequential and c_pipe.updates == c_seq.updates and c_seq.overlapped == 0
+    # per step: overlapped when the previous step's backward pass is owed; owed unless an update followed it
+    pending, overlapped = False, 0
+    for n in epochs:
+        for i in range(n):
+            overlapped += pending
+            pending = i % batch != 0
+    assert c_pipe.overlapped == overlapped
+
+
 def test_counters_hit_rate_and_as_dict() -> None:
     c = Counters(steps=10, first_sightings=2, hits=6, misses=2, updates=1)
     assert c.hit_rate == 0.75
     assert c.as_dict() == {"steps": 10, "sequential": 0, "first_sightings": 2, "hits": 6, "misses": 2,
-                           "updates": 1}
+                           "updates": 1, "overlapped": 0}
     assert Counters().hit_rate == 0.0
 
 
@@ -523,6 +546,8 @@ def test_trainconfig_validation_names_the_parameter() -> None:
         ({"threshold": float("nan")}, "threshold"),
         ({"metric": "cosine"}, "metric"),
         ({"seed": -1}, "seed"),
+        ({"pipeline": 1}, "pipeline"),
+        ({"pipeline": True, "threshold": 0.1}, "pipeline"),
     ]
     for kwargs, name in bad:
         with pytest.raises(ConfigError, match=f"^{name}:"):

@@ -14,6 +14,7 @@ every parametrisation.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -28,7 +29,7 @@ from specbp_rtl.data import Dataset, load_dataset
 from specbp_rtl.gateware.cycles import CycleModel
 from specbp_rtl.gateware.layout import TrainerConfig
 from specbp_rtl.model.golden import FixedEngine
-from specbp_rtl.model.speculation import SpeculativeTrainer
+from specbp_rtl.model.speculation import STEP_COUNTERS, SpeculativeTrainer
 from specbp_rtl.sim.runner import run_training
 from specbp_rtl.sim.verilator import BuildInfo, ToolError, VerilatorTrainer, build_library, run_rtl
 
@@ -63,12 +64,11 @@ def check(train: TrainConfig, cache: Path, epochs: list[tuple[np.ndarray, np.nda
     assert hw.kinds == tr.log
     c = hw.counters()
     g = tr.counters
-    assert (c["steps"], c["sequential"], c["first_sightings"], c["hits"], c["misses"], c["updates"]) == (
-        g.steps, g.sequential, g.first_sightings, g.hits, g.misses, g.updates)
+    assert {k: c[k] for k in STEP_COUNTERS} == g.as_dict()
     assert hw.weights_sha256() == eng.weights_sha256()
     # the training streams took exactly the cycles of the trainer's closed-form schedule
     model = CycleModel(hw.cfg)
-    assert hw.train_cycles == model.total(g.sequential + g.first_sightings, g.hits, g.misses, g.updates)
+    assert hw.train_cycles == model.run_total(g.as_dict(), train.pipeline)
     np.testing.assert_array_equal(hw.infer(test_x), eng.predict(test_x))
     assert hw.counters()["inferences"] == len(test_x)
     return hw
@@ -117,6 +117,20 @@ def test_digits_matches_golden(digits_build: BuildInfo, cache: Path, digits: Dat
     assert hw.cache_hit and hw.info is not None and hw.info.library == digits_build.library
     if threshold not in (0.0, 0.25):
         assert hw.counters()["hits"] > 0 and hw.counters()["misses"] > 0
+
+
+@pytest.mark.slow
+def test_digits_pipelined_matches_golden(digits_build: BuildInfo, cache: Path, digits: Dataset) -> None:
+    """The pipelined equal-multiplier baseline on the same build: the sequential weights, its own cycle model."""
+    x, y = digits.train_x[:60], digits.train_y[:60]
+    epochs = [(x, y), (x[:25], y[:25])]
+    train = TrainConfig(layers=DIGITS, seed=3, pipeline=True)
+    hw = check(train, cache, epochs, digits.test_x[:100])
+    assert hw.cache_hit
+    sequential, _ = golden(dataclasses.replace(train, pipeline=False), epochs)
+    assert hw.weights_sha256() == sequential.weights_sha256()
+    c = hw.counters()
+    assert c["overlapped"] > 0 and c["sequential"] == 85
 
 
 @pytest.mark.slow

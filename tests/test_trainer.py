@@ -60,6 +60,39 @@ def check(train: TrainConfig, lanes: int, epochs: list[tuple[np.ndarray, np.ndar
     return hw
 
 
+@pytest.mark.parametrize(("layers", "lanes", "batch"), [((16, 8, 4), 16, 4), ((16, 20, 8, 8, 4), 16, 3),
+                                                      ((16, 8, 8, 4), 4, 4)])
+def test_pipelined_mode(layers: tuple[int, ...], lanes: int, batch: int) -> None:
+    """The equal-multiplier baseline: the sequential weights, and the pipelined cycle model exactly.
+
+    Forward passes F > B (16-8-4) and F < B (the others); epochs of 11 and 6 samples, so pipelines both
+    drain at updates and carry a pending backward pass over an epoch boundary and an inference batch.
+    """
+    x, y = random_set(16, 4, 11, 3)
+    epochs = [(x, y), (x[:6], y[:6])]
+    train = TrainConfig(layers=layers, batch=batch, pipeline=True)
+    eng, tr = golden(train, epochs)
+    seq_eng, seq_tr = golden(TrainConfig(layers=layers, batch=batch), epochs)
+    assert eng.weights_sha256() == seq_eng.weights_sha256() and tr.log == seq_tr.log
+    cfg = TrainerConfig(train=train, lanes=lanes)
+    hw = PysimTrainer(cfg)
+    hw.run([(x, y, False, True), (x[:3], y[:3], True, False), (x[:6], y[:6], False, True)])
+    assert hw.kinds == tr.log and hw.weights_sha256() == eng.weights_sha256()
+    c, model = hw.counters, CycleModel(cfg)
+    assert (c["steps"], c["sequential"], c["updates"], c["overlapped"]) == (
+        tr.counters.steps, tr.counters.sequential, tr.counters.updates, tr.counters.overlapped)
+    assert c["hits"] == c["misses"] == c["first_sightings"] == 0
+    steps, overlapped, updates = c["steps"], c["overlapped"], c["updates"]
+    assert c["forward_cycles"] == (steps + c["inferences"]) * model.forward
+    # every sample's backward pass runs once, except the last one's (still owed when the run stops)
+    assert c["backward_cycles"] == (steps - 1) * model.backward
+    assert c["sequential_cycles"] == (overlapped * model.pipelined_step + (steps - overlapped)
+                                      * model.pipelined_first_step + updates * model.flush)
+    assert c["update_cycles"] == updates * model.update
+    infer_cycles = c["inferences"] * (model.forward + 3)  # an inference step: F + 2, and its idle cycle
+    assert 0 <= c["cycles"] - infer_cycles - model.total_pipelined(steps, overlapped, updates) <= 2
+
+
 @pytest.mark.parametrize("layers", [(16, 8, 4), (16, 20, 8, 8, 4)])
 def test_other_depths(layers: tuple[int, ...]) -> None:
     """Two and four layers, a hidden layer wider than the lanes (two passes)."""

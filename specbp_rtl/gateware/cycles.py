@@ -17,6 +17,9 @@ With ``L`` layers, ``beats_f = sum_l passes(l) * (n_in(l) + 1)``:
   decides 7 cycles after the forward pass); miss step ``max(F + 7, B + 3) + B + 2``;
 * update ``sum_l words(l) + UpdateUnit.LATENCY + 4`` (the layers in turn through one pipelined
   update unit);
+* pipelined mode (:attr:`~specbp_rtl.config.TrainConfig.pipeline`): a step whose forward pass overlaps
+  the previous step's backward pass ``max(F + 2, B + 3)``, a step with nothing to overlap ``F + 2``,
+  and a step after which the update is due runs its own backward pass at once: ``+ B + 3``;
 * plus one idle cycle per sample between steps.
 """
 
@@ -67,11 +70,41 @@ class CycleModel:
     def update(self) -> int:
         return sum(self.cfg.words(layer) for layer in range(self.cfg.n_layers)) + UpdateUnit.LATENCY + 4
 
+    @property
+    def pipelined_step(self) -> int:
+        """Pipelined mode: forward pass of this sample with the backward pass of the previous one."""
+        return max(self.forward + 2, self.backward + 3)
+
+    @property
+    def pipelined_first_step(self) -> int:
+        """Pipelined mode: a forward pass with no backward pass owed (after an update, or the first step)."""
+        return self.forward + 2
+
+    @property
+    def flush(self) -> int:
+        """Pipelined mode: the backward pass a step runs before an update."""
+        return self.backward + 3
+
     def total(self, sequential: int, hits: int, misses: int, updates: int) -> int:
         """Cycles of a run with these step and update counts (first sightings are sequential steps)."""
         steps = sequential + hits + misses
         return (sequential * self.sequential_step + hits * self.hit_step + misses * self.miss_step
                 + updates * self.update + steps)
+
+    def total_pipelined(self, steps: int, overlapped: int, updates: int) -> int:
+        """Cycles of a pipelined-mode run (every update is preceded by a flush)."""
+        return (overlapped * self.pipelined_step + (steps - overlapped) * self.pipelined_first_step
+                + updates * (self.flush + self.update) + steps)
+
+    def run_total(self, counters: dict[str, int], pipeline: bool) -> int:
+        """:meth:`total` or :meth:`total_pipelined` of a run's step counters.
+
+        ``counters`` holds the fields of :class:`specbp_rtl.model.speculation.Counters`.
+        """
+        c = counters
+        if pipeline:
+            return self.total_pipelined(c["steps"], c["overlapped"], c["updates"])
+        return self.total(c["sequential"] + c["first_sightings"], c["hits"], c["misses"], c["updates"])
 
     @property
     def macs_per_sample(self) -> int:

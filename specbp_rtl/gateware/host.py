@@ -16,7 +16,9 @@ address                    r/w   contents
 ``0x000001``               rw    THRESHOLD: comparator bound in probability LSBs
                                  (:attr:`specbp_rtl.numerics.Plan.threshold_int`)
 ``0x000002``               rw    METRIC: 0 mean-abs, 1 max-abs, 2 l1
-``0x000003``               rw    SPEC_EN: 1 speculation on
+``0x000003``               rw    SPEC_EN: bit 0 speculation on, bit 1 pipelined baseline
+                                 (:attr:`specbp_rtl.config.TrainConfig.pipeline`; a write
+                                 drops an owed backward pass)
 ``0x000004``               r     LANES
 ``0x000010 + 2 k (+1)``    r     performance counter ``k`` (:data:`COUNTERS`), low (high) 32 bits
 ``(l + 1) << 20 | word <<
@@ -58,6 +60,7 @@ COUNTERS: tuple[str, ...] = (
     "miss_cycles",
     "sequential_cycles",
     "inferences",
+    "overlapped",
 )
 
 

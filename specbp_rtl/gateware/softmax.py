@@ -6,7 +6,7 @@ Bit-exact hardware of :func:`specbp_rtl.model.golden.softmax`.
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -148,6 +148,11 @@ class Softmax(wiring.Component):
         k = Signal(range(n + 1))  # load / buffer-read index
         kw = Signal(range(n + 1))  # EXP write-back index
         zmax = Signal(act.shape)
+        # LUT index round_shift(max - z, shift): the rounding half is added to the max as it is loaded, so
+        # the EXP stage has one subtractor before the clamp
+        shift = act.frac_bits - nx.exp_lut_frac
+        half = 1 << (shift - 1) if shift > 0 else 0
+        zmax_h = Signal(signed(act.width + 1))
         v1 = Signal()  # EXP: buf_rd.data holds z_k
         v2 = Signal()  # EXP: lut_rd.data holds e_k
         s_sum = Signal(range(n * max(self._lut) + 1))
@@ -199,7 +204,8 @@ class Softmax(wiring.Component):
                     buf_wr.en.eq(self.i.valid & self.i.ready),
                 ]
                 with m.If(self.i.valid & self.i.ready):
-                    m.d.sync += zmax.eq(Mux((k == 0) | (z > zmax), z, zmax))
+                    new_max = Mux((k == 0) | (z > zmax), z, zmax)
+                    m.d.sync += [zmax.eq(new_max), zmax_h.eq(new_max + half)]
                     m.d.sync += k.eq(k + 1)
                     with m.If(last):
                         m.d.sync += [
@@ -220,8 +226,8 @@ class Softmax(wiring.Component):
                 m.d.sync += [v1.eq(issue_exp), v2.eq(v1)]
                 # stage 1: d = max - z, LUT index
                 z_k = buf_rd.data[: act.width].as_signed()
-                d = (zmax - z_k).as_unsigned()
-                idx = hdl_round_shift(d, act.frac_bits - nx.exp_lut_frac)
+                d = (zmax_h - z_k).as_unsigned()  # max - z + half >= 0
+                idx = d >> shift if shift > 0 else hdl_round_shift(d, shift)
                 m.d.comb += lut_rd.addr.eq(Mux(idx > lut_size - 1, lut_size - 1, idx))
                 # stage 2: e_k -> buffer, S += e_k
                 e_k = lut_rd.data

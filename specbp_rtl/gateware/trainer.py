@@ -42,7 +42,7 @@ counters : Out
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -131,6 +131,10 @@ class Trainer(wiring.Component):
         threshold = Signal(32, init=plan.threshold_int)
         metric = Signal(Metric, init=METRIC_CODES.get(cfg.train.metric, Metric.MEAN_ABS))
         spec_en = Signal(init=int(cfg.train.speculative))
+        pipe_en = Signal(init=int(cfg.train.pipeline))  # the pipelined (non-speculative) baseline
+        pending = Signal()  # pipelined: the previous training sample's backward pass is owed
+        p_slot = Signal(range(cfg.slots))
+        p_label = Signal(range(classes))
         live = Signal()  # live gradient bank
         seen = Signal(classes)
         cur = Signal(classes)  # ping-pong pointer per label
@@ -205,6 +209,8 @@ class Trainer(wiring.Component):
         old = Signal(range(cfg.slots))
         new = Signal(range(cfg.slots))
         speculating = Signal()
+        piping = Signal()  # this step runs in the pipelined mode
+        overlap = Signal()  # pipelined: the backward engine runs the previous sample during this forward pass
         old_base = SlotBases({"sp": classes}, cfg.slots)
         m.d.comb += sp_r0.addr.eq(old_base["sp"] + fwd.prob_index)
         # p_old[k] is read from the slot while the softmax emits p_new[k]; both are registered once more
@@ -265,26 +271,45 @@ class Trainer(wiring.Component):
                     lab = payload.label
                     is_seen = seen.bit_select(lab, 1)
                     pointer = cur.bit_select(lab, 1)
-                    spec = spec_en & is_seen & ~payload.infer
+                    pipe = pipe_en & ~payload.infer
+                    spec = spec_en & ~pipe_en & is_seen & ~payload.infer
                     new_slot = Mux(payload.infer, cfg.scratch_slot, (lab << 1) | ~pointer)
                     old_slot = (lab << 1) | pointer
                     idx = Mux(payload.epoch_start, 0, phase)
                     old_base.load(m, old_slot)
                     m.d.sync += [
                         label.eq(lab), infer.eq(payload.infer), new.eq(new_slot), old.eq(old_slot),
-                        speculating.eq(spec), f_done.eq(0), b_done.eq(0), c_done.eq(0), hit.eq(0),
+                        speculating.eq(spec), piping.eq(pipe), overlap.eq(pipe & pending),
+                        f_done.eq(0), b_done.eq(0), c_done.eq(0), hit.eq(0),
                         step_cycles.eq(1), update_due.eq(~payload.infer & (idx == 0)),
                     ]
                     with m.If(~payload.infer):
                         m.d.sync += phase.eq(Mux(idx == cfg.train.batch - 1, 0, idx + 1))
                     m.d.comb += [fwd.start.eq(1), fwd.slot.eq(new_slot)]
-                    m.d.comb += [bwd.start.eq(spec), bwd.slot.eq(old_slot), bwd.label.eq(lab)]
+                    m.d.comb += [
+                        bwd.start.eq(spec | (pipe & pending)),
+                        bwd.slot.eq(Mux(pipe, p_slot, old_slot)),
+                        bwd.label.eq(Mux(pipe, p_label, lab)),
+                    ]
                     m.d.sync += in_step.eq(1)
                     m.next = "RUN"
             with m.State("RUN"):
                 with m.If(infer):
                     with m.If(f_done):
                         finish_step(StepKind.SEQUENTIAL)
+                with m.Elif(piping):
+                    # the previous sample's gradient (if owed) commits with this forward pass; this sample's
+                    # backward pass runs with the next forward pass, or now when the update is due
+                    with m.If(f_done & (b_done | ~overlap)):
+                        with m.If(overlap):
+                            m.d.sync += live.eq(~live)
+                        m.d.sync += kind.eq(StepKind.SEQUENTIAL)
+                        with m.If(update_due):
+                            m.d.sync += pending.eq(0)
+                            m.next = "FLUSH"
+                        with m.Else():
+                            m.d.sync += [pending.eq(1), p_slot.eq(new), p_label.eq(label)]
+                            m.next = "FINISH"
                 with m.Elif(speculating):
                     with m.If(f_done & b_done & c_done):
                         with m.If(hit):
@@ -301,6 +326,10 @@ class Trainer(wiring.Component):
                     with m.Else():
                         m.d.sync += kind.eq(StepKind.SEQUENTIAL)
                     m.next = "RECOMPUTE"
+            with m.State("FLUSH"):
+                m.d.comb += [bwd.start.eq(1), bwd.slot.eq(new), bwd.label.eq(label)]
+                m.d.sync += b_done.eq(0)
+                m.next = "RECOMPUTE"
             with m.State("RECOMPUTE"):
                 with m.If(b_done):
                     m.d.sync += live.eq(~live)
@@ -323,6 +352,8 @@ class Trainer(wiring.Component):
                             seen.bit_select(label, 1).eq(1),
                             ctr["steps"].eq(ctr["steps"] + 1),
                         ]
+                        with m.If(overlap):
+                            m.d.sync += ctr["overlapped"].eq(ctr["overlapped"] + 1)
                         with m.Switch(kind):
                             with m.Case(StepKind.SEQUENTIAL):
                                 m.d.sync += [ctr["sequential"].eq(ctr["sequential"] + 1),
@@ -431,7 +462,8 @@ class Trainer(wiring.Component):
                         with m.Case(REG_METRIC):
                             m.d.sync += metric.as_value().eq(host.wdata[:2])
                         with m.Case(REG_SPEC_EN):
-                            m.d.sync += spec_en.eq(host.wdata[0])
+                            # a mode change drops an owed backward pass (its gradient was never accumulated)
+                            m.d.sync += [spec_en.eq(host.wdata[0]), pipe_en.eq(host.wdata[1]), pending.eq(0)]
                 for layer in range(n_layers):
                     with m.Case(layer + 1):
                         m.d.sync += stage[layer][h_lane].eq(host.wdata)
@@ -459,7 +491,7 @@ class Trainer(wiring.Component):
             with m.Case(REG_METRIC):
                 m.d.comb += reg_value.eq(metric.as_value())
             with m.Case(REG_SPEC_EN):
-                m.d.comb += reg_value.eq(spec_en)
+                m.d.comb += reg_value.eq(Cat(spec_en, pipe_en))
             with m.Case(REG_LANES):
                 m.d.comb += reg_value.eq(lanes)
             for n, name in enumerate(COUNTERS):

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..config import TrainConfig
 
-__all__ = ["Counters", "Engine", "ForwardState", "SpeculativeTrainer", "StepKind", "weights_sha256"]
+__all__ = ["STEP_COUNTERS", "Counters", "Engine", "ForwardState", "SpeculativeTrainer", "StepKind", "weights_sha256"]
 
 
 def weights_sha256(params: list[tuple[np.ndarray, np.ndarray]], dtype: str) -> str:
@@ -122,6 +122,8 @@ class Counters:
     hits: int = 0
     misses: int = 0
     updates: int = 0
+    #: pipelined mode: steps whose forward pass overlapped the previous step's backward pass
+    overlapped: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -131,6 +133,10 @@ class Counters:
         """Hits over speculated steps (hits + misses); 0 when nothing was speculated."""
         spec = self.hits + self.misses
         return self.hits / spec if spec else 0.0
+
+
+#: The step counters every backend reports (hardware backends read them from the performance counters).
+STEP_COUNTERS: tuple[str, ...] = tuple(f.name for f in fields(Counters))
 
 
 @dataclass
@@ -146,6 +152,8 @@ class SpeculativeTrainer:
         classes = self.engine.config.classes
         self.slots = self.engine.empty_state(classes)
         self.seen = np.zeros(classes, dtype=bool)
+        #: pipelined mode: the last step's backward pass is still owed (it runs with the next forward pass)
+        self.pending = False
 
     def train_epoch(
         self,
@@ -203,6 +211,11 @@ class SpeculativeTrainer:
                 k[rows] = kinds
             self.log.extend(k.tolist())
         c.steps += n
+        if eng.config.pipeline:
+            # every step but a group's first overlaps its predecessor's backward pass; the first does when
+            # the previous group ended without an update (the pipeline drains before every update)
+            c.overlapped += n - 1 + int(self.pending)
+            self.pending = not update
         eng.accumulate(pool.take(src), y)
         self.slots = pool.take(slot_ptr)
         if update:
