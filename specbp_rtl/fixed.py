@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Const, Mux, Shape, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Mux, Shape, Value, signed, unsigned
 
 __all__ = [
     "Q",
@@ -156,9 +156,22 @@ def hdl_round_shift(x: Value, k: int) -> Value:
 
 
 def hdl_saturate(x: Value, fmt: Q) -> Value:
-    """Hardware :func:`saturate`: clamp to ``fmt`` and cast to its shape."""
+    """Hardware :func:`saturate`: clamp to ``fmt`` and cast to its shape.
+
+    No comparators: ``x`` is in range exactly when the bits from ``fmt``'s
+    top bit up (its sign bit for a signed format) are copies of ``x``'s sign,
+    which is a reduction of those bits; out of range, ``x``'s sign picks the
+    bound.
+    """
     x = Value.cast(x)
-    clamped = Mux(x > fmt.max, fmt.max, Mux(x < fmt.min, fmt.min, x))[: fmt.width]
+    xs = x if x.shape().signed else Cat(x, Const(0, 1)).as_signed()  # one sign bit for unsigned values
+    w = fmt.width
+    top = w - 1 if fmt.signed else w
+    if len(xs) <= top:
+        xs = Cat(xs, xs[-1].replicate(top + 1 - len(xs))).as_signed()
+    high = xs[top:]
+    in_range = ~high.any() | (high.all() if fmt.signed else Const(0, 1))
+    clamped = Mux(in_range, xs[:w], Mux(xs[-1], fmt.min & ((1 << w) - 1), fmt.max))[:w]
     return clamped.as_signed() if fmt.signed else clamped
 
 

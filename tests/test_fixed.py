@@ -10,9 +10,10 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from amaranth.hdl import signed, unsigned
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.sim import Simulator
 
-from specbp_rtl.fixed import SQ, UQ, Q, csd_digits, mantissa, requantize, round_shift, saturate
+from specbp_rtl.fixed import SQ, UQ, Q, csd_digits, hdl_saturate, mantissa, requantize, round_shift, saturate
 
 
 def half_up(x: Fraction) -> int:
@@ -215,3 +216,24 @@ def test_csd_digits_examples() -> None:
 @pytest.mark.parametrize("c", [-1, -3, -7, -100, -20972])
 def test_csd_digits_negative(c: int) -> None:
     assert _csd_value(csd_digits(c)) == c
+
+
+@pytest.mark.parametrize("fmt", [SQ(1, 2), UQ(1, 2), SQ(0, 3)])
+@pytest.mark.parametrize("shape", [signed(2), signed(4), signed(7), unsigned(3), unsigned(4), unsigned(6)])
+def test_hdl_saturate_exhaustive(fmt: Q, shape) -> None:
+    """The comparator-free hardware saturation equals :func:`saturate` for every input value."""
+    x = Signal(shape)
+    y = hdl_saturate(x, fmt)
+    assert y.shape() == fmt.shape
+    lo, hi = (-(1 << (shape.width - 1)), 1 << (shape.width - 1)) if shape.signed else (0, 1 << shape.width)
+    got: list[int] = []
+
+    async def bench(ctx) -> None:
+        for v in range(lo, hi):
+            ctx.set(x, v)
+            got.append(ctx.get(y))
+
+    sim = Simulator(Module())
+    sim.add_testbench(bench)
+    sim.run()
+    np.testing.assert_array_equal(got, saturate(np.arange(lo, hi), fmt))
