@@ -137,6 +137,15 @@ def test_train_other_options(tmp_path: Path, capsys) -> None:
     assert (r["batch"], r["lr"], r["clip"], r["slope"]) == (5, 0.05, 2.0, 0.1)
     assert r["updates"] == 30  # after i = 0, 5, ..., 145
     assert r["train_samples"] == 150 and r["test_samples"] == 30
+    # the pipelined baseline: the sequential weights, with its overlapped steps counted
+    q = tmp_path / "q.json"
+    base = ["train", "--quiet", "--epochs", "1", "--train", "150", "--test", "30", "--batch", "5"]
+    assert run_main([*base, "--json", str(p)], capsys)[0] == 0
+    assert run_main([*base, "--pipeline", "--json", str(q)], capsys)[0] == 0
+    seq, pipe = json.loads(p.read_text()), json.loads(q.read_text())
+    assert pipe["pipeline"] and not seq["pipeline"] and pipe["weights_sha256"] == seq["weights_sha256"]
+    # every step overlaps except the first and the one after each of the 30 updates
+    assert pipe["overlapped"] == 150 - 1 - 30 and seq["overlapped"] == 0
 
 
 def test_train_without_json_prints_summary(capsys) -> None:
@@ -242,6 +251,7 @@ BAD_VALUES = {
     "json-in-missing-dir": (["--json", "{tmp}/no/such/dir/r.json"], "r.json"),
     # digits has labels 0..9: an output layer of 5 cannot hold them (IndexError today)
     "output-narrower-than-labels": (["--layers", "64,16,5"], "layers"),
+    "pipeline-with-speculation": (["--pipeline", "--threshold", "0.1"], "pipeline"),
 }
 
 
