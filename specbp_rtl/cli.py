@@ -226,6 +226,24 @@ def _metric_list(text: str) -> list[str]:
     return values
 
 
+def _fmax(text: str) -> float:
+    """``--fmax``: a clock in MHz, or a ``specbp build --json`` report whose routed ``fmax_mhz`` is used."""
+    try:
+        value: object = float(text)
+    except ValueError:
+        try:
+            report = json.loads(Path(text).read_text())
+        except (OSError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(f"neither a number nor a readable build report: {text!r} ({exc})") \
+                from None
+        value = report.get("fmax_mhz") if isinstance(report, dict) else None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise argparse.ArgumentTypeError(f"build report {text!r} has no fmax_mhz (the design did not route)")
+    if not 0 < value < 10_000:
+        raise argparse.ArgumentTypeError(f"must be a clock in MHz, got {value!r}")
+    return float(value)
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from .numerics import Numerics
     from .sweep import sweep
@@ -352,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", required=True, metavar="DIR", help="results folder (resumable)")
     sw.add_argument("--scheduler", metavar="ADDRESS", help="use a running Dask scheduler")
     sw.add_argument("--workers", type=_positive_int, default=2, help="local cluster worker processes (default 2)")
-    sw.add_argument("--fmax", type=float, metavar="MHZ", help="clock for the modelled-throughput plot (build report)")
+    sw.add_argument("--fmax", type=_fmax, metavar="MHZ|REPORT",
+                    help="clock for the modelled-throughput plot: MHz, or a `specbp build --json` report's fmax")
     sw.add_argument("--quiet", action="store_true")
     sw.set_defaults(func=_cmd_sweep)
 

@@ -291,3 +291,19 @@ def test_board_train_bad_port_is_one_line(capsys) -> None:
     assert main(["board", "train", "--port", "/dev/specbp-no-such-port", "--epochs", "1", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "/dev/specbp-no-such-port" in err[0]
+
+
+def test_sweep_fmax_from_a_build_report(tmp_path: Path) -> None:
+    """``--fmax`` takes MHz or a ``specbp build --json`` report; a report without a routed fmax is refused."""
+    import argparse
+
+    from specbp_rtl.cli import _fmax
+
+    routed, unrouted = tmp_path / "routed.json", tmp_path / "unrouted.json"
+    routed.write_text(json.dumps({"board": "ulx3s-85f", "fmax_mhz": 52.13}))
+    unrouted.write_text(json.dumps({"board": "ulx3s-85f", "fmax_mhz": None}))
+    assert _fmax("25") == 25.0 and _fmax(str(routed)) == 52.13
+    for bad, word in ((str(unrouted), "did not route"), (str(tmp_path / "absent.json"), "neither a number"),
+                      ("0", "clock in MHz")):
+        with pytest.raises(argparse.ArgumentTypeError, match=word):
+            _fmax(bad)

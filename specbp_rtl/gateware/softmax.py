@@ -148,8 +148,8 @@ class Softmax(wiring.Component):
         k = Signal(range(n + 1))  # load / buffer-read index
         kw = Signal(range(n + 1))  # EXP write-back index
         zmax = Signal(act.shape)
-        # LUT index round_shift(max - z, shift): the rounding half is added to the max as it is loaded, so
-        # the EXP stage has one subtractor before the clamp
+        # LUT index round_shift(max - z, shift): the rounding half is added to the max in EXP's first cycle
+        # (stage 1 first runs in its second), so stage 1 has one subtractor before the clamp
         shift = act.frac_bits - nx.exp_lut_frac
         half = 1 << (shift - 1) if shift > 0 else 0
         zmax_h = Signal(signed(act.width + 1))
@@ -204,8 +204,7 @@ class Softmax(wiring.Component):
                     buf_wr.en.eq(self.i.valid & self.i.ready),
                 ]
                 with m.If(self.i.valid & self.i.ready):
-                    new_max = Mux((k == 0) | (z > zmax), z, zmax)
-                    m.d.sync += [zmax.eq(new_max), zmax_h.eq(new_max + half)]
+                    m.d.sync += zmax.eq(Mux((k == 0) | (z > zmax), z, zmax))
                     m.d.sync += k.eq(k + 1)
                     with m.If(last):
                         m.d.sync += [
@@ -223,7 +222,7 @@ class Softmax(wiring.Component):
                 m.d.comb += issue_exp.eq(k < n)
                 with m.If(issue_exp):
                     m.d.sync += k.eq(k + 1)
-                m.d.sync += [v1.eq(issue_exp), v2.eq(v1)]
+                m.d.sync += [v1.eq(issue_exp), v2.eq(v1), zmax_h.eq(zmax + half)]
                 # stage 1: d = max - z, LUT index
                 z_k = buf_rd.data[: act.width].as_signed()
                 d = (zmax_h - z_k).as_unsigned()  # max - z + half >= 0
