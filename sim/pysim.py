@@ -106,9 +106,10 @@ class PysimTrainer:
                 while not ctx.get(dut.idle):  # let a pending update finish
                     await ctx.tick()
                 params = []
+                mem = dut.weight_memory
                 for layer in range(cfg.n_layers):
-                    mem = dut.weight_memories[layer]
-                    words = np.array([[int(v) for v in ctx.get(mem.data[a])] for a in range(cfg.words(layer))],
+                    base = cfg.w_base(layer)
+                    words = np.array([[int(v) for v in ctx.get(mem.data[base + a])] for a in range(cfg.words(layer))],
                                      dtype=np.int64)
                     params.append(cfg.from_words(layer, words))
                 self.snapshots.append(params)

@@ -154,8 +154,8 @@ def test_train_over_uart_matches_golden(board) -> None:
 
 def snapshot(dut, ctx) -> tuple[list, dict]:
     trainer = dut.trainer
-    weights = [[[int(v) for v in ctx.get(mem.data[a])] for a in range(CFG.words(layer))]
-               for layer, mem in enumerate(trainer.weight_memories)]
+    mem = trainer.weight_memory
+    weights = [[int(v) for v in ctx.get(mem.data[a])] for a in range(CFG.total_words)]
     counters = {name: int(ctx.get(trainer.counters[name])) for name in COUNTERS if name != "cycles"}
     return weights, counters
 

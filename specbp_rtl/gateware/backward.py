@@ -54,12 +54,15 @@ class BackwardEngine(wiring.Component):
         Pulse ``start`` with the source ``slot`` and its ``label``.
     busy, done : Out
         ``busy`` from ``start`` to ``done`` (a one-cycle pulse at the end).
-    sp_*, sx_*, sz{l}_*, w{l}_* (l >= 1) :
+    sp_*, sx_*, sz{l}_*, w_* :
         Read ports of the slot's softmax output, input bytes, hidden
-        pre-activations, and the weights used to propagate the error.
-    g{l}_* :
-        Gradient accumulators of layer ``l``: word addresses only; the trainer
-        maps reads to the live bank and writes to the shadow bank.
+        pre-activations, and the weights used to propagate the error (word
+        ``w_base(l) + word`` for layer ``l``, as in the forward engine).
+    g_* :
+        Gradient accumulators of all layers, ``max(plan.grad)`` bits per lane
+        (a layer's value sign-extended from its own format), word
+        ``w_base(l) + word``: word addresses only; the trainer maps reads to
+        the live bank and writes to the shadow bank.
     """
 
     def __init__(self, cfg: TrainerConfig) -> None:
@@ -77,11 +80,9 @@ class BackwardEngine(wiring.Component):
         members |= read_port("sx", cfg.slots * cfg.n_in(0), unsigned(8))
         for layer in range(cfg.n_layers - 1):
             members |= read_port(f"sz{layer}", cfg.slots * cfg.passes(layer), data.ArrayLayout(nx.act.shape, lanes))
-        for layer in range(cfg.n_layers):
-            if layer:
-                members |= read_port(f"w{layer}", cfg.words(layer), data.ArrayLayout(nx.weight.shape, lanes))
-            word = data.ArrayLayout(plan.grad[layer].shape, lanes)
-            members |= read_port(f"g{layer}", cfg.words(layer), word) | write_port(f"g{layer}", cfg.words(layer), word)
+        members |= read_port("w", cfg.total_words, data.ArrayLayout(nx.weight.shape, lanes))
+        word = data.ArrayLayout(signed(max(fmt.width for fmt in plan.grad)), lanes)
+        members |= read_port("g", cfg.total_words, word) | write_port("g", cfg.total_words, word)
         super().__init__(members)
 
     def elaborate(self, platform) -> Module:
@@ -102,7 +103,7 @@ class BackwardEngine(wiring.Component):
         max_in = max(cfg.layers[:-1])
         i = Signal(range(max_in + 2))
         p = Signal(range(max(cfg.passes(lay) for lay in range(n_layers)) + 1))
-        addr = Signal(range(max(cfg.words(lay) for lay in range(n_layers)) + 1))
+        addr = Signal(range(cfg.total_words + 1))  # word in the shared weight/gradient layout
         word_i = Signal(range(max_in // lanes + 2))
         lane_i = Signal(range(lanes))
         out_i = Signal(range(max_in + 2))
@@ -125,13 +126,11 @@ class BackwardEngine(wiring.Component):
             for layer in range(1, n_layers):
                 with m.Case(layer):
                     m.d.comb += z_sel.eq(sz_rdata[layer - 1][s1_lane])
-        w_raw = Signal(data.ArrayLayout(nx.weight.shape, lanes))
+        w_raw = self.w_rdata
         delta_word = Signal(data.ArrayLayout(16, lanes))
         with m.Switch(s1_layer):
             for layer in range(n_layers):
                 with m.Case(layer):
-                    if layer:
-                        m.d.comb += w_raw.eq(getattr(self, f"w{layer}_rdata"))
                     dl = deltas[layer]
                     with m.Switch(s1_p):
                         for q in range(cfg.passes(layer)):
@@ -193,23 +192,16 @@ class BackwardEngine(wiring.Component):
         g_width = max(fmt.width for fmt in plan.grad)
         g_old = [Signal(signed(g_width), name=f"g_old{lane}", reset_less=True) for lane in range(lanes)]
         g_new = [Signal(signed(40), name=f"g_new{lane}", reset_less=True) for lane in range(lanes)]
-        g_layer_r = delay(m, g_layer_d, 1, "g_layer_r")
         m.d.sync += [g_new[lane].eq(mac.o.payload.value[lane]) for lane in range(lanes)]
-        with m.Switch(g_layer_r):
-            for layer in range(n_layers):
-                with m.Case(layer):
-                    gr = getattr(self, f"g{layer}_rdata")
-                    m.d.sync += [g_old[lane].eq(gr[lane]) for lane in range(lanes)]
-        for layer in range(n_layers):
-            fmt = plan.grad[layer]
-            m.d.comb += [
-                getattr(self, f"g{layer}_raddr").eq(g_addr_d),
-                getattr(self, f"g{layer}_waddr").eq(g_addr_w),
-                getattr(self, f"g{layer}_wen").eq(g_valid_w & (g_layer_w == layer)),
-            ]
-            wdata = getattr(self, f"g{layer}_wdata")
-            for lane in range(lanes):
-                m.d.comb += wdata[lane].eq((g_old[lane] + g_new[lane])[:fmt.width])
+        m.d.sync += [g_old[lane].eq(self.g_rdata[lane]) for lane in range(lanes)]
+        m.d.comb += [self.g_raddr.eq(g_addr_d), self.g_waddr.eq(g_addr_w), self.g_wen.eq(g_valid_w)]
+        for lane in range(lanes):
+            g_sum = g_old[lane] + g_new[lane]
+            # in the layer's own format (which holds every sum: exact accumulators), sign-extended
+            with m.Switch(g_layer_w):
+                for layer in range(n_layers):
+                    with m.Case(layer):
+                        m.d.comb += self.g_wdata[lane].eq(g_sum[:plan.grad[layer].width].as_signed())
 
         # -- delta results: lane sum, requantise, derivative ------------------------
         # Stages after the MAC output: P (lane sums of four), S (lane sum), R (rounded), Q (saturated),
@@ -290,7 +282,7 @@ class BackwardEngine(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [p_valid.eq(k < classes), k.eq(k + 1)]
                 with m.If(k == classes):
-                    m.d.sync += [i.eq(0), p.eq(0), addr.eq(0), word_i.eq(0), lane_i.eq(0)]
+                    m.d.sync += [i.eq(0), p.eq(0), addr.eq(cfg.w_base(last)), word_i.eq(0), lane_i.eq(0)]
                     m.next = f"GRAD{last}"
             for layer in range(last, -1, -1):
                 n_in, passes = cfg.n_in(layer), cfg.passes(layer)
@@ -310,7 +302,7 @@ class BackwardEngine(wiring.Component):
                         m.d.sync += [i.eq(0), word_i.eq(0), lane_i.eq(0), p.eq(p + 1)]
                         with m.If(p == passes - 1):
                             # G writes of this layer drain while the next phase runs
-                            m.d.sync += [addr.eq(0), out_i.eq(0), p.eq(0)]
+                            m.d.sync += [addr.eq(cfg.w_base(layer)), out_i.eq(0), p.eq(0)]
                             m.next = f"DELTA{layer}" if layer else "GDRAIN"
                     with m.Else():
                         step_element(m, i, word_i, lane_i, lanes)
@@ -327,7 +319,7 @@ class BackwardEngine(wiring.Component):
                     with m.State(f"DELTA{layer}"):
                         m.d.comb += [
                             self.busy.eq(1),
-                            getattr(self, f"w{layer}_raddr").eq(addr),
+                            self.w_raddr.eq(addr),
                             getattr(self, f"sz{layer - 1}_raddr").eq(bases[f"sz{layer - 1}"] + word_i),
                         ]
                         m.d.sync += [
@@ -336,7 +328,7 @@ class BackwardEngine(wiring.Component):
                         ]
                         with m.If(p == passes - 1):
                             step_element(m, i, word_i, lane_i, lanes)
-                            m.d.sync += [p.eq(0), addr.eq(i + 1)]
+                            m.d.sync += [p.eq(0), addr.eq(i + (cfg.w_base(layer) + 1))]
                             with m.If(i == n_in - 1):
                                 m.next = f"DDRAIN{layer}"
                         with m.Else():
@@ -344,7 +336,8 @@ class BackwardEngine(wiring.Component):
                     with m.State(f"DDRAIN{layer}"):
                         m.d.comb += self.busy.eq(1)
                         with m.If(r_valid & (r_idx == n_in - 1)):
-                            m.d.sync += [i.eq(0), p.eq(0), addr.eq(0), word_i.eq(0), lane_i.eq(0)]
+                            m.d.sync += [i.eq(0), p.eq(0), addr.eq(cfg.w_base(layer - 1)), word_i.eq(0),
+                                         lane_i.eq(0)]
                             m.next = f"GRAD{layer - 1}"
             with m.State("DONE"):
                 m.d.comb += self.done.eq(1)

@@ -57,8 +57,9 @@ class ForwardEngine(wiring.Component):
         The sample's ``n_in(0)`` input bytes, in order.
     prob_valid, prob_index, prob_data : Out
         Each softmax output as it is written to the slot (feeds the comparator).
-    w{l}_*, sx_*, sz{l}_*, sp_* :
-        Memory ports (see :mod:`.ports`): weights of layer ``l`` (read), slot
+    w_*, sx_*, sz{l}_*, sp_* :
+        Memory ports (see :mod:`.ports`): weights of all layers (read, word
+        ``w_base(l) + word`` for layer ``l``), slot
         inputs (write, read), hidden pre-activations (write, read), softmax
         outputs (write).
     """
@@ -78,8 +79,7 @@ class ForwardEngine(wiring.Component):
             "prob_index": Out(range(max(cfg.classes, 2))),
             "prob_data": Out(nx.prob.shape),
         }
-        for layer in range(cfg.n_layers):
-            members |= read_port(f"w{layer}", cfg.words(layer), data.ArrayLayout(nx.weight.shape, lanes))
+        members |= read_port("w", cfg.total_words, data.ArrayLayout(nx.weight.shape, lanes))
         sx_depth = cfg.slots * cfg.n_in(0)
         members |= write_port("sx", sx_depth, unsigned(8)) | read_port("sx", sx_depth, unsigned(8))
         for layer in range(cfg.n_layers - 1):
@@ -104,7 +104,7 @@ class ForwardEngine(wiring.Component):
         slot = Signal.like(self.slot)
         i = Signal(range(max_in + 2))  # element within the pass (n_in = bias beat)
         p = Signal(range(max(cfg.passes(lay) for lay in range(n_layers)) + 1))
-        waddr = Signal(range(max(cfg.words(lay) for lay in range(n_layers)) + 1))
+        waddr = Signal(range(cfg.total_words + 1))  # the layers' words in order: no reset between layers
         word_i = Signal(range(max_in // lanes + 2))  # i // lanes for hidden inputs
         lane_i = Signal(range(lanes))  # i % lanes
         out_pass = Signal.like(p)  # passes whose MAC result has come back
@@ -121,7 +121,6 @@ class ForwardEngine(wiring.Component):
         in_shift = act_frac - nx.input_frac
         one = Const(1 << act_frac, 16)
         sz_rdata = [getattr(self, f"sz{layer}_rdata") for layer in range(n_layers - 1)]
-        w_rdata = [getattr(self, f"w{layer}_rdata") for layer in range(n_layers)]
 
         # stage 1 -> 2: the raw operands (memory data selected by layer and lane) are registered, so that
         # no path runs from a memory read through the activation or the requantiser into the MACs
@@ -130,11 +129,7 @@ class ForwardEngine(wiring.Component):
             for layer in range(1, n_layers):
                 with m.Case(layer):
                     m.d.comb += hidden.eq(sz_rdata[layer - 1][s1_lane])
-        weights = Signal(data.ArrayLayout(nx.weight.shape, lanes))
-        with m.Switch(s1_layer):
-            for layer in range(n_layers):
-                with m.Case(layer):
-                    m.d.comb += weights.eq(w_rdata[layer])
+        weights = self.w_rdata
         s2_valid, s2_first, s2_last = Signal(), Signal(), Signal()
         s2_src = Signal.like(s1_src)
         s2_byte = Signal(8)  # pixel or slot input byte
@@ -200,7 +195,7 @@ class ForwardEngine(wiring.Component):
                     fire = Signal(name=f"fire{layer}")
                     m.d.comb += fire.eq(~from_pixels | self.pixel.valid)
                     m.d.comb += self.pixel.ready.eq(from_pixels)
-                    m.d.comb += getattr(self, f"w{layer}_raddr").eq(waddr)
+                    m.d.comb += self.w_raddr.eq(waddr)
                     if layer == 0:
                         m.d.comb += [
                             self.sx_waddr.eq(bases["sx"] + i),
@@ -235,7 +230,7 @@ class ForwardEngine(wiring.Component):
                 with m.State(f"DRAIN{layer}"):
                     m.d.comb += self.busy.eq(1)
                     with m.If(mac.o.valid & (out_pass == passes - 1)):
-                        m.d.sync += [i.eq(0), p.eq(0), waddr.eq(0), word_i.eq(0), lane_i.eq(0)]
+                        m.d.sync += [i.eq(0), p.eq(0), word_i.eq(0), lane_i.eq(0)]
                         m.next = f"ISSUE{layer + 1}" if layer + 1 < n_layers else "SOFTMAX"
             with m.State("SOFTMAX"):
                 m.d.comb += [self.busy.eq(1), softmax.i.valid.eq(1), softmax.i.payload.eq(logits[k])]

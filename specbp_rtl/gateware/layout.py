@@ -11,6 +11,9 @@ derived properties describe how each layer is laid out in memory:
   the bias ``b[p * lanes + lane]`` for ``i == n_in``; lanes past ``n_out`` are
   zero padding. Forward (read word ``i``), gradient accumulation
   (read-modify-write word ``i``) and update (word ``i``) walk the same layout;
+* the layers share one weight memory and one gradient memory (per bank), one
+  after another: layer ``l`` starts at word ``w_base(l)``; no per-layer
+  memories, so no layer multiplexers on the memories' data;
 * the label-state memory has ``2 * classes`` ping-pong slots (two per label)
   plus one scratch slot for inference.
 """
@@ -84,6 +87,15 @@ class TrainerConfig:
 
     def words(self, layer: int) -> int:
         return self.passes(layer) * (self.n_in(layer) + 1)
+
+    def w_base(self, layer: int) -> int:
+        """First word of ``layer`` in the weight and gradient memories (the layers one after another)."""
+        return sum(self.words(lay) for lay in range(layer))
+
+    @property
+    def total_words(self) -> int:
+        """Words of all layers: the depth of the weight memory and of one gradient bank."""
+        return self.w_base(self.n_layers)
 
     @property
     def classes(self) -> int:

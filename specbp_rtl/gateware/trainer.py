@@ -42,7 +42,7 @@ counters : Out
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -142,22 +142,17 @@ class Trainer(wiring.Component):
         m.d.comb += [cmp.threshold.eq(threshold), cmp.metric.eq(metric)]
 
         # -- memories ----------------------------------------------------------------
-        w_word = [data.ArrayLayout(nx.weight.shape, lanes) for _ in range(n_layers)]
-        wmem, wr0, wr1, wwr, gmem, grd, gwr = [], [], [], [], [], [], []
-        for layer in range(n_layers):
-            words = cfg.words(layer)
-            init_words = cfg.to_words(layer, *self.init[layer])
-            mem = Memory(shape=w_word[layer], depth=words, init=[list(map(int, row)) for row in init_words])
-            m.submodules[f"w{layer}"] = mem
-            wmem.append(mem)
-            wr0.append(mem.read_port())
-            wr1.append(mem.read_port() if layer else None)
-            wwr.append(mem.write_port())
-            g = Memory(shape=data.ArrayLayout(plan.grad[layer].shape, lanes), depth=2 * words, init=[])
-            m.submodules[f"g{layer}"] = g
-            gmem.append(g)
-            grd.append(g.read_port())
-            gwr.append(g.write_port())
+        # one weight memory and one gradient memory (two banks of total_words) for all layers, layer l at
+        # word w_base(l): the engines, the update unit and the host see no per-layer multiplexers
+        total = cfg.total_words
+        w_word = data.ArrayLayout(nx.weight.shape, lanes)
+        init_words = [list(map(int, row)) for layer in range(n_layers)
+                      for row in cfg.to_words(layer, *self.init[layer])]
+        m.submodules.w = wmem = Memory(shape=w_word, depth=total, init=init_words)
+        wr0, wr1, wwr = wmem.read_port(), wmem.read_port(), wmem.write_port()  # wr0: forward/update/host
+        g_word = data.ArrayLayout(signed(max(fmt.width for fmt in plan.grad)), lanes)
+        m.submodules.g = gmem = Memory(shape=g_word, depth=2 * total, init=[])
+        grd, gwr = gmem.read_port(), gmem.write_port()
         sx = Memory(shape=unsigned(8), depth=cfg.slots * cfg.n_in(0), init=[])
         m.submodules.sx = sx
         sx_w, sx_r0, sx_r1 = sx.write_port(), sx.read_port(), sx.read_port()
@@ -190,13 +185,11 @@ class Trainer(wiring.Component):
                 sz_r1[layer].addr.eq(getattr(bwd, f"sz{layer}_raddr")),
                 getattr(bwd, f"sz{layer}_rdata").eq(sz_r1[layer].data),
             ]
-        for layer in range(n_layers):
-            words = cfg.words(layer)
-            m.d.comb += getattr(fwd, f"w{layer}_rdata").eq(wr0[layer].data)
-            if layer:
-                m.d.comb += [wr1[layer].addr.eq(getattr(bwd, f"w{layer}_raddr")),
-                             getattr(bwd, f"w{layer}_rdata").eq(wr1[layer].data)]
-            m.d.comb += getattr(bwd, f"g{layer}_rdata").eq(grd[layer].data)
+        m.d.comb += [
+            fwd.w_rdata.eq(wr0.data),
+            wr1.addr.eq(bwd.w_raddr), bwd.w_rdata.eq(wr1.data),
+            bwd.g_rdata.eq(grd.data),
+        ]
 
         # -- sample stream into the forward engine --------------------------------------
         m.d.comb += [
@@ -249,7 +242,7 @@ class Trainer(wiring.Component):
         with m.If(cmp.o.valid):
             m.d.sync += [c_done.eq(1), hit.eq(cmp.o.payload.hit)]
 
-        upd_addr = Signal(range(max(cfg.words(lay) for lay in range(n_layers)) + 1))
+        upd_addr = Signal(range(cfg.total_words + 1))
         upd_layer = Signal(range(max(n_layers, 2)))
         upd_active = Signal()
         upd_lat = upd.LATENCY + 1
@@ -375,13 +368,13 @@ class Trainer(wiring.Component):
             with m.State("UPDATE"):
                 m.d.sync += ctr["update_cycles"].eq(ctr["update_cycles"] + 1)
                 with m.If(upd_active):
-                    # the layers one after another, word by word, through the one update unit
+                    # every word of the shared layout in order through the one update unit; upd_layer
+                    # selects the unit's per-layer clip and rounding
                     m.d.sync += upd_addr.eq(upd_addr + 1)
                     with m.Switch(upd_layer):
                         for layer in range(n_layers):
                             with m.Case(layer):
-                                with m.If(upd_addr == cfg.words(layer) - 1):
-                                    m.d.sync += upd_addr.eq(0)
+                                with m.If(upd_addr == cfg.w_base(layer + 1) - 1):
                                     if layer == n_layers - 1:
                                         m.d.sync += upd_active.eq(0)
                                     else:
@@ -394,7 +387,7 @@ class Trainer(wiring.Component):
         fsm_update = ctrl.ongoing("UPDATE")
         fsm_idle = ctrl.ongoing("IDLE")
         m.d.comb += self.idle.eq(fsm_idle)
-        self.weight_memories = wmem  # for simulators that peek at the weights
+        self.weight_memory = wmem  # for simulators that peek at the weights (layer l at word cfg.w_base(l))
 
         # -- update sequencer datapath ----------------------------------------------------
         valid1 = delay(m, upd_active, 1, "upd_v")
@@ -402,49 +395,35 @@ class Trainer(wiring.Component):
         layer1 = delay(m, upd_layer, 1, "upd_l")
         # the result of a beat presented in cycle c is valid in cycle c + LATENCY + 1
         addr_out = delay(m, addr1, upd.LATENCY + 1, "upd_ao")
-        layer_out = delay(m, layer1, upd.LATENCY + 1, "upd_lo")
         m.d.comb += [upd.i.valid.eq(valid1), upd.i.payload.layer.eq(layer1), upd.o.ready.eq(1)]
-        with m.Switch(layer1):
-            for layer in range(n_layers):
-                with m.Case(layer):
-                    m.d.comb += upd.i.payload.w.eq(wr0[layer].data)
-                    for lane in range(lanes):
-                        m.d.comb += upd.i.payload.g[lane].eq(grd[layer].data[lane])
-        # weight writes (update results, host words) go through one register stage: the write select,
-        # address and data are flip-flops next to the memories
-        w_waddr = Signal(range(max(cfg.words(layer) for layer in range(n_layers))), name="w_waddr")
-        w_wdata = Signal(data.ArrayLayout(nx.weight.shape, lanes), name="w_wdata")
-        w_wen = [Signal(name=f"w{layer}_wen") for layer in range(n_layers)]
-        m.d.sync += [w_wen[layer].eq(0) for layer in range(n_layers)]
-        for layer in range(n_layers):
-            m.d.comb += [
-                wwr[layer].addr.eq(w_waddr),
-                wwr[layer].data.eq(w_wdata),
-                wwr[layer].en.eq(w_wen[layer].replicate(len(wwr[layer].en))),
-            ]
+        m.d.comb += upd.i.payload.w.eq(wr0.data)
+        m.d.comb += [upd.i.payload.g[lane].eq(grd.data[lane]) for lane in range(lanes)]
+        # weight writes (update results, host words) go through one register stage: the write enable,
+        # address and data are flip-flops next to the memory
+        w_waddr = Signal(range(total), name="w_waddr")
+        w_wdata = Signal(w_word, name="w_wdata")
+        w_wen = Signal(name="w_wen")
+        m.d.sync += w_wen.eq(0)
+        m.d.comb += [wwr.addr.eq(w_waddr), wwr.data.eq(w_wdata), wwr.en.eq(w_wen.replicate(len(wwr.en)))]
+        bank = Mux(live, total, 0)  # the live gradient bank's first word
         with m.If(fsm_update):
-            m.d.sync += [w_waddr.eq(addr_out), w_wdata.eq(upd.o.payload.w)]
-        for layer in range(n_layers):
-            words = cfg.words(layer)
-            bank = Mux(live, words, 0)
-            with m.If(fsm_update):
-                m.d.comb += [
-                    wr0[layer].addr.eq(upd_addr),
-                    grd[layer].addr.eq(bank + upd_addr),
-                    # G_live = 0 one cycle after it was read
-                    gwr[layer].addr.eq(bank + addr1),
-                    gwr[layer].data.eq(0),
-                    gwr[layer].en.eq((valid1 & (layer1 == layer)).replicate(len(gwr[layer].en))),
-                ]
-                m.d.sync += w_wen[layer].eq(upd.o.valid & (layer_out == layer))
-            with m.Else():
-                m.d.comb += [
-                    wr0[layer].addr.eq(getattr(fwd, f"w{layer}_raddr")),
-                    grd[layer].addr.eq(Mux(live, words, 0) + getattr(bwd, f"g{layer}_raddr")),
-                    gwr[layer].addr.eq(Mux(live, 0, words) + getattr(bwd, f"g{layer}_waddr")),
-                    gwr[layer].data.eq(getattr(bwd, f"g{layer}_wdata")),
-                    gwr[layer].en.eq(getattr(bwd, f"g{layer}_wen").replicate(len(gwr[layer].en))),
-                ]
+            m.d.sync += [w_waddr.eq(addr_out), w_wdata.eq(upd.o.payload.w), w_wen.eq(upd.o.valid)]
+            m.d.comb += [
+                wr0.addr.eq(upd_addr),
+                grd.addr.eq(bank + upd_addr),
+                # G_live = 0 one cycle after it was read
+                gwr.addr.eq(bank + addr1),
+                gwr.data.eq(0),
+                gwr.en.eq(valid1.replicate(len(gwr.en))),
+            ]
+        with m.Else():
+            m.d.comb += [
+                wr0.addr.eq(fwd.w_raddr),
+                grd.addr.eq(bank + bwd.g_raddr),
+                gwr.addr.eq(Mux(live, 0, total) + bwd.g_waddr),
+                gwr.data.eq(bwd.g_wdata),
+                gwr.en.eq(bwd.g_wen.replicate(len(gwr.en))),
+            ]
 
         # -- host bus ----------------------------------------------------------------------
         host = self.host
@@ -452,7 +431,12 @@ class Trainer(wiring.Component):
         h_region = host.addr[20:24]
         h_word = host.addr[lane_bits:20]
         h_lane = host.addr[:lane_bits]
-        stage = [Signal(w_word[layer], name=f"stage{layer}") for layer in range(n_layers)]
+        stage = Signal(w_word, name="stage")  # lanes 0 .. lanes-2 of the word being written
+        h_addr = Signal(range(total))  # the word of a weight access in the shared layout
+        with m.Switch(h_region):
+            for layer in range(n_layers):
+                with m.Case(layer + 1):
+                    m.d.comb += h_addr.eq(h_word + cfg.w_base(layer))
         with m.If(host.we & fsm_idle):
             with m.Switch(h_region):
                 with m.Case(0):
@@ -464,22 +448,19 @@ class Trainer(wiring.Component):
                         with m.Case(REG_SPEC_EN):
                             # a mode change drops an owed backward pass (its gradient was never accumulated)
                             m.d.sync += [spec_en.eq(host.wdata[0]), pipe_en.eq(host.wdata[1]), pending.eq(0)]
-                for layer in range(n_layers):
-                    with m.Case(layer + 1):
-                        m.d.sync += stage[layer][h_lane].eq(host.wdata)
-                        with m.If(h_lane == lanes - 1):
-                            m.d.sync += [w_wen[layer].eq(1), w_waddr.eq(h_word)]
-                            m.d.sync += [w_wdata[lane].eq(stage[layer][lane]) for lane in range(lanes - 1)]
-                            m.d.sync += w_wdata[lanes - 1].eq(host.wdata)
+                with m.Case(*range(1, n_layers + 1)):
+                    m.d.sync += stage[h_lane].eq(host.wdata)
+                    with m.If(h_lane == lanes - 1):
+                        m.d.sync += [w_wen.eq(1), w_waddr.eq(h_addr)]
+                        m.d.sync += [w_wdata[lane].eq(stage[lane]) for lane in range(lanes - 1)]
+                        m.d.sync += w_wdata[lanes - 1].eq(host.wdata)
         # reads: cycle 1 presents the memory address; cycle 2 selects (registers: a parallel case on the
         # address; weights: the lane of the word read) into two registers; cycle 3 returns the data
         r1_valid = Signal()
         r1_addr = Signal.like(host.addr)
         m.d.sync += [r1_valid.eq(host.re), r1_addr.eq(host.addr)]
-        with m.If(host.re & fsm_idle):
-            for layer in range(n_layers):
-                with m.If(h_region == layer + 1):
-                    m.d.comb += wr0[layer].addr.eq(h_word)
+        with m.If(host.re & fsm_idle & (h_region != 0)):
+            m.d.comb += wr0.addr.eq(h_addr)
         r_region = r1_addr[20:24]
         r_lane = r1_addr[:lane_bits]
         reg_value = Signal(32)
@@ -500,10 +481,8 @@ class Trainer(wiring.Component):
                 with m.Case(REG_COUNTERS + 2 * n + 1):
                     m.d.comb += reg_value.eq(ctr[name][32:])
         weight_value = Signal(32)
-        with m.Switch(r_region):
-            for layer in range(n_layers):
-                with m.Case(layer + 1):
-                    m.d.comb += weight_value.eq(wr0[layer].data[r_lane].as_signed())
+        with m.If((r_region != 0) & (r_region <= n_layers)):
+            m.d.comb += weight_value.eq(wr0.data[r_lane].as_signed())
         r2_valid, r2_is_reg = Signal(), Signal()
         r2_reg, r2_weight = Signal(32), Signal(32)
         m.d.sync += [
