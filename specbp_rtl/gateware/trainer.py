@@ -1,7 +1,8 @@
 """The trainer: the whole speculative-backpropagation datapath in hardware.
 
-:class:`Trainer` holds the weight and bias memories, two gradient-accumulator
-banks per layer, the label-state memory with ping-pong slots, a
+:class:`Trainer` holds the weight/bias memory and the gradient memory (two
+accumulator banks; both memories hold every layer, layer ``l`` from word
+``cfg.w_base(l)``), the label-state memory with ping-pong slots, a
 :class:`~.forward.ForwardEngine`, a :class:`~.backward.BackwardEngine`, the
 :class:`~.comparator.Comparator`, one :class:`~.update.UpdateUnit` shared by the layers,
 the performance counters and the :class:`~.host.HostBus`. Its numpy model is
@@ -42,7 +43,7 @@ counters : Out
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -151,7 +152,9 @@ class Trainer(wiring.Component):
         m.submodules.w = wmem = Memory(shape=w_word, depth=total, init=init_words)
         wr0, wr1, wwr = wmem.read_port(), wmem.read_port(), wmem.write_port()  # wr0: forward/update/host
         g_word = data.ArrayLayout(signed(max(fmt.width for fmt in plan.grad)), lanes)
-        m.submodules.g = gmem = Memory(shape=g_word, depth=2 * total, init=[])
+        # bank b at word b << bank_bits: the bank is the top address bit, no adder in the address path
+        bank_bits = max(1, (total - 1).bit_length())
+        m.submodules.g = gmem = Memory(shape=g_word, depth=2 << bank_bits, init=[])
         grd, gwr = gmem.read_port(), gmem.write_port()
         sx = Memory(shape=unsigned(8), depth=cfg.slots * cfg.n_in(0), init=[])
         m.submodules.sx = sx
@@ -254,11 +257,20 @@ class Trainer(wiring.Component):
         with m.If(in_step):
             m.d.sync += step_cycles.eq(step_cycles + 1)
 
+        # registered state flags for the memory-port selects (no state decoding in front of the memories'
+        # address and data multiplexers): every transition goes through goto()
+        idle_sel = Signal(init=1)
+        upd_sel = Signal()
+
+        def goto(state: str) -> None:
+            m.next = state
+            m.d.sync += [idle_sel.eq(state == "IDLE"), upd_sel.eq(state == "UPDATE")]
+
         def finish_step(kind_value):
             m.d.sync += kind.eq(kind_value)
-            m.next = "FINISH"
+            goto("FINISH")
 
-        with m.FSM() as ctrl:
+        with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.sample.valid):
                     lab = payload.label
@@ -285,7 +297,7 @@ class Trainer(wiring.Component):
                         bwd.label.eq(Mux(pipe, p_label, lab)),
                     ]
                     m.d.sync += in_step.eq(1)
-                    m.next = "RUN"
+                    goto("RUN")
             with m.State("RUN"):
                 with m.If(infer):
                     with m.If(f_done):
@@ -299,10 +311,10 @@ class Trainer(wiring.Component):
                         m.d.sync += kind.eq(StepKind.SEQUENTIAL)
                         with m.If(update_due):
                             m.d.sync += pending.eq(0)
-                            m.next = "FLUSH"
+                            goto("FLUSH")
                         with m.Else():
                             m.d.sync += [pending.eq(1), p_slot.eq(new), p_label.eq(label)]
-                            m.next = "FINISH"
+                            goto("FINISH")
                 with m.Elif(speculating):
                     with m.If(f_done & b_done & c_done):
                         with m.If(hit):
@@ -311,22 +323,22 @@ class Trainer(wiring.Component):
                         with m.Else():
                             m.d.comb += [bwd.start.eq(1), bwd.slot.eq(new), bwd.label.eq(label)]
                             m.d.sync += [b_done.eq(0), kind.eq(StepKind.MISS)]
-                            m.next = "RECOMPUTE"
+                            goto("RECOMPUTE")
                 with m.Elif(f_done):
                     m.d.comb += [bwd.start.eq(1), bwd.slot.eq(new), bwd.label.eq(label)]
                     with m.If(spec_en):
                         m.d.sync += kind.eq(StepKind.FIRST_SIGHTING)
                     with m.Else():
                         m.d.sync += kind.eq(StepKind.SEQUENTIAL)
-                    m.next = "RECOMPUTE"
+                    goto("RECOMPUTE")
             with m.State("FLUSH"):
                 m.d.comb += [bwd.start.eq(1), bwd.slot.eq(new), bwd.label.eq(label)]
                 m.d.sync += b_done.eq(0)
-                m.next = "RECOMPUTE"
+                goto("RECOMPUTE")
             with m.State("RECOMPUTE"):
                 with m.If(b_done):
                     m.d.sync += live.eq(~live)
-                    m.next = "FINISH"
+                    goto("FINISH")
             with m.State("FINISH"):
                 m.d.comb += [
                     self.result.valid.eq(1),
@@ -338,7 +350,7 @@ class Trainer(wiring.Component):
                     m.d.sync += in_step.eq(0)
                     with m.If(infer):
                         m.d.sync += ctr["inferences"].eq(ctr["inferences"] + 1)
-                        m.next = "IDLE"
+                        goto("IDLE")
                     with m.Else():
                         m.d.sync += [
                             cur.bit_select(label, 1).eq(~cur.bit_select(label, 1)),
@@ -362,9 +374,9 @@ class Trainer(wiring.Component):
                                              ctr["miss_cycles"].eq(ctr["miss_cycles"] + step_cycles)]
                         with m.If(update_due):
                             m.d.sync += [upd_addr.eq(0), upd_layer.eq(0), upd_active.eq(1), upd_drain.eq(0)]
-                            m.next = "UPDATE"
+                            goto("UPDATE")
                         with m.Else():
-                            m.next = "IDLE"
+                            goto("IDLE")
             with m.State("UPDATE"):
                 m.d.sync += ctr["update_cycles"].eq(ctr["update_cycles"] + 1)
                 with m.If(upd_active):
@@ -383,9 +395,8 @@ class Trainer(wiring.Component):
                     m.d.sync += upd_drain.eq(upd_drain + 1)
                     with m.If(upd_drain == upd_lat + 2):
                         m.d.sync += ctr["updates"].eq(ctr["updates"] + 1)
-                        m.next = "IDLE"
-        fsm_update = ctrl.ongoing("UPDATE")
-        fsm_idle = ctrl.ongoing("IDLE")
+                        goto("IDLE")
+        fsm_update, fsm_idle = upd_sel, idle_sel
         m.d.comb += self.idle.eq(fsm_idle)
         self.weight_memory = wmem  # for simulators that peek at the weights (layer l at word cfg.w_base(l))
 
@@ -405,22 +416,24 @@ class Trainer(wiring.Component):
         w_wen = Signal(name="w_wen")
         m.d.sync += w_wen.eq(0)
         m.d.comb += [wwr.addr.eq(w_waddr), wwr.data.eq(w_wdata), wwr.en.eq(w_wen.replicate(len(wwr.en)))]
-        bank = Mux(live, total, 0)  # the live gradient bank's first word
+
+        def g_addr(word: Value, bank: Value) -> Value:
+            return Cat(word[:bank_bits], bank)
         with m.If(fsm_update):
             m.d.sync += [w_waddr.eq(addr_out), w_wdata.eq(upd.o.payload.w), w_wen.eq(upd.o.valid)]
             m.d.comb += [
                 wr0.addr.eq(upd_addr),
-                grd.addr.eq(bank + upd_addr),
+                grd.addr.eq(g_addr(upd_addr, live)),
                 # G_live = 0 one cycle after it was read
-                gwr.addr.eq(bank + addr1),
+                gwr.addr.eq(g_addr(addr1, live)),
                 gwr.data.eq(0),
                 gwr.en.eq(valid1.replicate(len(gwr.en))),
             ]
         with m.Else():
             m.d.comb += [
                 wr0.addr.eq(fwd.w_raddr),
-                grd.addr.eq(bank + bwd.g_raddr),
-                gwr.addr.eq(Mux(live, 0, total) + bwd.g_waddr),
+                grd.addr.eq(g_addr(bwd.g_raddr, live)),
+                gwr.addr.eq(g_addr(bwd.g_waddr, ~live)),
                 gwr.data.eq(bwd.g_wdata),
                 gwr.en.eq(bwd.g_wen.replicate(len(gwr.en))),
             ]
