@@ -171,6 +171,14 @@ class ForwardEngine(wiring.Component):
         logits = Signal(data.ArrayLayout(nx.act.shape, cfg.passes(n_layers - 1) * lanes))
         k = Signal(range(classes + 1))
         best = Signal(nx.act.shape)
+        # prediction: the first maximal logit, compared a cycle after the logit is sent to the softmax
+        # (the softmax takes far longer than that before the forward pass is done)
+        cand_valid = Signal()
+        cand_k = Signal.like(k)
+        cand_z = Signal(nx.act.shape)
+        m.d.sync += cand_valid.eq(0)
+        with m.If(cand_valid & ((cand_k == 0) | (cand_z > best))):
+            m.d.sync += [best.eq(cand_z), self.prediction.eq(cand_k)]
         written = Signal(range(classes + 1))
 
         # slot base addresses of the label-state memories
@@ -235,8 +243,7 @@ class ForwardEngine(wiring.Component):
             with m.State("SOFTMAX"):
                 m.d.comb += [self.busy.eq(1), softmax.i.valid.eq(1), softmax.i.payload.eq(logits[k])]
                 with m.If(softmax.i.ready):
-                    with m.If((k == 0) | (logits[k] > best)):
-                        m.d.sync += [best.eq(logits[k]), self.prediction.eq(k)]
+                    m.d.sync += [cand_valid.eq(1), cand_k.eq(k), cand_z.eq(logits[k])]
                     m.d.sync += k.eq(k + 1)
                     with m.If(k == classes - 1):
                         m.next = "NORMALIZE"
