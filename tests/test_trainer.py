@@ -39,9 +39,11 @@ def random_set(inputs: int, classes: int, n: int, seed: int = 0) -> tuple[np.nda
 def check(train: TrainConfig, lanes: int, epochs: list[tuple[np.ndarray, np.ndarray]]) -> PysimTrainer:
     eng, tr = golden(train, epochs)
     hw = PysimTrainer(TrainerConfig(train=train, lanes=lanes))
-    hw.run([(x, y, False, True) for x, y in epochs])
+    probe = epochs[0][0][:6]  # inference after training: the hardware's predictions (first maximal logit)
+    hw.run([(x, y, False, True) for x, y in epochs] + [(probe, np.zeros(len(probe), np.uint8), True, False)])
     assert hw.kinds == tr.log
-    c = hw.counters
+    np.testing.assert_array_equal(hw.predictions, eng.predict(probe))
+    c = hw.snapshot_counters[-2]  # after training, before the inference batch
     assert (c["steps"], c["hits"], c["misses"], c["first_sightings"], c["sequential"]) == (
         tr.counters.steps, tr.counters.hits, tr.counters.misses, tr.counters.first_sightings, tr.counters.sequential)
     assert c["updates"] == tr.counters.updates
@@ -98,6 +100,13 @@ def test_other_depths(layers: tuple[int, ...]) -> None:
     """Two and four layers, a hidden layer wider than the lanes (two passes)."""
     x, y = random_set(16, 4, 20)
     check(TrainConfig(layers=layers, threshold=0.002, batch=4), 16, [(x, y)])
+
+
+def test_more_classes_than_lanes() -> None:
+    """Six classes on four lanes: the output layer and the softmax feed take two passes."""
+    x, y = random_set(16, 6, 24, seed=4)
+    hw = check(TrainConfig(layers=(16, 8, 6), threshold=0.002, batch=4), 4, [(x, y)])
+    assert hw.counters["hits"] > 0 and hw.counters["misses"] > 0
 
 
 @pytest.mark.parametrize(("threshold", "metric", "lanes"), [

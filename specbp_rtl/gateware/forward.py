@@ -176,6 +176,7 @@ class ForwardEngine(wiring.Component):
         cand_valid = Signal()
         cand_k = Signal.like(k)
         cand_z = Signal(nx.act.shape)
+        z_out = Signal(nx.act.shape)  # logits[k], registered ahead: the softmax feed comes from a flip-flop
         m.d.sync += cand_valid.eq(0)
         with m.If(cand_valid & ((cand_k == 0) | (cand_z > best))):
             m.d.sync += [best.eq(cand_z), self.prediction.eq(cand_k)]
@@ -240,10 +241,12 @@ class ForwardEngine(wiring.Component):
                     with m.If(mac.o.valid & (out_pass == passes - 1)):
                         m.d.sync += [i.eq(0), p.eq(0), word_i.eq(0), lane_i.eq(0)]
                         m.next = f"ISSUE{layer + 1}" if layer + 1 < n_layers else "SOFTMAX"
+                        if layer == n_layers - 1:  # logit 0 for the softmax feed (written now if one pass)
+                            m.d.sync += z_out.eq(mac.o.payload.value[0] if passes == 1 else logits[0])
             with m.State("SOFTMAX"):
-                m.d.comb += [self.busy.eq(1), softmax.i.valid.eq(1), softmax.i.payload.eq(logits[k])]
+                m.d.comb += [self.busy.eq(1), softmax.i.valid.eq(1), softmax.i.payload.eq(z_out)]
                 with m.If(softmax.i.ready):
-                    m.d.sync += [cand_valid.eq(1), cand_k.eq(k), cand_z.eq(logits[k])]
+                    m.d.sync += [cand_valid.eq(1), cand_k.eq(k), cand_z.eq(z_out), z_out.eq(logits[k + 1])]
                     m.d.sync += k.eq(k + 1)
                     with m.If(k == classes - 1):
                         m.next = "NORMALIZE"
