@@ -22,7 +22,7 @@ from amaranth.lib import io
 
 from ..config import TrainConfig
 from ..gateware.layout import TrainerConfig
-from ..toolchain import ECP5_CLASSIC_ABC
+from ..toolchain import ECP5_CLASSIC_ABC, TRAINER_MEMORY_COLLISIONS_UNDEFINED
 from .link import LinkedTrainer
 from .uart import divisor_for
 
@@ -71,7 +71,7 @@ BOARDS: dict[str, BoardSpec] = {
         lanes=1,
         layers=(16, 4, 2),
         luts=5280, dsps=8, brams=30,
-        toolchain_opts=(("synth_opts", "-dsp"),),
+        toolchain_opts=(("synth_opts", "-dsp"), ("script_after_read", TRAINER_MEMORY_COLLISIONS_UNDEFINED)),
         programmer=("iceprog",),
         bitstream="bin",
         counter_width=32,
@@ -100,6 +100,7 @@ BOARDS: dict[str, BoardSpec] = {
         # ABC instead (ECP5_CLASSIC_ABC). router2: router1 had not finished the 784-16-16-10 x16 design after
         # 45 min on 2 cores. --report: nextpnr's JSON report (critical paths) beside the log.
         toolchain_opts=(("synth_opts", ECP5_CLASSIC_ABC[0]), ("script_after_synth", ECP5_CLASSIC_ABC[1]),
+                        ("script_after_read", TRAINER_MEMORY_COLLISIONS_UNDEFINED),
                         ("nextpnr_opts", "--router router2 --report top.report.json")),
         programmer=("openFPGALoader", "-b", "ulx3s", "-m"),
         bitstream="bit",

@@ -137,6 +137,7 @@ class Trainer(wiring.Component):
         p_slot = Signal(range(cfg.slots))
         p_label = Signal(range(classes))
         live = Signal()  # live gradient bank
+        infer = Signal()  # the current sample is an inference
         seen = Signal(classes)
         cur = Signal(classes)  # ping-pong pointer per label
         phase = Signal(range(cfg.train.batch + 1))  # step index within the batch
@@ -156,7 +157,10 @@ class Trainer(wiring.Component):
         bank_bits = max(1, (total - 1).bit_length())
         m.submodules.g = gmem = Memory(shape=g_word, depth=2 << bank_bits, init=[])
         grd, gwr = gmem.read_port(), gmem.write_port()
-        sx = Memory(shape=unsigned(8), depth=cfg.slots * cfg.n_in(0), init=[])
+        # slot input bytes; the inference slot's are only read back by a first layer of several passes, so
+        # otherwise it has none (784 inputs: 20 slots fit 16K x 1 block RAMs, 21 need a cascade multiplexer)
+        sx_scratch = cfg.passes(0) > 1
+        sx = Memory(shape=unsigned(8), depth=(cfg.slots if sx_scratch else cfg.scratch_slot) * cfg.n_in(0), init=[])
         m.submodules.sx = sx
         sx_w, sx_r0, sx_r1 = sx.write_port(), sx.read_port(), sx.read_port()
         sz_w, sz_r0, sz_r1 = [], [], []
@@ -172,7 +176,8 @@ class Trainer(wiring.Component):
 
         # -- engine wiring -------------------------------------------------------------
         m.d.comb += [
-            sx_w.addr.eq(fwd.sx_waddr), sx_w.data.eq(fwd.sx_wdata), sx_w.en.eq(fwd.sx_wen),
+            sx_w.addr.eq(fwd.sx_waddr), sx_w.data.eq(fwd.sx_wdata),
+            sx_w.en.eq(fwd.sx_wen & (~infer | sx_scratch)),
             sx_r0.addr.eq(fwd.sx_raddr), fwd.sx_rdata.eq(sx_r0.data),
             sx_r1.addr.eq(bwd.sx_raddr), bwd.sx_rdata.eq(sx_r1.data),
             sp_w.addr.eq(fwd.sp_waddr), sp_w.data.eq(fwd.sp_wdata), sp_w.en.eq(fwd.sp_wen),
@@ -232,7 +237,6 @@ class Trainer(wiring.Component):
 
         # -- control: the speculative-update unit -------------------------------------------
         label = Signal.like(self.sample.payload.label)
-        infer = Signal()
         kind = Signal(StepKind)
         f_done, b_done, c_done, hit = Signal(), Signal(), Signal(), Signal()
         update_due = Signal()
