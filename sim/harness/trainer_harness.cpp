@@ -261,13 +261,13 @@ void sb_host_write(void* handle, const uint32_t* addr, const uint32_t* data, int
 }
 
 // `n` host-bus reads, pipelined: one request per cycle, each answered with
-// `rvalid` three cycles later (the trainer must be idle). Returns 0, or -1 when
+// `rvalid` four cycles later (the trainer must be idle). Returns 0, or -1 when
 // an answer is missing.
 int sb_host_read(void* handle, const uint32_t* addr, uint32_t* out, int64_t n) {
     Sim* s = static_cast<Sim*>(handle);
     Vtrainer* t = s->top.get();
     int64_t got = 0;
-    for (int64_t i = 0; i < n + 4 && got < n; ++i) {
+    for (int64_t i = 0; i < n + 8 && got < n; ++i) {
         t->PORT(host, re) = i < n;
         t->PORT(host, addr) = i < n ? addr[i] : 0u;
         s->settle();

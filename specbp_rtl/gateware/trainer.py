@@ -471,11 +471,16 @@ class Trainer(wiring.Component):
                         m.d.sync += [w_wen.eq(1), w_waddr.eq(h_addr)]
                         m.d.sync += [w_wdata[lane].eq(stage[lane]) for lane in range(lanes - 1)]
                         m.d.sync += w_wdata[lanes - 1].eq(host.wdata)
-        # reads: cycle 1 presents the memory address; cycle 2 selects (registers: a parallel case on the
-        # address; weights: the lane of the word read) into two registers; cycle 3 returns the data
+        # reads: cycle 1 presents the memory address; cycle 2 registers the word read (straight from the
+        # block RAMs into flip-flops); cycle 3 selects (registers: a parallel case on the address; weights:
+        # the lane of the word) into two registers; cycle 4 returns the data
+        r0_valid = Signal()
+        r0_addr = Signal.like(host.addr)
         r1_valid = Signal()
         r1_addr = Signal.like(host.addr)
-        m.d.sync += [r1_valid.eq(host.re), r1_addr.eq(host.addr)]
+        r1_word = Signal(w_word)
+        m.d.sync += [r0_valid.eq(host.re), r0_addr.eq(host.addr),
+                     r1_valid.eq(r0_valid), r1_addr.eq(r0_addr), r1_word.eq(wr0.data)]
         with m.If(host.re & fsm_idle & (h_region != 0)):
             m.d.comb += wr0.addr.eq(h_addr)
         r_region = r1_addr[20:24]
@@ -499,7 +504,7 @@ class Trainer(wiring.Component):
                     m.d.comb += reg_value.eq(ctr[name][32:])
         weight_value = Signal(32)
         with m.If((r_region != 0) & (r_region <= n_layers)):
-            m.d.comb += weight_value.eq(wr0.data[r_lane].as_signed())
+            m.d.comb += weight_value.eq(r1_word[r_lane].as_signed())
         r2_valid, r2_is_reg = Signal(), Signal()
         r2_reg, r2_weight = Signal(32), Signal(32)
         m.d.sync += [
