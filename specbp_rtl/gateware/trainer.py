@@ -485,6 +485,12 @@ class Trainer(wiring.Component):
             m.d.comb += wr0.addr.eq(h_addr)
         r_region = r1_addr[20:24]
         r_lane = r1_addr[:lane_bits]
+        # counters in two steps: the counter (by address / 2) into a register in cycle 2, its half in cycle 3
+        r1_ctr = Signal(cfg.counter_width)
+        with m.Switch(r0_addr[:20]):
+            for n, name in enumerate(COUNTERS):
+                with m.Case(REG_COUNTERS + 2 * n, REG_COUNTERS + 2 * n + 1):
+                    m.d.sync += r1_ctr.eq(ctr[name])
         reg_value = Signal(32)
         with m.Switch(r1_addr[:20]):
             with m.Case(REG_STATUS):
@@ -497,11 +503,8 @@ class Trainer(wiring.Component):
                 m.d.comb += reg_value.eq(Cat(spec_en, pipe_en))
             with m.Case(REG_LANES):
                 m.d.comb += reg_value.eq(lanes)
-            for n, name in enumerate(COUNTERS):
-                with m.Case(REG_COUNTERS + 2 * n):
-                    m.d.comb += reg_value.eq(ctr[name][:32])
-                with m.Case(REG_COUNTERS + 2 * n + 1):
-                    m.d.comb += reg_value.eq(ctr[name][32:])
+            with m.Case(*range(REG_COUNTERS, REG_COUNTERS + 2 * len(COUNTERS))):
+                m.d.comb += reg_value.eq(Mux(r1_addr[0], r1_ctr[32:], r1_ctr[:32]))
         weight_value = Signal(32)
         with m.If((r_region != 0) & (r_region <= n_layers)):
             m.d.comb += weight_value.eq(r1_word[r_lane].as_signed())
