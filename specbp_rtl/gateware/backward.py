@@ -252,6 +252,11 @@ class BackwardEngine(wiring.Component):
                            **{f"sz{layer}": cfg.passes(layer) for layer in range(n_layers - 1)}}, cfg.slots)
         out_delta = nx.out_delta
         m.d.comb += [self.done.eq(0), self.sp_raddr.eq(bases["sp"] + k)]
+        # read addresses straight from the counters, in every state (no state decoding in front of the
+        # memories; a read outside GRAD/DELTA is never used)
+        m.d.comb += [self.sx_raddr.eq(bases["sx"] + i), self.w_raddr.eq(addr)]
+        for layer in range(1, n_layers):
+            m.d.comb += getattr(self, f"sz{layer - 1}_raddr").eq(bases[f"sz{layer - 1}"] + word_i)
         # LOAD: p_k read (cycle 1), registered (cycle 2), delta_k = saturate(p_k - onehot) written (cycle 3)
         p_label = Signal(range(classes + 1))
         p_valid = Signal()
@@ -288,10 +293,6 @@ class BackwardEngine(wiring.Component):
                 n_in, passes = cfg.n_in(layer), cfg.passes(layer)
                 with m.State(f"GRAD{layer}"):
                     m.d.comb += self.busy.eq(1)
-                    if layer == 0:
-                        m.d.comb += self.sx_raddr.eq(bases["sx"] + i)
-                    else:
-                        m.d.comb += getattr(self, f"sz{layer - 1}_raddr").eq(bases[f"sz{layer - 1}"] + word_i)
                     m.d.sync += [
                         s1_valid.eq(1), s1_first.eq(1), s1_last.eq(1), s1_bias.eq(i == n_in), s1_p.eq(p),
                         s1_lane.eq(lane_i), s1_layer.eq(layer), s1_grad.eq(1),
@@ -317,11 +318,7 @@ class BackwardEngine(wiring.Component):
                             m.next = "DONE"
                 if layer:
                     with m.State(f"DELTA{layer}"):
-                        m.d.comb += [
-                            self.busy.eq(1),
-                            self.w_raddr.eq(addr),
-                            getattr(self, f"sz{layer - 1}_raddr").eq(bases[f"sz{layer - 1}"] + word_i),
-                        ]
+                        m.d.comb += self.busy.eq(1)
                         m.d.sync += [
                             s1_valid.eq(1), s1_first.eq(p == 0), s1_last.eq(p == passes - 1), s1_bias.eq(0),
                             s1_p.eq(p), s1_lane.eq(lane_i), s1_layer.eq(layer), s1_grad.eq(0),

@@ -187,6 +187,11 @@ class ForwardEngine(wiring.Component):
                            **{f"sz{layer}": cfg.passes(layer) for layer in range(n_layers - 1)}}, cfg.slots)
 
         m.d.comb += self.done.eq(0)
+        # read addresses straight from the counters, in every state (no state decoding in front of the
+        # memories; a read outside ISSUE is never used)
+        m.d.comb += self.w_raddr.eq(waddr)
+        for layer in range(1, n_layers):
+            m.d.comb += getattr(self, f"sz{layer - 1}_raddr").eq(bases[f"sz{layer - 1}"] + word_i)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -204,7 +209,6 @@ class ForwardEngine(wiring.Component):
                     fire = Signal(name=f"fire{layer}")
                     m.d.comb += fire.eq(~from_pixels | self.pixel.valid)
                     m.d.comb += self.pixel.ready.eq(from_pixels)
-                    m.d.comb += self.w_raddr.eq(waddr)
                     if layer == 0:
                         m.d.comb += [
                             self.sx_waddr.eq(bases["sx"] + i),
@@ -212,8 +216,6 @@ class ForwardEngine(wiring.Component):
                             self.sx_wen.eq(from_pixels & self.pixel.valid),
                             self.sx_raddr.eq(bases["sx"] + i),
                         ]
-                    else:
-                        m.d.comb += getattr(self, f"sz{layer - 1}_raddr").eq(bases[f"sz{layer - 1}"] + word_i)
                     with m.If(fire):
                         m.d.sync += [
                             s1_valid.eq(1),
