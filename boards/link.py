@@ -19,7 +19,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..gateware.host import COUNTERS, REG_COUNTERS, REG_METRIC, REG_SPEC_EN, REG_THRESHOLD, HostBus
+from ..gateware.host import COUNTERS, REG_COUNTERS, REG_METRIC, REG_SPEC_EN, REG_THRESHOLD, SPEC_EN_MAX, HostBus
 from ..gateware.layout import TrainerConfig
 from ..gateware.trainer import Trainer, result_layout, sample_layout
 from .protocol import MAX_READ_WORDS, PROTOCOL_VERSION, RESPONSE, SYNC, Cmd, PingInfo, Status
@@ -291,7 +291,7 @@ class Link(wiring.Component):
                     with m.Case(Cmd.SET_METRIC):
                         accept(length == 1, arg[:8] <= 2)
                     with m.Case(Cmd.SET_SPEC):
-                        accept(length == 1, arg[:8] <= 3)
+                        accept(length == 1, arg[:8] <= SPEC_EN_MAX)
                     with m.Case(Cmd.TRAIN_SAMPLE):
                         accept(length == n_in + 1, ~(arg[:8] & 0x70).any() & (label < classes),
                                load=[count.eq(n_in), ptr.eq(1), first.eq(1)])

@@ -54,6 +54,8 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..gateware.host import spec_en_value
+
 __all__ = [
     "SYNC", "RESPONSE", "PROTOCOL_VERSION", "MAGIC", "Cmd", "Status", "ProtocolError", "StatusError",
     "crc16", "encode_frame", "decode_frame", "read_frame", "Response", "PingInfo",
@@ -259,7 +261,7 @@ def set_metric(code: int) -> bytes:
 
 
 def set_spec(on: bool, pipeline: bool = False) -> bytes:
-    return encode_frame(Cmd.SET_SPEC, bytes([int(bool(on)) | int(bool(pipeline)) << 1]))
+    return encode_frame(Cmd.SET_SPEC, bytes([spec_en_value(on, pipeline)]))
 
 
 def train_sample(label: int, pixels, epoch_start: bool = False) -> bytes:

@@ -60,7 +60,15 @@ import numpy as np
 from ..config import TrainConfig
 from ..data import Dataset
 from ..gateware.comparator import Metric
-from ..gateware.host import COUNTERS, REG_COUNTERS, REG_LANES, REG_METRIC, REG_SPEC_EN, REG_THRESHOLD
+from ..gateware.host import (
+    COUNTERS,
+    REG_COUNTERS,
+    REG_LANES,
+    REG_METRIC,
+    REG_SPEC_EN,
+    REG_THRESHOLD,
+    spec_en_value,
+)
 from ..gateware.layout import TrainerConfig
 from ..gateware.trainer import StepKind as HwKind
 from ..gateware.trainer import result_layout, sample_layout
@@ -587,7 +595,7 @@ class VerilatorTrainer:
 
     def set_spec(self, enable: bool, pipeline: bool = False) -> None:
         """SPEC_EN register: speculation on or off; bit 1 the pipelined baseline."""
-        self.write_registers([REG_SPEC_EN], [int(bool(enable)) | int(bool(pipeline)) << 1])
+        self.write_registers([REG_SPEC_EN], [spec_en_value(enable, pipeline)])
 
     def configure(self, train: TrainConfig) -> None:
         """Program THRESHOLD, METRIC and SPEC_EN for ``train`` (its layers etc. must match the design)."""

@@ -36,7 +36,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["COUNTERS", "HostBus", "REG_STATUS", "REG_THRESHOLD", "REG_METRIC", "REG_SPEC_EN", "REG_LANES",
-           "REG_COUNTERS", "weight_address"]
+           "REG_COUNTERS", "SPEC_EN_MAX", "spec_en_value", "weight_address"]
 
 REG_STATUS = 0x0
 REG_THRESHOLD = 0x1
@@ -44,6 +44,13 @@ REG_METRIC = 0x2
 REG_SPEC_EN = 0x3
 REG_LANES = 0x4
 REG_COUNTERS = 0x10
+#: Largest SPEC_EN value (bit 0 speculation, bit 1 pipelined baseline).
+SPEC_EN_MAX = 0b11
+
+
+def spec_en_value(speculate: bool, pipeline: bool = False) -> int:
+    """The SPEC_EN register value of a mode."""
+    return int(bool(speculate)) | int(bool(pipeline)) << 1
 
 #: Hardware performance counters, in register order.
 COUNTERS: tuple[str, ...] = (
