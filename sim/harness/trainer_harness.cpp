@@ -261,7 +261,7 @@ void sb_host_write(void* handle, const uint32_t* addr, const uint32_t* data, int
 }
 
 // `n` host-bus reads, pipelined: one request per cycle, each answered with
-// `rvalid` four cycles later (the trainer must be idle). Returns 0, or -1 when
+// `rvalid` five cycles later (the trainer must be idle). Returns 0, or -1 when
 // an answer is missing.
 int sb_host_read(void* handle, const uint32_t* addr, uint32_t* out, int64_t n) {
     Sim* s = static_cast<Sim*>(handle);

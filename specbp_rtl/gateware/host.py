@@ -1,8 +1,8 @@
 """Host interface of the trainer: a small register/memory bus.
 
 :class:`HostBus` is driven by the host side (the board's UART bridge, or a
-simulation driver). A read takes four cycles: assert ``re`` with ``addr`` for
-one cycle, ``rvalid`` pulses with ``rdata`` four cycles later (reads pipeline:
+simulation driver). A read takes five cycles: assert ``re`` with ``addr`` for
+one cycle, ``rvalid`` pulses with ``rdata`` five cycles later (reads pipeline:
 one may start every cycle; unmapped registers read 0). A write takes one
 cycle (``we``, ``addr``, ``wdata``). Access memories only while the trainer is
 idle (``STATUS.busy == 0``).

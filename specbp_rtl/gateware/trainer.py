@@ -471,18 +471,24 @@ class Trainer(wiring.Component):
                         m.d.sync += [w_wen.eq(1), w_waddr.eq(h_addr)]
                         m.d.sync += [w_wdata[lane].eq(stage[lane]) for lane in range(lanes - 1)]
                         m.d.sync += w_wdata[lanes - 1].eq(host.wdata)
-        # reads: cycle 1 presents the memory address; cycle 2 registers the word read (straight from the
-        # block RAMs into flip-flops); cycle 3 selects (registers: a parallel case on the address; weights:
-        # the lane of the word) into two registers; cycle 4 returns the data
+        # reads: cycle 1 registers the request and the word address of a weight read (no path from the bus
+        # through the address decode into the block RAMs); cycle 2 presents that address; cycle 3 registers
+        # the word read (straight from the block RAMs into flip-flops); cycle 4 selects (registers: a parallel
+        # case on the address; weights: the lane of the word) into two registers; cycle 5 returns the data
+        a_valid, a_mem = Signal(), Signal()
+        a_addr = Signal.like(host.addr)
+        a_haddr = Signal.like(h_addr)
+        m.d.sync += [a_valid.eq(host.re), a_mem.eq(host.re & fsm_idle & (h_region != 0)), a_addr.eq(host.addr),
+                     a_haddr.eq(h_addr)]
         r0_valid = Signal()
         r0_addr = Signal.like(host.addr)
         r1_valid = Signal()
         r1_addr = Signal.like(host.addr)
         r1_word = Signal(w_word)
-        m.d.sync += [r0_valid.eq(host.re), r0_addr.eq(host.addr),
+        m.d.sync += [r0_valid.eq(a_valid), r0_addr.eq(a_addr),
                      r1_valid.eq(r0_valid), r1_addr.eq(r0_addr), r1_word.eq(wr0.data)]
-        with m.If(host.re & fsm_idle & (h_region != 0)):
-            m.d.comb += wr0.addr.eq(h_addr)
+        with m.If(a_mem):
+            m.d.comb += wr0.addr.eq(a_haddr)
         r_region = r1_addr[20:24]
         r_lane = r1_addr[:lane_bits]
         # counters in two steps: the counter (by address / 2) into a register in cycle 2, its half in cycle 3
