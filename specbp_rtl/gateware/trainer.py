@@ -43,7 +43,7 @@ counters : Out
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -492,11 +492,12 @@ class Trainer(wiring.Component):
         r_region = r1_addr[20:24]
         r_lane = r1_addr[:lane_bits]
         # counters in two steps: the counter (by address / 2) into a register in cycle 2, its half in cycle 3
+        # (loaded every cycle by the counter index in the address bits, a plain multiplexer; the value is
+        # only used for an address in the counter range)
         r1_ctr = Signal(cfg.counter_width)
-        with m.Switch(r0_addr[:20]):
-            for n, name in enumerate(COUNTERS):
-                with m.Case(REG_COUNTERS + 2 * n, REG_COUNTERS + 2 * n + 1):
-                    m.d.sync += r1_ctr.eq(ctr[name])
+        ctr_bits = (len(COUNTERS) - 1).bit_length()
+        ctr_index = (r0_addr[1:1 + ctr_bits] - (REG_COUNTERS >> 1))[:ctr_bits]
+        m.d.sync += r1_ctr.eq(Array([ctr[name] for name in COUNTERS])[ctr_index])
         reg_value = Signal(32)
         with m.Switch(r1_addr[:20]):
             with m.Case(REG_STATUS):
