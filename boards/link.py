@@ -198,6 +198,9 @@ class Link(wiring.Component):
             with m.Else():
                 m.d.sync += timer.eq(timer + 1)
 
+        # results are always accepted (a constant ready: the trainer's step completion depends on no
+        # link state); one arrives only in S_RESULT, after the link has sent the sample's last pixel
+        m.d.comb += self.result.ready.eq(1)
         with m.FSM() as fsm:
             # ---- receive -----------------------------------------------------------------
             with m.State("HUNT"):
@@ -369,7 +372,6 @@ class Link(wiring.Component):
                     with m.If(count == 1):
                         m.next = "S_RESULT"
             with m.State("S_RESULT"):
-                m.d.comb += self.result.ready.eq(1)
                 with m.If(self.result.valid):
                     m.d.sync += [prediction.eq(self.result.payload.prediction),
                                  kind.eq(self.result.payload.kind.as_value())]
