@@ -154,7 +154,6 @@ class Link(wiring.Component):
         addr = Signal(24)
         word = Signal(32)
         k = Signal(2)
-        first = Signal()
         prediction = Signal(8)
         kind = Signal(8)
         op = Signal(range(len(_Op)))  # what follows the status byte
@@ -198,6 +197,17 @@ class Link(wiring.Component):
             with m.Else():
                 m.d.sync += timer.eq(timer + 1)
 
+        # the sample stream: valid and the per-sample fields are flip-flops (set in S_PRIME, epoch_start
+        # cleared after the first pixel), only the pixel comes from the buffer memory
+        s_valid, s_infer, s_epoch = Signal(), Signal(), Signal()
+        s_label = Signal.like(self.sample.payload.label)
+        m.d.comb += [
+            self.sample.valid.eq(s_valid),
+            self.sample.payload.pixel.eq(buf_r.data),
+            self.sample.payload.label.eq(s_label),
+            self.sample.payload.infer.eq(s_infer),
+            self.sample.payload.epoch_start.eq(s_epoch),
+        ]
         # results are always accepted (a constant ready: the trainer's step completion depends on no
         # link state); one arrives only in S_RESULT, after the link has sent the sample's last pixel
         m.d.comb += self.result.ready.eq(1)
@@ -297,9 +307,9 @@ class Link(wiring.Component):
                         accept(length == 1, arg[:8] <= SPEC_EN_MAX)
                     with m.Case(Cmd.TRAIN_SAMPLE):
                         accept(length == n_in + 1, ~(arg[:8] & 0x70).any() & (label < classes),
-                               load=[count.eq(n_in), ptr.eq(1), first.eq(1)])
+                               load=[count.eq(n_in), ptr.eq(1)])
                     with m.Case(Cmd.INFER_SAMPLE):
-                        accept(length == n_in, load=[count.eq(n_in), ptr.eq(0), first.eq(1)])
+                        accept(length == n_in, load=[count.eq(n_in), ptr.eq(0)])
                     with m.Default():
                         respond(Status.UNKNOWN_CMD)
 
@@ -357,19 +367,19 @@ class Link(wiring.Component):
 
             with m.State("S_PRIME"):
                 m.d.comb += buf_r.addr.eq(ptr)
+                m.d.sync += [
+                    s_valid.eq(1),
+                    s_label.eq(Mux(cmd == Cmd.TRAIN_SAMPLE, label, 0)),
+                    s_infer.eq(cmd == Cmd.INFER_SAMPLE),
+                    s_epoch.eq((cmd == Cmd.TRAIN_SAMPLE) & epoch_start),
+                ]
                 m.next = "S_STREAM"
             with m.State("S_STREAM"):
-                m.d.comb += [
-                    self.sample.valid.eq(1),
-                    self.sample.payload.pixel.eq(buf_r.data),
-                    self.sample.payload.label.eq(Mux(cmd == Cmd.TRAIN_SAMPLE, label, 0)),
-                    self.sample.payload.infer.eq(cmd == Cmd.INFER_SAMPLE),
-                    self.sample.payload.epoch_start.eq(first & (cmd == Cmd.TRAIN_SAMPLE) & epoch_start),
-                    buf_r.addr.eq(Mux(self.sample.ready, ptr + 1, ptr)),
-                ]
+                m.d.comb += buf_r.addr.eq(Mux(self.sample.ready, ptr + 1, ptr))
                 with m.If(self.sample.ready):
-                    m.d.sync += [ptr.eq(ptr + 1), count.eq(count - 1), first.eq(0)]
+                    m.d.sync += [ptr.eq(ptr + 1), count.eq(count - 1), s_epoch.eq(0)]
                     with m.If(count == 1):
+                        m.d.sync += s_valid.eq(0)
                         m.next = "S_RESULT"
             with m.State("S_RESULT"):
                 with m.If(self.result.valid):
