@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, Value
+from amaranth.hdl import Array, Const, Module, Signal, Value
 from amaranth.lib import data
 
-from ..fixed import hdl_const_mul, hdl_requantize
+from ..fixed import hdl_requantize
 from ..numerics import Numerics
 
 __all__ = ["SlotBases", "delay", "step_element", "tree_sum", "weight_operands"]
@@ -42,15 +42,16 @@ def step_element(m: Module, i: Signal, word_i: Signal, lane_i: Signal, lanes: in
 class SlotBases:
     """Registers ``name -> slot * sizes[name]`` for the slot-major label-state memories.
 
-    :meth:`load` (called where the engine latches its slot) computes the
-    products by shift-add; memory addresses are then ``base + index``, one
-    adder after a register, with no constant multiplication in the address
-    path. ``sizes[name]`` is the words per slot of memory ``name``; the
-    registers hold up to ``slots * size``.
+    :meth:`load` (called where the engine latches its slot) looks the
+    products up in a ``slots``-entry constant table (one logic level per
+    bit, no carry chain after the slot selection); memory addresses are then
+    ``base + index``, one adder after a register, with no constant
+    multiplication in the address path. ``sizes[name]`` is the words per slot
+    of memory ``name``; the registers hold up to ``slots * size``.
     """
 
     def __init__(self, sizes: dict[str, int], slots: int) -> None:
-        self.sizes = dict(sizes)
+        self.sizes, self.slots = dict(sizes), slots
         self.regs = {name: Signal(range(slots * size + 1), name=f"{name}_base") for name, size in sizes.items()}
 
     def __getitem__(self, name: str) -> Signal:
@@ -58,7 +59,9 @@ class SlotBases:
 
     def load(self, m: Module, slot: Value) -> None:
         for name, size in self.sizes.items():
-            m.d.sync += self.regs[name].eq(hdl_const_mul(slot, size))
+            reg = self.regs[name]
+            table = Array(Const(n * size, len(reg)) for n in range(self.slots))
+            m.d.sync += reg.eq(table[slot])
 
 
 def weight_operands(m: Module, word: Value, nx: Numerics, lanes: int, name: str) -> Signal:
