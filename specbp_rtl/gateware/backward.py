@@ -40,7 +40,7 @@ from .activation import Activation
 from .layout import TrainerConfig
 from .mac_array import MacArray
 from .ports import read_port, write_port
-from .util import SlotBases, delay, step_element, tree_sum, weight_operands
+from .util import ElementIndex, SlotBases, delay, tree_sum, weight_operands
 
 __all__ = ["BackwardEngine"]
 
@@ -101,11 +101,15 @@ class BackwardEngine(wiring.Component):
                           name=f"delta{layer}") for layer in range(n_layers)]
 
         max_in = max(cfg.layers[:-1])
-        i = Signal(range(max_in + 2))
+        # slot base addresses of the label-state memories, and the element index with the slot memories'
+        # addresses (sx: base + element, sz: base + word) in registers
+        bases = SlotBases({"sx": cfg.n_in(0), "sp": classes,
+                           **{f"sz{layer}": cfg.passes(layer) for layer in range(n_layers - 1)}}, cfg.slots)
+        idx = ElementIndex(max_in, lanes, bases, by_element=("sx",),
+                           by_word=tuple(f"sz{layer}" for layer in range(n_layers - 1)))
+        i, lane_i = idx.i, idx.lane
         p = Signal(range(max(cfg.passes(lay) for lay in range(n_layers)) + 1))
         addr = Signal(range(cfg.total_words + 1))  # word in the shared weight/gradient layout
-        word_i = Signal(range(max_in // lanes + 2))
-        lane_i = Signal(range(lanes))
         out_i = Signal(range(max_in + 2))
         k = Signal(range(classes + 1))
 
@@ -247,16 +251,13 @@ class BackwardEngine(wiring.Component):
 
         # -- sequencer ----------------------------------------------------------------
         last = n_layers - 1
-        # slot base addresses of the label-state memories
-        bases = SlotBases({"sx": cfg.n_in(0), "sp": classes,
-                           **{f"sz{layer}": cfg.passes(layer) for layer in range(n_layers - 1)}}, cfg.slots)
         out_delta = nx.out_delta
         m.d.comb += [self.done.eq(0), self.sp_raddr.eq(bases["sp"] + k)]
         # read addresses straight from the counters, in every state (no state decoding in front of the
         # memories; a read outside GRAD/DELTA is never used)
-        m.d.comb += [self.sx_raddr.eq(bases["sx"] + i), self.w_raddr.eq(addr)]
+        m.d.comb += [self.sx_raddr.eq(idx.addr["sx"]), self.w_raddr.eq(addr)]
         for layer in range(1, n_layers):
-            m.d.comb += getattr(self, f"sz{layer - 1}_raddr").eq(bases[f"sz{layer - 1}"] + word_i)
+            m.d.comb += getattr(self, f"sz{layer - 1}_raddr").eq(idx.addr[f"sz{layer - 1}"])
         # LOAD: p_k read (cycle 1), registered (cycle 2), delta_k = saturate(p_k - onehot) written (cycle 3)
         p_label = Signal(range(classes + 1))
         p_valid = Signal()
@@ -287,7 +288,8 @@ class BackwardEngine(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [p_valid.eq(k < classes), k.eq(k + 1)]
                 with m.If(k == classes):
-                    m.d.sync += [i.eq(0), p.eq(0), addr.eq(cfg.w_base(last)), word_i.eq(0), lane_i.eq(0)]
+                    idx.restart(m)
+                    m.d.sync += [p.eq(0), addr.eq(cfg.w_base(last))]
                     m.next = f"GRAD{last}"
             for layer in range(last, -1, -1):
                 n_in, passes = cfg.n_in(layer), cfg.passes(layer)
@@ -300,13 +302,14 @@ class BackwardEngine(wiring.Component):
                     m.d.comb += [g_issue.eq(1), g_addr.eq(addr), g_layer.eq(layer)]
                     m.d.sync += addr.eq(addr + 1)
                     with m.If(i == n_in):
-                        m.d.sync += [i.eq(0), word_i.eq(0), lane_i.eq(0), p.eq(p + 1)]
+                        idx.restart(m)
+                        m.d.sync += p.eq(p + 1)
                         with m.If(p == passes - 1):
                             # G writes of this layer drain while the next phase runs
                             m.d.sync += [addr.eq(cfg.w_base(layer)), out_i.eq(0), p.eq(0)]
                             m.next = f"DELTA{layer}" if layer else "GDRAIN"
                     with m.Else():
-                        step_element(m, i, word_i, lane_i, lanes)
+                        idx.step(m)
                 if layer == 0:
                     with m.State("GDRAIN"):
                         m.d.comb += self.busy.eq(1)
@@ -324,7 +327,7 @@ class BackwardEngine(wiring.Component):
                             s1_p.eq(p), s1_lane.eq(lane_i), s1_layer.eq(layer), s1_grad.eq(0),
                         ]
                         with m.If(p == passes - 1):
-                            step_element(m, i, word_i, lane_i, lanes)
+                            idx.step(m)
                             m.d.sync += [p.eq(0), addr.eq(i + (cfg.w_base(layer) + 1))]
                             with m.If(i == n_in - 1):
                                 m.next = f"DDRAIN{layer}"
@@ -333,8 +336,8 @@ class BackwardEngine(wiring.Component):
                     with m.State(f"DDRAIN{layer}"):
                         m.d.comb += self.busy.eq(1)
                         with m.If(r_valid & (r_idx == n_in - 1)):
-                            m.d.sync += [i.eq(0), p.eq(0), addr.eq(cfg.w_base(layer - 1)), word_i.eq(0),
-                                         lane_i.eq(0)]
+                            idx.restart(m)
+                            m.d.sync += [p.eq(0), addr.eq(cfg.w_base(layer - 1))]
                             m.next = f"GRAD{layer - 1}"
             with m.State("DONE"):
                 m.d.comb += self.done.eq(1)

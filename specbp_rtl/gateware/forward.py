@@ -34,7 +34,7 @@ from .layout import TrainerConfig
 from .mac_array import MacArray
 from .ports import read_port, write_port
 from .softmax import Softmax
-from .util import SlotBases, delay, step_element, weight_operands
+from .util import ElementIndex, SlotBases, delay, weight_operands
 
 __all__ = ["ForwardEngine"]
 
@@ -102,11 +102,15 @@ class ForwardEngine(wiring.Component):
 
         max_in = max(cfg.layers[:-1])
         slot = Signal.like(self.slot)
-        i = Signal(range(max_in + 2))  # element within the pass (n_in = bias beat)
+        # slot base addresses of the label-state memories, and the element index with the slot memories'
+        # addresses (sx: base + element, sz: base + word) in registers
+        bases = SlotBases({"sx": cfg.n_in(0), "sp": cfg.classes,
+                           **{f"sz{layer}": cfg.passes(layer) for layer in range(n_layers - 1)}}, cfg.slots)
+        idx = ElementIndex(max_in, lanes, bases, by_element=("sx",),
+                           by_word=tuple(f"sz{layer}" for layer in range(n_layers - 1)))
+        i, lane_i = idx.i, idx.lane  # element within the pass (n_in = bias beat)
         p = Signal(range(max(cfg.passes(lay) for lay in range(n_layers)) + 1))
         waddr = Signal(range(cfg.total_words + 1))  # the layers' words in order: no reset between layers
-        word_i = Signal(range(max_in // lanes + 2))  # i // lanes for hidden inputs
-        lane_i = Signal(range(lanes))  # i % lanes
         out_pass = Signal.like(p)  # passes whose MAC result has come back
 
         # stage 1: the memory data of the beat issued in the previous cycle
@@ -182,22 +186,19 @@ class ForwardEngine(wiring.Component):
             m.d.sync += [best.eq(cand_z), self.prediction.eq(cand_k)]
         written = Signal(range(classes + 1))
 
-        # slot base addresses of the label-state memories
-        bases = SlotBases({"sx": cfg.n_in(0), "sp": classes,
-                           **{f"sz{layer}": cfg.passes(layer) for layer in range(n_layers - 1)}}, cfg.slots)
 
         m.d.comb += self.done.eq(0)
         # read addresses straight from the counters, in every state (no state decoding in front of the
         # memories; a read outside ISSUE is never used)
         m.d.comb += self.w_raddr.eq(waddr)
         for layer in range(1, n_layers):
-            m.d.comb += getattr(self, f"sz{layer - 1}_raddr").eq(bases[f"sz{layer - 1}"] + word_i)
+            m.d.comb += getattr(self, f"sz{layer - 1}_raddr").eq(idx.addr[f"sz{layer - 1}"])
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
                     bases.load(m, self.slot)
-                    m.d.sync += [slot.eq(self.slot), i.eq(0), p.eq(0), waddr.eq(0), word_i.eq(0),
-                                 lane_i.eq(0)]
+                    idx.restart(m, self.slot)
+                    m.d.sync += [slot.eq(self.slot), p.eq(0), waddr.eq(0)]
                     m.next = "ISSUE0"
             for layer in range(n_layers):
                 n_in, passes = cfg.n_in(layer), cfg.passes(layer)
@@ -211,10 +212,10 @@ class ForwardEngine(wiring.Component):
                     m.d.comb += self.pixel.ready.eq(from_pixels)
                     if layer == 0:
                         m.d.comb += [
-                            self.sx_waddr.eq(bases["sx"] + i),
+                            self.sx_waddr.eq(idx.addr["sx"]),
                             self.sx_wdata.eq(self.pixel.payload),
                             self.sx_wen.eq(from_pixels & self.pixel.valid),
-                            self.sx_raddr.eq(bases["sx"] + i),
+                            self.sx_raddr.eq(idx.addr["sx"]),
                         ]
                     with m.If(fire):
                         m.d.sync += [
@@ -233,15 +234,17 @@ class ForwardEngine(wiring.Component):
                         with m.Else():
                             m.d.sync += s1_src.eq(SRC_SX if layer == 0 else SRC_SZ)
                         with m.If(i == n_in):
-                            m.d.sync += [i.eq(0), word_i.eq(0), lane_i.eq(0), p.eq(p + 1)]
+                            idx.restart(m)
+                            m.d.sync += p.eq(p + 1)
                             with m.If(p == passes - 1):
                                 m.next = f"DRAIN{layer}"
                         with m.Else():
-                            step_element(m, i, word_i, lane_i, lanes)
+                            idx.step(m)
                 with m.State(f"DRAIN{layer}"):
                     m.d.comb += self.busy.eq(1)
                     with m.If(mac.o.valid & (out_pass == passes - 1)):
-                        m.d.sync += [i.eq(0), p.eq(0), word_i.eq(0), lane_i.eq(0)]
+                        idx.restart(m)
+                        m.d.sync += p.eq(0)
                         m.next = f"ISSUE{layer + 1}" if layer + 1 < n_layers else "SOFTMAX"
                         if layer == n_layers - 1:  # logit 0 for the softmax feed (written now if one pass)
                             m.d.sync += z_out.eq(mac.o.payload.value[0] if passes == 1 else logits[0])

@@ -8,7 +8,7 @@ from amaranth.lib import data
 from ..fixed import hdl_requantize
 from ..numerics import Numerics
 
-__all__ = ["SlotBases", "delay", "step_element", "tree_sum", "weight_operands"]
+__all__ = ["ElementIndex", "SlotBases", "delay", "tree_sum", "weight_operands"]
 
 
 def delay(m: Module, value: Value, cycles: int, name: str) -> Value:
@@ -29,16 +29,6 @@ def tree_sum(values: list[Value]) -> Value:
     return values[0]
 
 
-def step_element(m: Module, i: Signal, word_i: Signal, lane_i: Signal, lanes: int) -> None:
-    """Advance the element index ``i`` and its position ``(word_i, lane_i) = divmod(i, lanes)`` by one."""
-    m.d.sync += i.eq(i + 1)
-    with m.If(lane_i == lanes - 1):
-        m.d.sync += [lane_i.eq(0), word_i.eq(word_i + 1)]
-    with m.Else():
-        m.d.sync += lane_i.eq(lane_i + 1)
-
-
-
 class SlotBases:
     """Registers ``name -> slot * sizes[name]`` for the slot-major label-state memories.
 
@@ -57,11 +47,52 @@ class SlotBases:
     def __getitem__(self, name: str) -> Signal:
         return self.regs[name]
 
+    def lookup(self, name: str, slot: Value) -> Value:
+        """``slot * sizes[name]`` from the constant table (what :meth:`load` registers)."""
+        reg = self.regs[name]
+        return Array(Const(n * self.sizes[name], len(reg)) for n in range(self.slots))[slot]
+
     def load(self, m: Module, slot: Value) -> None:
-        for name, size in self.sizes.items():
-            reg = self.regs[name]
-            table = Array(Const(n * size, len(reg)) for n in range(self.slots))
-            m.d.sync += reg.eq(table[slot])
+        for name in self.sizes:
+            m.d.sync += self.regs[name].eq(self.lookup(name, slot))
+
+
+class ElementIndex:
+    """The element index ``i`` of a pass, ``(word, lane) = divmod(i, lanes)``, and registered slot addresses.
+
+    ``addr[name]`` is ``bases[name] + i`` for the memories in ``by_element`` and
+    ``bases[name] + word`` for those in ``by_word``, kept in step with the
+    index in flip-flops: the memories' read (and write) addresses come straight
+    from registers, with no adder in front of them.
+    """
+
+    def __init__(self, max_in: int, lanes: int, bases: SlotBases, by_element: tuple[str, ...] = (),
+                 by_word: tuple[str, ...] = ()) -> None:
+        self.lanes, self.bases, self.by_element, self.by_word = lanes, bases, tuple(by_element), tuple(by_word)
+        self.i = Signal(range(max_in + 2), name="i")
+        self.word = Signal(range(max_in // lanes + 2), name="word_i")
+        self.lane = Signal(range(lanes), name="lane_i")
+        self.addr = {name: Signal(range(bases.slots * bases.sizes[name] + max_in + 2), name=f"{name}_addr")
+                     for name in self.by_element + self.by_word}
+
+    def restart(self, m: Module, slot: Value | None = None) -> None:
+        """Element 0; with ``slot``, also the bases being loaded for it in the same cycle."""
+        m.d.sync += [self.i.eq(0), self.word.eq(0), self.lane.eq(0)]
+        for name, addr in self.addr.items():
+            m.d.sync += addr.eq(self.bases[name] if slot is None else self.bases.lookup(name, slot))
+
+    def step(self, m: Module) -> None:
+        """Advance by one element."""
+        m.d.sync += self.i.eq(self.i + 1)
+        m.d.sync += [self.addr[name].eq(self.addr[name] + 1) for name in self.by_element]
+        with m.If(self.lane == self.lanes - 1):
+            m.d.sync += [self.lane.eq(0), self.word.eq(self.word + 1)]
+            m.d.sync += [self.addr[name].eq(self.addr[name] + 1) for name in self.by_word]
+        with m.Else():
+            m.d.sync += self.lane.eq(self.lane + 1)
+
+
+
 
 
 def weight_operands(m: Module, word: Value, nx: Numerics, lanes: int, name: str) -> Signal:
