@@ -136,12 +136,13 @@ class ForwardEngine(wiring.Component):
         weights = self.w_rdata
         s2_valid, s2_first, s2_last = Signal(), Signal(), Signal()
         s2_src = Signal.like(s1_src)
-        s2_byte = Signal(8)  # pixel or slot input byte
+        s2_pixel = Signal(8)
+        s2_sx = Signal(8)  # slot input byte, straight from the memory into a flip-flop
         s2_hidden = Signal(nx.act.shape)
         s2_w = Signal.like(weights)
         m.d.sync += [
             s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_last.eq(s1_last), s2_src.eq(s1_src),
-            s2_byte.eq(Mux(s1_src == SRC_PIXEL, s1_pixel, self.sx_rdata)), s2_hidden.eq(hidden), s2_w.eq(weights),
+            s2_pixel.eq(s1_pixel), s2_sx.eq(self.sx_rdata), s2_hidden.eq(hidden), s2_w.eq(weights),
         ]
 
         # stage 2 -> 3: leaky ReLU of the hidden input (registered inside the unit); weights requantised
@@ -149,7 +150,8 @@ class ForwardEngine(wiring.Component):
         m.d.comb += act.z[0].eq(s2_hidden)
         s3_valid, s3_first, s3_last, s3_src, s3_byte = (
             delay(m, v, 1, name) for v, name in ((s2_valid, "s3_valid"), (s2_first, "s3_first"),
-                                                 (s2_last, "s3_last"), (s2_src, "s3_src"), (s2_byte, "s3_byte")))
+                                                 (s2_last, "s3_last"), (s2_src, "s3_src"),
+                                                 (Mux(s2_src == SRC_PIXEL, s2_pixel, s2_sx), "s3_byte")))
         s3_a = weight_operands(m, s2_w, nx, lanes, "s3_a")
 
         # stage 3: the MAC beat
