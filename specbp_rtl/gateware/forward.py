@@ -192,7 +192,14 @@ class ForwardEngine(wiring.Component):
         m.d.comb += self.done.eq(0)
         # read addresses straight from the counters, in every state (no state decoding in front of the
         # memories; a read outside ISSUE is never used)
-        m.d.comb += self.w_raddr.eq(waddr)
+        m.d.comb += [self.w_raddr.eq(waddr), self.sx_raddr.eq(idx.addr["sx"])]
+        # pixels are written to the slot's input bytes a cycle after they arrive, from flip-flops (no path
+        # from the sample stream's source into the memory)
+        sxw_en = Signal()
+        sxw_addr = Signal.like(self.sx_waddr)
+        sxw_data = Signal.like(self.sx_wdata)
+        m.d.sync += [sxw_en.eq(0), sxw_addr.eq(idx.addr["sx"]), sxw_data.eq(self.pixel.payload)]
+        m.d.comb += [self.sx_waddr.eq(sxw_addr), self.sx_wdata.eq(sxw_data), self.sx_wen.eq(sxw_en)]
         for layer in range(1, n_layers):
             m.d.comb += getattr(self, f"sz{layer - 1}_raddr").eq(idx.addr[f"sz{layer - 1}"])
         with m.FSM():
@@ -213,12 +220,7 @@ class ForwardEngine(wiring.Component):
                     m.d.comb += fire.eq(~from_pixels | self.pixel.valid)
                     m.d.comb += self.pixel.ready.eq(from_pixels)
                     if layer == 0:
-                        m.d.comb += [
-                            self.sx_waddr.eq(idx.addr["sx"]),
-                            self.sx_wdata.eq(self.pixel.payload),
-                            self.sx_wen.eq(from_pixels & self.pixel.valid),
-                            self.sx_raddr.eq(idx.addr["sx"]),
-                        ]
+                        m.d.sync += sxw_en.eq(from_pixels & self.pixel.valid)
                     with m.If(fire):
                         m.d.sync += [
                             s1_valid.eq(1),
