@@ -204,6 +204,8 @@ def build_board(board: str, lanes: int | None = None, layers: tuple | None = Non
             reason = "does not fit the device: " + ", ".join(over)
         elif report.get("error"):
             reason = report["error"]
+            if re.search(r"Max frequency for clock .*FAIL at", log) and spec.pll_mhz is not None:
+                reason += " (the design does not meet the PLL clock; choose a lower one with --clock MHZ)"
         elif not log:
             reason = f"synthesis failed (exit status {failure.returncode}); see {build / 'top.rpt'}"
         else:
