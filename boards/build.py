@@ -111,7 +111,8 @@ def format_report(report: dict[str, Any]) -> str:
     fmax = report.get("fmax_mhz")
     rows = [
         ("board", report["board"]),
-        ("trainer", f"{'-'.join(map(str, report['layers']))}, {report['lanes']} lanes per engine"),
+        ("trainer", f"{'-'.join(map(str, report['layers']))}, {report['lanes']} "
+                    f"lane{'s' if report['lanes'] != 1 else ''} per engine"),
         ("clock", f"{report['clock_mhz']:g} MHz" + (f" (PLL from {report['crystal_mhz']:g} MHz)"
                                                     if report.get("crystal_mhz", report["clock_mhz"])
                                                     != report["clock_mhz"] else "")),
