@@ -59,7 +59,9 @@ class ForwardEngine(wiring.Component):
         Each softmax output as it is written to the slot (feeds the comparator).
     w_*, sx_*, sz{l}_*, sp_* :
         Memory ports (see :mod:`.ports`): weights of all layers (read, word
-        ``w_base(l) + word`` for layer ``l``), slot
+        ``w_base(l) + word`` for layer ``l``; ``w_raddr_next`` is the address
+        ``w_raddr`` will hold in the next cycle, so that the trainer can
+        present the memory a registered address), slot
         inputs (write, read), hidden pre-activations (write, read), softmax
         outputs (write).
     """
@@ -74,6 +76,7 @@ class ForwardEngine(wiring.Component):
             "busy": Out(1),
             "done": Out(1),
             "prediction": Out(range(max(cfg.classes, 2))),
+            "w_raddr_next": Out(range(max(cfg.total_words, 2))),
             "pixel": In(stream.Signature(unsigned(8))),
             "prob_valid": Out(1),
             "prob_index": Out(range(max(cfg.classes, 2))),
@@ -192,7 +195,10 @@ class ForwardEngine(wiring.Component):
         m.d.comb += self.done.eq(0)
         # read addresses straight from the counters, in every state (no state decoding in front of the
         # memories; a read outside ISSUE is never used)
-        m.d.comb += [self.w_raddr.eq(waddr), self.sx_raddr.eq(idx.addr["sx"])]
+        waddr_next = Signal.like(waddr)  # waddr's D input (assigned in m.d.comb; default: hold)
+        m.d.comb += waddr_next.eq(waddr)
+        m.d.sync += waddr.eq(waddr_next)
+        m.d.comb += [self.w_raddr.eq(waddr), self.w_raddr_next.eq(waddr_next), self.sx_raddr.eq(idx.addr["sx"])]
         # pixels are written to the slot's input bytes a cycle after they arrive, from flip-flops (no path
         # from the sample stream's source into the memory)
         sxw_en = Signal()
@@ -207,7 +213,8 @@ class ForwardEngine(wiring.Component):
                 with m.If(self.start):
                     bases.load(m, self.slot)
                     idx.restart(m, self.slot)
-                    m.d.sync += [slot.eq(self.slot), p.eq(0), waddr.eq(0)]
+                    m.d.sync += [slot.eq(self.slot), p.eq(0)]
+                    m.d.comb += waddr_next.eq(0)
                     m.next = "ISSUE0"
             for layer in range(n_layers):
                 n_in, passes = cfg.n_in(layer), cfg.passes(layer)
@@ -229,8 +236,8 @@ class ForwardEngine(wiring.Component):
                             s1_pixel.eq(self.pixel.payload),
                             s1_lane.eq(lane_i),
                             s1_layer.eq(layer),
-                            waddr.eq(waddr + 1),
                         ]
+                        m.d.comb += waddr_next.eq(waddr + 1)
                         with m.If(i == n_in):
                             m.d.sync += s1_src.eq(SRC_BIAS)
                         with m.Elif(from_pixels):

@@ -250,6 +250,9 @@ class Trainer(wiring.Component):
             m.d.sync += [c_done.eq(1), hit.eq(cmp.o.payload.hit)]
 
         upd_addr = Signal(range(cfg.total_words + 1))
+        upd_addr_next = Signal.like(upd_addr)  # upd_addr's D input (assigned in m.d.comb; default: hold)
+        m.d.comb += upd_addr_next.eq(upd_addr)
+        m.d.sync += upd_addr.eq(upd_addr_next)
         upd_layer = Signal(range(max(n_layers, 2)))
         upd_active = Signal()
         upd_lat = upd.LATENCY + 1
@@ -265,10 +268,14 @@ class Trainer(wiring.Component):
         # address and data multiplexers): every transition goes through goto()
         idle_sel = Signal(init=1)
         upd_sel = Signal()
+        upd_sel_next = Signal()  # upd_sel's D input, for the registered weight-memory address
+        m.d.comb += upd_sel_next.eq(upd_sel)
+        m.d.sync += upd_sel.eq(upd_sel_next)
 
         def goto(state: str) -> None:
             m.next = state
-            m.d.sync += [idle_sel.eq(state == "IDLE"), upd_sel.eq(state == "UPDATE")]
+            m.d.sync += idle_sel.eq(state == "IDLE")
+            m.d.comb += upd_sel_next.eq(state == "UPDATE")
 
         def finish_step(kind_value):
             m.d.sync += kind.eq(kind_value)
@@ -377,7 +384,8 @@ class Trainer(wiring.Component):
                                 m.d.sync += [ctr["misses"].eq(ctr["misses"] + 1),
                                              ctr["miss_cycles"].eq(ctr["miss_cycles"] + step_cycles)]
                         with m.If(update_due):
-                            m.d.sync += [upd_addr.eq(0), upd_layer.eq(0), upd_active.eq(1), upd_drain.eq(0)]
+                            m.d.sync += [upd_layer.eq(0), upd_active.eq(1), upd_drain.eq(0)]
+                            m.d.comb += upd_addr_next.eq(0)
                             goto("UPDATE")
                         with m.Else():
                             goto("IDLE")
@@ -386,7 +394,7 @@ class Trainer(wiring.Component):
                 with m.If(upd_active):
                     # every word of the shared layout in order through the one update unit; upd_layer
                     # selects the unit's per-layer clip and rounding
-                    m.d.sync += upd_addr.eq(upd_addr + 1)
+                    m.d.comb += upd_addr_next.eq(upd_addr + 1)
                     with m.Switch(upd_layer):
                         for layer in range(n_layers):
                             with m.Case(layer):
@@ -426,7 +434,6 @@ class Trainer(wiring.Component):
         with m.If(fsm_update):
             m.d.sync += [w_waddr.eq(addr_out), w_wdata.eq(upd.o.payload.w), w_wen.eq(upd.o.valid)]
             m.d.comb += [
-                wr0.addr.eq(upd_addr),
                 grd.addr.eq(g_addr(upd_addr, live)),
                 # G_live = 0 one cycle after it was read
                 gwr.addr.eq(g_addr(addr1, live)),
@@ -435,7 +442,6 @@ class Trainer(wiring.Component):
             ]
         with m.Else():
             m.d.comb += [
-                wr0.addr.eq(fwd.w_raddr),
                 grd.addr.eq(g_addr(bwd.g_raddr, live)),
                 gwr.addr.eq(g_addr(bwd.g_waddr, ~live)),
                 gwr.data.eq(bwd.g_wdata),
@@ -475,11 +481,11 @@ class Trainer(wiring.Component):
         # through the address decode into the block RAMs); cycle 2 presents that address; cycle 3 registers
         # the word read (straight from the block RAMs into flip-flops); cycle 4 selects (registers: a parallel
         # case on the address; weights: the lane of the word) into two registers; cycle 5 returns the data
-        a_valid, a_mem = Signal(), Signal()
+        a_valid = Signal()
         a_addr = Signal.like(host.addr)
-        a_haddr = Signal.like(h_addr)
-        m.d.sync += [a_valid.eq(host.re), a_mem.eq(host.re & fsm_idle & (h_region != 0)), a_addr.eq(host.addr),
-                     a_haddr.eq(h_addr)]
+        a_mem_next = Signal()
+        m.d.comb += a_mem_next.eq(host.re & fsm_idle & (h_region != 0))
+        m.d.sync += [a_valid.eq(host.re), a_addr.eq(host.addr)]
         r0_valid = Signal()
         r0_addr = Signal.like(host.addr)
         r1_valid = Signal()
@@ -487,8 +493,12 @@ class Trainer(wiring.Component):
         r1_word = Signal(w_word)
         m.d.sync += [r0_valid.eq(a_valid), r0_addr.eq(a_addr),
                      r1_valid.eq(r0_valid), r1_addr.eq(r0_addr), r1_word.eq(wr0.data)]
-        with m.If(a_mem):
-            m.d.comb += wr0.addr.eq(a_haddr)
+        # the weight memory's shared read port (forward engine, update sequencer, host) gets its address from
+        # a register: the multiplexer works on the sources' next values, a cycle ahead (no multiplexer between
+        # the register and the block RAMs)
+        w0_addr = Signal(range(total), name="w0_addr")
+        m.d.sync += w0_addr.eq(Mux(a_mem_next, h_addr, Mux(upd_sel_next, upd_addr_next, fwd.w_raddr_next)))
+        m.d.comb += wr0.addr.eq(w0_addr)
         r_region = r1_addr[20:24]
         r_lane = r1_addr[:lane_bits]
         # counters in two steps: the counter (by address / 2) into a register in cycle 2, its half in cycle 3
