@@ -40,7 +40,7 @@ from .activation import Activation
 from .layout import TrainerConfig
 from .mac_array import MacArray
 from .ports import read_port, write_port
-from .util import ElementIndex, SlotBases, delay, tree_sum, weight_operands
+from .util import delay, slot_addressing, tree_sum, weight_operands
 
 __all__ = ["BackwardEngine"]
 
@@ -103,10 +103,7 @@ class BackwardEngine(wiring.Component):
         max_in = max(cfg.layers[:-1])
         # slot base addresses of the label-state memories, and the element index with the slot memories'
         # addresses (sx: base + element, sz: base + word) in registers
-        bases = SlotBases({"sx": cfg.n_in(0), "sp": classes,
-                           **{f"sz{layer}": cfg.passes(layer) for layer in range(n_layers - 1)}}, cfg.slots)
-        idx = ElementIndex(max_in, lanes, bases, by_element=("sx",),
-                           by_word=tuple(f"sz{layer}" for layer in range(n_layers - 1)))
+        bases, idx = slot_addressing(cfg)
         i, lane_i = idx.i, idx.lane
         p = Signal(range(max(cfg.passes(lay) for lay in range(n_layers)) + 1))
         addr = Signal(range(cfg.total_words + 1))  # word in the shared weight/gradient layout

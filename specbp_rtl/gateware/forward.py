@@ -34,7 +34,7 @@ from .layout import TrainerConfig
 from .mac_array import MacArray
 from .ports import read_port, write_port
 from .softmax import Softmax
-from .util import ElementIndex, SlotBases, delay, weight_operands
+from .util import delay, slot_addressing, weight_operands
 
 __all__ = ["ForwardEngine"]
 
@@ -103,14 +103,10 @@ class ForwardEngine(wiring.Component):
         m.submodules.softmax = softmax = Softmax(cfg.classes, nx)
         m.d.comb += mac.o.ready.eq(1)
 
-        max_in = max(cfg.layers[:-1])
         slot = Signal.like(self.slot)
         # slot base addresses of the label-state memories, and the element index with the slot memories'
         # addresses (sx: base + element, sz: base + word) in registers
-        bases = SlotBases({"sx": cfg.n_in(0), "sp": cfg.classes,
-                           **{f"sz{layer}": cfg.passes(layer) for layer in range(n_layers - 1)}}, cfg.slots)
-        idx = ElementIndex(max_in, lanes, bases, by_element=("sx",),
-                           by_word=tuple(f"sz{layer}" for layer in range(n_layers - 1)))
+        bases, idx = slot_addressing(cfg)
         i, lane_i = idx.i, idx.lane  # element within the pass (n_in = bias beat)
         p = Signal(range(max(cfg.passes(lay) for lay in range(n_layers)) + 1))
         waddr = Signal(range(cfg.total_words + 1))  # the layers' words in order: no reset between layers

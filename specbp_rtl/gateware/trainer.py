@@ -501,7 +501,7 @@ class Trainer(wiring.Component):
         m.d.comb += wr0.addr.eq(w0_addr)
         r_region = r1_addr[20:24]
         r_lane = r1_addr[:lane_bits]
-        # counters in two steps: the counter (by address / 2) into a register in cycle 2, its half in cycle 3
+        # counters in two steps: the counter (by address / 2) into a register in cycle 3, its half in cycle 4
         # (loaded every cycle by the counter index in the address bits, a plain multiplexer; the value is
         # only used for an address in the counter range)
         r1_ctr = Signal(cfg.counter_width)

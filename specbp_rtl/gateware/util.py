@@ -8,7 +8,7 @@ from amaranth.lib import data
 from ..fixed import hdl_requantize
 from ..numerics import Numerics
 
-__all__ = ["ElementIndex", "SlotBases", "delay", "tree_sum", "weight_operands"]
+__all__ = ["ElementIndex", "SlotBases", "delay", "slot_addressing", "tree_sum", "weight_operands"]
 
 
 def delay(m: Module, value: Value, cycles: int, name: str) -> Value:
@@ -93,6 +93,17 @@ class ElementIndex:
 
 
 
+
+
+def slot_addressing(cfg) -> tuple[SlotBases, ElementIndex]:
+    """An engine's slot base registers (input bytes, softmax outputs, hidden pre-activations) and its element
+    index with the registered input-byte (``base + element``) and pre-activation (``base + word``) addresses."""
+    n_layers = cfg.n_layers
+    bases = SlotBases({"sx": cfg.n_in(0), "sp": cfg.classes,
+                       **{f"sz{layer}": cfg.passes(layer) for layer in range(n_layers - 1)}}, cfg.slots)
+    idx = ElementIndex(max(cfg.layers[:-1]), cfg.lanes, bases, by_element=("sx",),
+                       by_word=tuple(f"sz{layer}" for layer in range(n_layers - 1)))
+    return bases, idx
 
 
 def weight_operands(m: Module, word: Value, nx: Numerics, lanes: int, name: str) -> Signal:
