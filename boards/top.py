@@ -2,7 +2,8 @@
 
 :class:`BoardTop` is the same for every board: a
 :class:`~specbp_rtl.boards.link.LinkedTrainer` (Trainer + UART RX/TX + Link)
-clocked by the board's default clock, the UART on the board's USB serial
+clocked by the board's crystal or, where :attr:`BoardSpec.pll_mhz` is set
+(ULX3S), by a PLL from it, the UART on the board's USB serial
 bridge, and LEDs. :data:`BOARDS` describes the supported boards: platform,
 device resources, default trainer configuration and programmer.
 
