@@ -108,7 +108,8 @@ BOARDS: dict[str, BoardSpec] = {
                         ("nextpnr_opts", "--router router2 --report top.report.json")),
         programmer=("openFPGALoader", "-b", "ulx3s", "-m"),
         bitstream="bit",
-        # below the default configuration's routed fmax with the crystal's 25 MHz constraint (62.5 MHz)
+        # a margin below the default configuration's routed fmax, which moves with the constraint and the
+        # placement (70.51 MHz routed at 50 MHz, 74.25 MHz at 62.5 MHz; README "Boards")
         pll_mhz=50.0,
         trades=(
             "ECP5-85F: the paper's 784-16-16-10 with 16 lanes per engine (one pass per hidden layer); "

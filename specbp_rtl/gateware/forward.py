@@ -32,9 +32,9 @@ from amaranth.lib.wiring import In, Out
 from .activation import Activation
 from .layout import TrainerConfig
 from .mac_array import MacArray
-from .ports import read_port, write_port
+from .ports import read_port, read_port_ahead, write_port
 from .softmax import Softmax
-from .util import delay, slot_addressing, weight_operands
+from .util import delay, next_value, slot_addressing, weight_operands
 
 __all__ = ["ForwardEngine"]
 
@@ -59,9 +59,8 @@ class ForwardEngine(wiring.Component):
         Each softmax output as it is written to the slot (feeds the comparator).
     w_*, sx_*, sz{l}_*, sp_* :
         Memory ports (see :mod:`.ports`): weights of all layers (read, word
-        ``w_base(l) + word`` for layer ``l``; ``w_raddr_next`` is the address
-        ``w_raddr`` will hold in the next cycle, so that the trainer can
-        present the memory a registered address), slot
+        ``w_base(l) + word`` for layer ``l``; the address is given a cycle
+        ahead, ``w_raddr_next``, and the trainer registers it), slot
         inputs (write, read), hidden pre-activations (write, read), softmax
         outputs (write).
     """
@@ -76,13 +75,12 @@ class ForwardEngine(wiring.Component):
             "busy": Out(1),
             "done": Out(1),
             "prediction": Out(range(max(cfg.classes, 2))),
-            "w_raddr_next": Out(range(max(cfg.total_words, 2))),
             "pixel": In(stream.Signature(unsigned(8))),
             "prob_valid": Out(1),
             "prob_index": Out(range(max(cfg.classes, 2))),
             "prob_data": Out(nx.prob.shape),
         }
-        members |= read_port("w", cfg.total_words, data.ArrayLayout(nx.weight.shape, lanes))
+        members |= read_port_ahead("w", cfg.total_words, data.ArrayLayout(nx.weight.shape, lanes))
         sx_depth = cfg.slots * cfg.n_in(0)
         members |= write_port("sx", sx_depth, unsigned(8)) | read_port("sx", sx_depth, unsigned(8))
         for layer in range(cfg.n_layers - 1):
@@ -191,10 +189,8 @@ class ForwardEngine(wiring.Component):
         m.d.comb += self.done.eq(0)
         # read addresses straight from the counters, in every state (no state decoding in front of the
         # memories; a read outside ISSUE is never used)
-        waddr_next = Signal.like(waddr)  # waddr's D input (assigned in m.d.comb; default: hold)
-        m.d.comb += waddr_next.eq(waddr)
-        m.d.sync += waddr.eq(waddr_next)
-        m.d.comb += [self.w_raddr.eq(waddr), self.w_raddr_next.eq(waddr_next), self.sx_raddr.eq(idx.addr["sx"])]
+        waddr_next = next_value(m, waddr)
+        m.d.comb += [self.w_raddr_next.eq(waddr_next), self.sx_raddr.eq(idx.addr["sx"])]
         # pixels are written to the slot's input bytes a cycle after they arrive, from flip-flops (no path
         # from the sample stream's source into the memory)
         sxw_en = Signal()

@@ -4,8 +4,11 @@ Engines do not own the trainer's memories: they expose plain address/data
 members, and the trainer multiplexes each physical memory port between the
 engines, the update sequencer and the host. These helpers name the members
 consistently: ``<name>_raddr``/``<name>_rdata`` for a synchronous read port
-(data one cycle after the address) and ``<name>_waddr``/``<name>_wdata``/
-``<name>_wen`` for a write port.
+(data one cycle after the address), ``<name>_raddr_next``/``<name>_rdata`` for
+one whose address is given a cycle ahead (the trainer registers it, after its
+multiplexer, right in front of the memory: data two cycles after
+``<name>_raddr_next``), and ``<name>_waddr``/``<name>_wdata``/``<name>_wen``
+for a write port.
 """
 
 from __future__ import annotations
@@ -13,11 +16,15 @@ from __future__ import annotations
 from amaranth.hdl import ShapeLike
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["read_port", "write_port"]
+__all__ = ["read_port", "read_port_ahead", "write_port"]
 
 
 def read_port(name: str, depth: int, shape: ShapeLike) -> dict:
     return {f"{name}_raddr": Out(range(max(depth, 2))), f"{name}_rdata": In(shape)}
+
+
+def read_port_ahead(name: str, depth: int, shape: ShapeLike) -> dict:
+    return {f"{name}_raddr_next": Out(range(max(depth, 2))), f"{name}_rdata": In(shape)}
 
 
 def write_port(name: str, depth: int, shape: ShapeLike) -> dict:

@@ -64,7 +64,7 @@ from .host import (
 )
 from .layout import TrainerConfig
 from .update import UpdateUnit
-from .util import SlotBases, delay
+from .util import SlotBases, delay, next_value
 
 __all__ = ["StepKind", "Trainer", "sample_layout", "result_layout"]
 
@@ -250,9 +250,7 @@ class Trainer(wiring.Component):
             m.d.sync += [c_done.eq(1), hit.eq(cmp.o.payload.hit)]
 
         upd_addr = Signal(range(cfg.total_words + 1))
-        upd_addr_next = Signal.like(upd_addr)  # upd_addr's D input (assigned in m.d.comb; default: hold)
-        m.d.comb += upd_addr_next.eq(upd_addr)
-        m.d.sync += upd_addr.eq(upd_addr_next)
+        upd_addr_next = next_value(m, upd_addr)  # for the registered weight-memory address
         upd_layer = Signal(range(max(n_layers, 2)))
         upd_active = Signal()
         upd_lat = upd.LATENCY + 1
@@ -268,9 +266,7 @@ class Trainer(wiring.Component):
         # address and data multiplexers): every transition goes through goto()
         idle_sel = Signal(init=1)
         upd_sel = Signal()
-        upd_sel_next = Signal()  # upd_sel's D input, for the registered weight-memory address
-        m.d.comb += upd_sel_next.eq(upd_sel)
-        m.d.sync += upd_sel.eq(upd_sel_next)
+        upd_sel_next = next_value(m, upd_sel)  # for the registered weight-memory address
 
         def goto(state: str) -> None:
             m.next = state

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from amaranth.hdl import Array, Const, Module, Signal, Value
 from amaranth.lib import data
 
 from ..fixed import hdl_requantize
 from ..numerics import Numerics
 
-__all__ = ["ElementIndex", "SlotBases", "delay", "slot_addressing", "tree_sum", "weight_operands"]
+if TYPE_CHECKING:
+    from .layout import TrainerConfig
+
+__all__ = ["ElementIndex", "SlotBases", "delay", "next_value", "slot_addressing", "tree_sum", "weight_operands"]
 
 
 def delay(m: Module, value: Value, cycles: int, name: str) -> Value:
@@ -20,6 +25,15 @@ def delay(m: Module, value: Value, cycles: int, name: str) -> Value:
         m.d.sync += reg.eq(out)
         out = reg
     return out
+
+
+def next_value(m: Module, reg: Signal) -> Signal:
+    """``reg``'s D input as a signal: assign it in ``m.d.comb`` (default: hold) instead of assigning ``reg`` in
+    ``m.d.sync``, and read it to act on the value ``reg`` will hold in the next cycle."""
+    nxt = Signal.like(reg, name=f"{reg.name}_next")
+    m.d.comb += nxt.eq(reg)
+    m.d.sync += reg.eq(nxt)
+    return nxt
 
 
 def tree_sum(values: list[Value]) -> Value:
@@ -35,9 +49,10 @@ class SlotBases:
     :meth:`load` (called where the engine latches its slot) looks the
     products up in a ``slots``-entry constant table (one logic level per
     bit, no carry chain after the slot selection); memory addresses are then
-    ``base + index``, one adder after a register, with no constant
-    multiplication in the address path. ``sizes[name]`` is the words per slot
-    of memory ``name``; the registers hold up to ``slots * size``.
+    ``base + index`` (kept in registers by :class:`ElementIndex` where an
+    index walks a pass), with no constant multiplication in the address path.
+    ``sizes[name]`` is the words per slot of memory ``name``; the registers
+    hold up to ``slots * size``.
     """
 
     def __init__(self, sizes: dict[str, int], slots: int) -> None:
@@ -58,10 +73,10 @@ class SlotBases:
 
 
 class ElementIndex:
-    """The element index ``i`` of a pass, ``(word, lane) = divmod(i, lanes)``, and registered slot addresses.
+    """The element index ``i`` of a pass, its ``lane = i % lanes``, and registered slot addresses.
 
     ``addr[name]`` is ``bases[name] + i`` for the memories in ``by_element`` and
-    ``bases[name] + word`` for those in ``by_word``, kept in step with the
+    ``bases[name] + i // lanes`` for those in ``by_word``, kept in step with the
     index in flip-flops: the memories' read (and write) addresses come straight
     from registers, with no adder in front of them.
     """
@@ -70,14 +85,13 @@ class ElementIndex:
                  by_word: tuple[str, ...] = ()) -> None:
         self.lanes, self.bases, self.by_element, self.by_word = lanes, bases, tuple(by_element), tuple(by_word)
         self.i = Signal(range(max_in + 2), name="i")
-        self.word = Signal(range(max_in // lanes + 2), name="word_i")
         self.lane = Signal(range(lanes), name="lane_i")
         self.addr = {name: Signal(range(bases.slots * bases.sizes[name] + max_in + 2), name=f"{name}_addr")
                      for name in self.by_element + self.by_word}
 
     def restart(self, m: Module, slot: Value | None = None) -> None:
         """Element 0; with ``slot``, also the bases being loaded for it in the same cycle."""
-        m.d.sync += [self.i.eq(0), self.word.eq(0), self.lane.eq(0)]
+        m.d.sync += [self.i.eq(0), self.lane.eq(0)]
         for name, addr in self.addr.items():
             m.d.sync += addr.eq(self.bases[name] if slot is None else self.bases.lookup(name, slot))
 
@@ -86,16 +100,13 @@ class ElementIndex:
         m.d.sync += self.i.eq(self.i + 1)
         m.d.sync += [self.addr[name].eq(self.addr[name] + 1) for name in self.by_element]
         with m.If(self.lane == self.lanes - 1):
-            m.d.sync += [self.lane.eq(0), self.word.eq(self.word + 1)]
+            m.d.sync += self.lane.eq(0)
             m.d.sync += [self.addr[name].eq(self.addr[name] + 1) for name in self.by_word]
         with m.Else():
             m.d.sync += self.lane.eq(self.lane + 1)
 
 
-
-
-
-def slot_addressing(cfg) -> tuple[SlotBases, ElementIndex]:
+def slot_addressing(cfg: TrainerConfig) -> tuple[SlotBases, ElementIndex]:
     """An engine's slot base registers (input bytes, softmax outputs, hidden pre-activations) and its element
     index with the registered input-byte (``base + element``) and pre-activation (``base + word``) addresses."""
     n_layers = cfg.n_layers
