@@ -112,7 +112,8 @@ def format_report(report: dict[str, Any]) -> str:
     rows = [
         ("board", report["board"]),
         ("trainer", f"{'-'.join(map(str, report['layers']))}, {report['lanes']} "
-                    f"lane{'s' if report['lanes'] != 1 else ''} per engine"),
+                    f"lane{'s' if report['lanes'] != 1 else ''} per engine, {report.get('numerics', 'standard')} "
+                    f"number formats"),
         ("clock", f"{report['clock_mhz']:g} MHz" + (f" (PLL from {report['crystal_mhz']:g} MHz)"
                                                     if report.get("crystal_mhz", report["clock_mhz"])
                                                     != report["clock_mhz"] else "")),
@@ -171,7 +172,7 @@ def build_board(board: str, lanes: int | None = None, layers: tuple | None = Non
     if program:
         _programmer(spec)  # fail before a long build
     report: dict[str, Any] = {
-        "board": board, "lanes": cfg.lanes, "layers": list(cfg.layers), "fmax_mhz": None,
+        "board": board, "lanes": cfg.lanes, "layers": list(cfg.layers), "numerics": spec.numerics, "fmax_mhz": None,
         "clock_mhz": pll_mhz or spec.clock_mhz, "crystal_mhz": spec.clock_mhz,
         "luts": None, "luts_available": spec.luts, "ffs": None,
         "dsps": None, "dsps_available": spec.dsps, "brams": None, "brams_available": spec.brams,
@@ -180,8 +181,8 @@ def build_board(board: str, lanes: int | None = None, layers: tuple | None = Non
     }
     start = time.perf_counter()
     platform = spec.make_platform()
-    plan = platform.build(BoardTop(cfg, baud=baud, pll_mhz=pll_mhz), name="top", do_build=False,
-                          **dict(spec.toolchain_opts))
+    top = BoardTop(cfg, baud=baud, pll_mhz=pll_mhz, register_host=spec.register_host)
+    plan = platform.build(top, name="top", do_build=False, **dict(spec.toolchain_opts))
     failure = None
     try:
         plan.execute_local(out_dir, env=env)

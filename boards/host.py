@@ -29,6 +29,7 @@ from ..gateware.layout import TrainerConfig
 from ..gateware.trainer import METRIC_CODES
 from ..model.golden import FixedEngine
 from ..model.speculation import STEP_COUNTERS, weights_sha256
+from ..numerics import numerics_preset
 from ..sim.runner import RunResult, hardware_fields
 from . import protocol as proto
 
@@ -176,7 +177,7 @@ class BoardTrainer:
         if tuple(info.layers) != tuple(config.layers):
             raise BoardError(f"layers: the board was built for {','.join(map(str, info.layers))}, "
                              f"not {','.join(map(str, config.layers))}")
-        cfg = TrainerConfig(train=config, lanes=info.lanes)
+        cfg = TrainerConfig(train=config, lanes=info.lanes, numerics=numerics_preset(info.numerics))
         self.set_threshold(cfg.plan.threshold_int)
         self.set_metric(config.metric)
         self.set_spec(config.speculative, config.pipeline)
@@ -206,7 +207,8 @@ class BoardTrainer:
                              f"gradient accumulators cannot be reset over the link: reprogram or reset it")
         if write_init:
             self.write_params(cfg, FixedEngine(config, cfg.numerics).params)
-        result = RunResult("board", dataset.name, config, epochs, len(dataset.train_y), len(dataset.test_y))
+        result = RunResult("board", dataset.name, config, epochs, len(dataset.train_y), len(dataset.test_y),
+                           numerics=self.info.numerics)
         train_time = 0.0
         params: list = []
         try:

@@ -22,6 +22,7 @@ from amaranth.lib.wiring import In, Out
 from ..gateware.host import COUNTERS, REG_COUNTERS, REG_METRIC, REG_SPEC_EN, REG_THRESHOLD, SPEC_EN_MAX, HostBus
 from ..gateware.layout import TrainerConfig
 from ..gateware.trainer import Trainer, result_layout, sample_layout
+from ..numerics import numerics_name
 from .protocol import MAX_READ_WORDS, PROTOCOL_VERSION, RESPONSE, SYNC, Cmd, PingInfo, Status
 from .uart import UARTRx, UARTTx
 
@@ -121,7 +122,7 @@ class Link(wiring.Component):
             raise ValueError(f"max_payload: must hold a training frame ({cfg.n_in(0) + 1} bytes) "
                              f"and fit 16 bits, got {max_payload!r}")
         self.cfg, self.timeout, self.max_payload = cfg, timeout, max_payload
-        self.info = PingInfo(PROTOCOL_VERSION, cfg.lanes, tuple(cfg.layers), max_payload)
+        self.info = PingInfo(PROTOCOL_VERSION, cfg.lanes, tuple(cfg.layers), max_payload, numerics_name(cfg.numerics))
         super().__init__({
             "rx": In(stream.Signature(8)),
             "rx_error": In(1),
@@ -488,6 +489,9 @@ class LinkedTrainer(wiring.Component):
         Link receive buffer (default :func:`default_max_payload`).
     init : list of (W, b) or None
         Initial weights of the trainer (default: the golden model's for ``cfg.train.seed``).
+    register_host : bool
+        Register the link's host-bus requests on their way into the trainer (default; one cycle more per
+        access, for timing on large devices).
 
     Ports
     -----
@@ -502,8 +506,8 @@ class LinkedTrainer(wiring.Component):
     """
 
     def __init__(self, cfg: TrainerConfig, divisor: int, timeout: int, max_payload: int | None = None,
-                 init: list | None = None) -> None:
-        self.cfg = cfg
+                 init: list | None = None, register_host: bool = True) -> None:
+        self.cfg, self.register_host = cfg, register_host
         self.uart_rx = UARTRx(divisor)
         self.uart_tx = UARTTx(divisor)
         self.link = Link(cfg, timeout, max_payload)
@@ -527,8 +531,9 @@ class LinkedTrainer(wiring.Component):
         wiring.connect(m, link.sample, trainer.sample)
         wiring.connect(m, trainer.result, link.result)
         # the host bus requests are registered on their way into the trainer (the link's decode and the
-        # trainer's write decode are far apart on a large device); replies come straight back
-        m.d.sync += [
+        # trainer's write decode are far apart on a large device) unless register_host is off; replies come
+        # straight back
+        m.d[("sync" if self.register_host else "comb")] += [
             trainer.host.addr.eq(link.host.addr), trainer.host.wdata.eq(link.host.wdata),
             trainer.host.we.eq(link.host.we), trainer.host.re.eq(link.host.re),
         ]

@@ -21,7 +21,9 @@ Requests (all integers little endian):
 command            code  request payload                      response data (after ``OK``)
 =================  ====  ===================================  ===========================================
 ``PING``           0x01  --                                   ``"SB"``, version u8, lanes u8, number of
-                                                              widths u8, widths u16 each, max_payload u16
+                                                              widths u8, widths u16 each, max_payload u16,
+                                                              number formats u8 (index in
+                                                              :data:`specbp_rtl.numerics.NUMERICS`)
 ``WRITE_WEIGHTS``  0x02  base u32, N x value u32              -- (host-bus writes to ``base + i``)
 ``READ_WEIGHTS``   0x03  base u32, count u16                  count x u32 (host-bus reads of ``base + i``)
 ``SET_THRESHOLD``  0x04  threshold u32 (probability LSBs)     --
@@ -55,6 +57,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..gateware.host import spec_en_value
+from ..numerics import NUMERICS
 
 __all__ = [
     "SYNC", "RESPONSE", "PROTOCOL_VERSION", "MAGIC", "Cmd", "Status", "ProtocolError", "StatusError",
@@ -66,7 +69,8 @@ __all__ = [
 SYNC = 0xA5
 #: OR-ed into the command code of a response
 RESPONSE = 0x80
-PROTOCOL_VERSION = 1
+#: 2: PING also reports the number formats
+PROTOCOL_VERSION = 2
 MAGIC = b"SB"
 #: most words one READ_WEIGHTS may ask for (the response length must fit 16 bits)
 MAX_READ_WORDS = (0xFFFF - 1) // 4
@@ -220,19 +224,31 @@ class PingInfo:
     lanes: int
     layers: tuple[int, ...]
     max_payload: int
+    #: the trainer's number formats, a :data:`specbp_rtl.numerics.NUMERICS` name
+    numerics: str = "standard"
 
     @classmethod
     def parse(cls, data: bytes) -> PingInfo:
         if data[:2] != MAGIC:
             raise ProtocolError(f"PING: bad magic {data[:2]!r}")
         version, lanes, n = data[2], data[3], data[4]
-        layers = struct.unpack_from(f"<{n}H", data, 5)
-        (max_payload,) = struct.unpack_from("<H", data, 5 + 2 * n)
-        return cls(version, lanes, tuple(layers), max_payload)
+        if version != PROTOCOL_VERSION:
+            raise ProtocolError(f"PING: the board speaks protocol version {version}, this host {PROTOCOL_VERSION}: "
+                                f"rebuild the bitstream with this version of specbp")
+        try:
+            layers = struct.unpack_from(f"<{n}H", data, 5)
+            max_payload, formats = struct.unpack_from("<HB", data, 5 + 2 * n)
+        except struct.error:
+            raise ProtocolError(f"PING: {len(data)}-byte reply is too short") from None
+        names = tuple(NUMERICS)
+        if formats >= len(names):
+            raise ProtocolError(f"PING: unknown number formats {formats}")
+        return cls(version, lanes, tuple(layers), max_payload, names[formats])
 
     def encode(self) -> bytes:
         return (MAGIC + bytes([self.version, self.lanes, len(self.layers)])
-                + struct.pack(f"<{len(self.layers)}H", *self.layers) + struct.pack("<H", self.max_payload))
+                + struct.pack(f"<{len(self.layers)}H", *self.layers)
+                + struct.pack("<HB", self.max_payload, tuple(NUMERICS).index(self.numerics)))
 
 
 # -- request builders -----------------------------------------------------------------------------------------

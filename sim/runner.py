@@ -20,6 +20,7 @@ from ..data import Dataset
 from ..model.golden import FixedEngine
 from ..model.reference import FloatEngine
 from ..model.speculation import STEP_COUNTERS, SpeculativeTrainer
+from ..numerics import numerics_preset
 
 __all__ = ["BACKENDS", "RunResult", "make_engine", "run_training"]
 
@@ -29,12 +30,14 @@ ENGINES: dict[str, type] = {"float": FloatEngine, "fixed": FixedEngine}
 BACKENDS: tuple[str, ...] = ("float", "fixed", "pysim", "rtl")
 
 
-def make_engine(backend: str, config: TrainConfig):
-    """Instantiate the engine of ``backend`` for ``config``."""
+def make_engine(backend: str, config: TrainConfig, numerics: str = "standard"):
+    """Instantiate the engine of ``backend`` for ``config`` (the fixed model in the ``numerics`` formats)."""
     try:
         cls = ENGINES[backend]
     except KeyError:
         raise ValueError(f"backend: unknown model backend {backend!r} (choose from {', '.join(ENGINES)})") from None
+    if cls is FixedEngine:
+        return cls(config, numerics_preset(numerics))
     return cls(config)
 
 
@@ -55,6 +58,8 @@ class RunResult:
     interrupted: bool = False
     #: backend-specific fields (cycle counts of the hardware backends)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: number formats (:data:`specbp_rtl.numerics.NUMERICS`; the float backend has none)
+    numerics: str | None = "standard"
 
     @property
     def accuracy(self) -> float:
@@ -81,6 +86,7 @@ class RunResult:
             "lr": cfg.lr,
             "clip": cfg.clip,
             "slope": cfg.slope,
+            "numerics": self.numerics,
             "train_samples": self.train_samples,
             "test_samples": self.test_samples,
             "samples_trained": self.samples_trained,
@@ -111,8 +117,12 @@ def run_training(
     vcd: str | None = None,
     fst: str | None = None,
     trace_samples: tuple[int, int] = (0, 10),
+    numerics: str = "standard",
 ) -> RunResult:
     """Train and test; ``progress(epoch, total)`` may return a per-group callback.
+
+    ``numerics`` names the number formats of the fixed-point backends (:data:`specbp_rtl.numerics.NUMERICS`);
+    the float backend accepts only ``standard`` (it has none).
 
     A ``KeyboardInterrupt`` stops training after the current group; the result
     then covers the completed epochs and has ``interrupted`` set, so nothing
@@ -126,16 +136,22 @@ def run_training(
     top = int(max(dataset.train_y.max(), dataset.test_y.max()))
     if top >= config.classes:
         raise ValueError(f"layers: the output layer has {config.classes} classes but the labels go up to {top}")
+    numerics_preset(numerics)  # an unknown name fails here, naming the parameter
+    if backend == "float" and numerics != "standard":
+        raise ValueError(f"numerics: the float backend computes in float64, {numerics!r} applies to fixed, "
+                         f"pysim and rtl")
     if backend == "pysim":
-        return _run_pysim(config, dataset, epochs, progress, lanes, vcd)
+        return _run_pysim(config, dataset, epochs, progress, lanes, vcd, numerics)
     if backend == "rtl":
         from .verilator import run_rtl
 
-        return run_rtl(config, dataset, epochs, progress, lanes, vcd=vcd, fst=fst, trace_samples=trace_samples)
+        return run_rtl(config, dataset, epochs, progress, lanes, vcd=vcd, fst=fst, trace_samples=trace_samples,
+                       numerics=numerics)
     start = time.perf_counter()
-    engine = make_engine(backend, config)
+    engine = make_engine(backend, config, numerics)
     trainer = SpeculativeTrainer(engine)
-    result = RunResult(backend, dataset.name, config, epochs, len(dataset.train_y), len(dataset.test_y))
+    result = RunResult(backend, dataset.name, config, epochs, len(dataset.train_y), len(dataset.test_y),
+                       numerics=None if backend == "float" else numerics)
     train_time = 0.0
     try:
         for epoch in range(epochs):
@@ -179,13 +195,14 @@ def hardware_fields(counters: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def _run_pysim(config, dataset, epochs, progress, lanes, vcd) -> RunResult:
+def _run_pysim(config, dataset, epochs, progress, lanes, vcd, numerics) -> RunResult:
     from ..gateware.layout import TrainerConfig
     from .pysim import PysimTrainer
 
     start = time.perf_counter()
-    hw = PysimTrainer(TrainerConfig(train=config, lanes=lanes), vcd=vcd)
-    result = RunResult("pysim", dataset.name, config, epochs, len(dataset.train_y), len(dataset.test_y))
+    hw = PysimTrainer(TrainerConfig(train=config, lanes=lanes, numerics=numerics_preset(numerics)), vcd=vcd)
+    result = RunResult("pysim", dataset.name, config, epochs, len(dataset.train_y), len(dataset.test_y),
+                       numerics=numerics)
     hw.run([(dataset.train_x, dataset.train_y, False, True)] * epochs, progress=progress)
     train_time = time.perf_counter() - start
     for params in hw.snapshots:

@@ -74,7 +74,7 @@ from ..gateware.trainer import StepKind as HwKind
 from ..gateware.trainer import result_layout, sample_layout
 from ..model.golden import FixedEngine
 from ..model.speculation import STEP_COUNTERS, StepKind, weights_sha256
-from ..numerics import HW_METRICS
+from ..numerics import HW_METRICS, numerics_preset
 from .runner import RunResult, hardware_fields
 
 __all__ = [
@@ -682,6 +682,7 @@ def run_rtl(
     fst: str | None = None,
     trace_samples: tuple[int, int] = (0, 10),
     cache_dir: str | None = None,
+    numerics: str = "standard",
 ) -> RunResult:
     """Train ``epochs`` epochs on the Verilated Trainer, testing with its inference mode after each.
 
@@ -698,9 +699,10 @@ def run_rtl(
             f"has {dataset.inputs} pixels per sample"
         )
     start = time.perf_counter()
-    cfg = TrainerConfig(train=config, lanes=lanes)
+    cfg = TrainerConfig(train=config, lanes=lanes, numerics=numerics_preset(numerics))
     hw = VerilatorTrainer(cfg, vcd=vcd, fst=fst, trace_samples=trace_samples, cache_dir=cache_dir)
-    result = RunResult("rtl", dataset.name, config, epochs, len(dataset.train_y), len(dataset.test_y))
+    result = RunResult("rtl", dataset.name, config, epochs, len(dataset.train_y), len(dataset.test_y),
+                       numerics=numerics)
     train_time = 0.0
     epoch_hashes: list[str] = []
     try:

@@ -18,6 +18,7 @@ from typing import NoReturn
 
 from .config import METRICS, ConfigError, TrainConfig, parse_layers
 from .data import DATASETS, DataError, load_dataset
+from .numerics import NUMERICS, numerics_preset
 
 __all__ = ["main"]
 
@@ -74,6 +75,11 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slope", type=float, default=0.01, help="leaky-ReLU slope (default 0.01)")
 
 
+def _add_numerics_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--numerics", choices=list(NUMERICS), default="standard",
+                   help="number formats of the fixed-point backends (default standard; compact: the iCEBreaker's)")
+
+
 def _config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
     dataset = args.dataset or ("mnist" if args.data else "digits")
     layers = parse_layers(args.layers or DEFAULT_LAYERS[dataset])
@@ -111,9 +117,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          f"(choose from {', '.join(BACKENDS)})")
     ds = load_dataset(dataset_name, args.data, args.train, args.test)
     if args.backend != "float":
-        from .numerics import Numerics
-
-        Numerics().plan(cfg)  # fail early on configs the hardware cannot do
+        numerics_preset(args.numerics).plan(cfg)  # fail early on configs the hardware cannot do
+    elif args.numerics != "standard":
+        raise UsageError(f"specbp train: error: --numerics {args.numerics}: the float backend has no number formats")
     progress = _progress(not args.quiet and sys.stderr.isatty(), args.epochs)
     if args.vcd and args.backend not in ("pysim", "rtl"):
         raise UsageError("specbp train: error: --vcd needs --backend pysim or rtl")
@@ -122,10 +128,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.backend in ("pysim", "rtl"):
         from .gateware.layout import TrainerConfig
 
-        TrainerConfig(train=cfg, lanes=args.lanes)  # fail early, naming the parameter
+        TrainerConfig(train=cfg, lanes=args.lanes, numerics=numerics_preset(args.numerics))  # fail early
     try:
         result = run_training(args.backend, cfg, ds, args.epochs, progress, lanes=args.lanes, vcd=args.vcd,
-                              fst=args.fst, trace_samples=tuple(args.trace_samples))
+                              fst=args.fst, trace_samples=tuple(args.trace_samples), numerics=args.numerics)
     except Exception as exc:
         from .sim.verilator import SimulationError, ToolError
 
@@ -191,7 +197,7 @@ def _cmd_verilog(args: argparse.Namespace) -> int:
     cfg, _ = _config(args)
     if not Path(args.output).resolve().parent.is_dir():
         raise UsageError(f"specbp verilog: error: -o {args.output}: directory does not exist")
-    trainer_cfg = TrainerConfig(train=cfg, lanes=args.lanes)
+    trainer_cfg = TrainerConfig(train=cfg, lanes=args.lanes, numerics=numerics_preset(args.numerics))
     top = Trainer(trainer_cfg)
     text = (verilog.convert if args.format == "v" else rtlil.convert)(top, name=args.name)
     Path(args.output).write_text(text)
@@ -320,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="float | fixed | pysim | rtl (default fixed: the bit-exact golden model; "
                             "rtl: Verilator, cached build)")
     train.add_argument("--lanes", type=_positive_int, default=16, help="MACs per engine (hardware backends)")
+    _add_numerics_arg(train)
     train.add_argument("--vcd", metavar="FILE",
                        help="write a waveform (pysim, rtl) and, for pysim, a GTKWave save file")
     train.add_argument("--fst", metavar="FILE", help="rtl: write an FST waveform of the traced samples")
@@ -335,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     verilog.add_argument("--format", choices=["v", "il"], default="v", help="Verilog (default) or RTLIL")
     verilog.add_argument("--name", default="specbp_trainer", help="top module name")
     verilog.add_argument("--lanes", type=_positive_int, default=16, help="MACs per engine (default 16)")
+    _add_numerics_arg(verilog)
     _add_config_args(verilog)
     verilog.set_defaults(func=_cmd_verilog, epochs=1, train=None, test=None)
 

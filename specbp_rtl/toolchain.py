@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["ECP5_CLASSIC_ABC", "TRAINER_MEMORY_COLLISIONS_UNDEFINED"]
+__all__ = [
+    "ECP5_CLASSIC_ABC", "DELAY_LINE_COLLISIONS_UNDEFINED", "ICE40_MEMORIES_IN_BLOCK_RAM",
+    "TRAINER_MEMORY_COLLISIONS_UNDEFINED",
+]
 
 #: ECP5 synthesis with classic-ABC LUT mapping, in two parts: options for a first ``synth_ecp5`` (stop before
 #: ``map_luts``) and the commands that map LUTs with ``abc -lut 4:7`` (what ``synth_ecp5 -noabc9`` did in
@@ -26,3 +29,14 @@ ECP5_CLASSIC_ABC: tuple[str, str] = (
 #: and reads its own slot's words only in a later pass or layer than it writes them; host writes and
 #: training run in separate link frames. Each of these memories has one write port (1-bit mask).
 TRAINER_MEMORY_COLLISIONS_UNDEFINED = "setparam -set COLLISION_X_MASK 1'1 top.core.trainer/t:$memrd_v2"
+
+#: iCE40 (no distributed RAM): every memory of the design in block RAM (``SB_RAM40_4K``). Yosys otherwise
+#: builds the small ones (the softmax outputs of each slot, 10 words on the iCEBreaker's 16-4-2) from
+#: flip-flops and multiplexers, one logic cell per bit and more per read port: this script saves about 300 of
+#: the UP5K's 5,280 logic cells for 3 more of its 30 block RAMs.
+ICE40_MEMORIES_IN_BLOCK_RAM = 'setattr -set ram_style "block" */m:*'
+
+#: Delay lines in memories (:func:`specbp_rtl.gateware.util.delay` with ``ram_min``, memories named
+#: ``*_line``) read the word after the one they write: the read port never meets the write port's word, so
+#: it needs no read-first emulation (a register of the word and a multiplexer on the line's output).
+DELAY_LINE_COLLISIONS_UNDEFINED = "setparam -set COLLISION_X_MASK 1'1 */t:$memrd_v2 */r:MEMID=*_line %i"

@@ -27,12 +27,13 @@ from specbp_rtl.boards.link import Link, LinkedTrainer, crc16_update
 from specbp_rtl.boards.pll import ecp5_pll_params
 from specbp_rtl.boards.simserial import SimSerial, uart_bits
 from specbp_rtl.boards.top import BOARDS, BoardTop, trainer_config
-from specbp_rtl.config import TrainConfig
+from specbp_rtl.config import ConfigError, TrainConfig
 from specbp_rtl.data import Dataset
 from specbp_rtl.gateware.host import COUNTERS
 from specbp_rtl.gateware.layout import TrainerConfig
 from specbp_rtl.model.golden import FixedEngine
 from specbp_rtl.model.speculation import SpeculativeTrainer
+from specbp_rtl.numerics import NUMERICS, Numerics
 from specbp_rtl.sim.runner import run_training
 
 DIVISOR = 4
@@ -107,8 +108,17 @@ def test_frame_round_trip() -> None:
     assert proto.read_frame(read) == frame
     with pytest.raises(proto.ProtocolError, match="timeout"):
         proto.read_frame(lambda n: b"")
-    info = proto.PingInfo(1, 4, (16, 8, 8, 4), 512)
-    assert proto.PingInfo.parse(info.encode()) == info
+    for info in (proto.PingInfo(proto.PROTOCOL_VERSION, 4, (16, 8, 8, 4), 512),
+                 proto.PingInfo(proto.PROTOCOL_VERSION, 1, (16, 4, 2), 64, "compact")):
+        assert proto.PingInfo.parse(info.encode()) == info
+    old = bytearray(info.encode())
+    old[2] = 1
+    with pytest.raises(proto.ProtocolError, match="protocol version 1, this host 2: rebuild the bitstream"):
+        proto.PingInfo.parse(bytes(old))
+    with pytest.raises(proto.ProtocolError, match="too short"):
+        proto.PingInfo.parse(info.encode()[:-1])
+    with pytest.raises(proto.ProtocolError, match="unknown number formats 9"):
+        proto.PingInfo.parse(info.encode()[:-1] + b"\x09")
 
 
 def test_link_rejects_bad_parameters() -> None:
@@ -116,9 +126,35 @@ def test_link_rejects_bad_parameters() -> None:
         Link(CFG, timeout=1)
     with pytest.raises(ValueError, match="max_payload"):
         Link(CFG, timeout=100, max_payload=8)
+    odd = TrainerConfig(train=TRAIN, lanes=4, numerics=Numerics(exp_lut_frac=6))
+    with pytest.raises(ConfigError, match="^numerics: not one of the named format sets"):
+        Link(odd, timeout=100)
 
 
 # -- end to end ---------------------------------------------------------------------------------------------------
+def test_icebreaker_core_over_uart_matches_golden() -> None:
+    """The iCEBreaker's own trainer (16-4-2 x1, ``compact`` formats, delay lines in memories, host bus not
+    registered) behind its link:
+    PING names the formats, and the driver trains it to the fixed model's weights in those formats."""
+    cfg = trainer_config("icebreaker", train=TrainConfig(layers=(16, 4, 2), batch=3, threshold=0.002))
+    assert cfg.numerics == NUMERICS["compact"] and cfg.delay_ram_min == 3 and cfg.lanes == 1
+    dut = LinkedTrainer(cfg, DIVISOR, TIMEOUT, register_host=BOARDS["icebreaker"].register_host)
+    ser = SimSerial(dut, DIVISOR, read_timeout=30)
+    try:
+        bt = BoardTrainer(stream=ser)
+        assert bt.ping().numerics == "compact"
+        x, y = random_set(10, seed=5)
+        y = y % 2
+        ds = Dataset("blobs", x[:7], y[:7], x[7:], y[7:])
+        result = bt.train(cfg.train, ds, epochs=1).as_json()
+    finally:
+        ser.close()
+    fixed = run_training("fixed", cfg.train, ds, 1, numerics="compact").as_json()
+    for key in ("weights_sha256", "accuracy_per_epoch", "steps", "hits", "misses", "first_sightings", "numerics"):
+        assert result[key] == fixed[key], key
+    assert result["hits"] > 0 and result["misses"] > 0
+
+
 def test_train_over_uart_matches_golden(board) -> None:
     """``BoardTrainer.train`` on the simulated board: same weights, counters and accuracy as the fixed model."""
     dut, ser, bt = board
@@ -308,20 +344,14 @@ def test_build_rejects_bad_clocks(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_build_icebreaker(tmp_path) -> None:
-    """Synthesise, place and route the iCEBreaker default; check the report (or the precise overflow)."""
+    """Synthesise, place and route the iCEBreaker default: a bitstream, timing met at the 12 MHz crystal, the
+    MAC arrays' multipliers as the only DSPs."""
     spec = BOARDS["icebreaker"]
     json_path = tmp_path / "report.json"
-    try:
-        report = build_board("icebreaker", out_dir=str(tmp_path / "build"), json_path=str(json_path))
-    except BuildError as err:
-        report = err.report
-        assert report is not None and "does not fit the device" in report["error"]
-        assert json.loads(json_path.read_text())["error"] == report["error"]
-        # what nextpnr saw before it gave up: two MAC arrays of `lanes` multipliers, nothing else
-        assert report["dsps"] == 2 * spec.lanes and report["luts"] > report["luts_available"]
-        return  # today's default does not fit the UP5K; the test checks that this is reported exactly
+    report = build_board("icebreaker", out_dir=str(tmp_path / "build"), json_path=str(json_path))
     assert report["lanes"] == spec.lanes and tuple(report["layers"]) == spec.layers
-    assert report["fmax_mhz"] > 0 and report["bitstream_bytes"] > 0
+    assert report["fmax_mhz"] >= spec.clock_mhz and report["bitstream_bytes"] > 0
+    assert Path(report["bitstream"]).stat().st_size == report["bitstream_bytes"]
     assert report["dsps"] == 2 * spec.lanes
     assert report["luts"] <= report["luts_available"] and report["brams"] <= report["brams_available"]
     assert json.loads(json_path.read_text()) == report

@@ -142,10 +142,12 @@ def test_other_parameters(params):
     np.testing.assert_array_equal(got, dut.apply(w, g))
 
 
-def test_shared_unit_all_layers():
-    """One unit for every layer (the trainer's): beats of the layers interleaved at random, each bit-exact."""
+@pytest.mark.parametrize("delay_ram_min", [0, 3])
+def test_shared_unit_all_layers(delay_ram_min: int):
+    """One unit for every layer (the trainer's): beats of the layers interleaved at random, each bit-exact
+    under random back-pressure; the old weights in registers or in a memory line (the iCEBreaker's)."""
     rng = np.random.default_rng(40)
-    dut = UpdateUnit.for_plan(4, PLAN)
+    dut = UpdateUnit.for_plan(4, PLAN, delay_ram_min)
     assert dut.grads == tuple(PLAN.grad) and dut.shifts == tuple(PLAN.update_shift(k) for k in range(3))
     rows, layers = [], rng.integers(0, 3, 600)
     for k, layer in enumerate(layers):

@@ -16,11 +16,12 @@ from specbp_rtl.gateware.cycles import CycleModel
 from specbp_rtl.gateware.layout import TrainerConfig
 from specbp_rtl.model.golden import FixedEngine
 from specbp_rtl.model.speculation import SpeculativeTrainer
+from specbp_rtl.numerics import NUMERICS, Numerics
 from specbp_rtl.sim.pysim import PysimTrainer
 
 
-def golden(train: TrainConfig, epochs: list[tuple[np.ndarray, np.ndarray]]):
-    eng = FixedEngine(train)
+def golden(train: TrainConfig, epochs: list[tuple[np.ndarray, np.ndarray]], numerics: Numerics | None = None):
+    eng = FixedEngine(train, numerics)
     tr = SpeculativeTrainer(eng, log=[])
     for x, y in epochs:
         tr.train_epoch(x, y)
@@ -36,9 +37,11 @@ def random_set(inputs: int, classes: int, n: int, seed: int = 0) -> tuple[np.nda
     return x, y.astype(np.uint8)
 
 
-def check(train: TrainConfig, lanes: int, epochs: list[tuple[np.ndarray, np.ndarray]]) -> PysimTrainer:
-    eng, tr = golden(train, epochs)
-    hw = PysimTrainer(TrainerConfig(train=train, lanes=lanes))
+def check(train: TrainConfig, lanes: int, epochs: list[tuple[np.ndarray, np.ndarray]], **options) -> PysimTrainer:
+    """Bit-exact against the golden model; ``options``: more :class:`TrainerConfig` fields."""
+    cfg = TrainerConfig(train=train, lanes=lanes, **options)
+    eng, tr = golden(train, epochs, cfg.numerics)
+    hw = PysimTrainer(cfg)
     probe = epochs[0][0][:6]  # inference after training: the hardware's predictions (first maximal logit)
     hw.run([(x, y, False, True) for x, y in epochs] + [(probe, np.zeros(len(probe), np.uint8), True, False)])
     assert hw.kinds == tr.log
@@ -49,7 +52,7 @@ def check(train: TrainConfig, lanes: int, epochs: list[tuple[np.ndarray, np.ndar
     assert c["updates"] == tr.counters.updates
     assert hw.weights_sha256() == eng.weights_sha256()
     # the cycle model is exact
-    model = CycleModel(TrainerConfig(train=train, lanes=lanes))
+    model = CycleModel(cfg)
     sequential = c["sequential"] + c["first_sightings"]
     assert c["forward_cycles"] == c["steps"] * model.forward
     assert c["backward_cycles"] == (c["steps"] + c["misses"]) * model.backward
@@ -125,6 +128,16 @@ def test_small_topology(threshold: float, metric: str, lanes: int) -> None:
         assert hw.counters["hits"] > 0 and hw.counters["misses"] > 0
 
 
+@pytest.mark.parametrize(("layers", "lanes", "classes"), [((16, 4, 2), 1, 2), ((16, 8, 8, 4), 4, 4)])
+def test_compact_numerics_and_memory_delay_lines(layers: tuple[int, ...], lanes: int, classes: int) -> None:
+    """The iCEBreaker's trainer options, ``compact`` formats and the long delay lines in memories
+    (``delay_ram_min=3``): bit-exact with the golden model in the same formats; the cycle model holds."""
+    x, y = random_set(layers[0], classes, 30, seed=6)
+    train = TrainConfig(layers=layers, threshold=0.002, batch=4)
+    hw = check(train, lanes, [(x, y), (x[:9], y[:9])], numerics=NUMERICS["compact"], delay_ram_min=3)
+    assert hw.counters["hits"] > 0 and hw.counters["misses"] > 0
+
+
 @pytest.mark.parametrize("threshold", [0.0, 0.25, 0.0005])
 def test_digits_topology(threshold: float) -> None:
     """64-16-16-10 on the embedded digits, 60 samples, the paper's batch of 15."""
@@ -179,6 +192,8 @@ def test_cli_pysim_vcd(tmp_path) -> None:
     ({"lanes": 65}, "lanes"),
     ({"counter_width": 8}, "counter_width"),
     ({"counter_width": 65}, "counter_width"),
+    ({"delay_ram_min": 1}, "delay_ram_min"),
+    ({"delay_ram_min": -2}, "delay_ram_min"),
     ({"train": TrainConfig(layers=(16, 8, 17))}, "layers"),
     ({"train": TrainConfig(threshold=0.1, metric="cross-entropy")}, "metric"),
 ])

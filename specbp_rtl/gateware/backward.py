@@ -89,7 +89,7 @@ class BackwardEngine(wiring.Component):
         cfg, nx, plan = self.cfg, self.cfg.numerics, self.cfg.plan
         lanes, n_layers, classes = cfg.lanes, cfg.n_layers, cfg.classes
         m = Module()
-        m.submodules.mac = mac = MacArray(lanes, broadcast=False, acc_width=40)
+        m.submodules.mac = mac = MacArray(lanes, broadcast=False, acc_width=cfg.backward_acc_width)
         m.submodules.act = act = Activation(1, plan, latency=1)
         m.d.comb += mac.o.ready.eq(1)
         # cycles from the issue of a beat (its stage-1 registers) to o.valid of its result
@@ -184,15 +184,15 @@ class BackwardEngine(wiring.Component):
         g_addr = Signal.like(addr)
         g_layer = Signal(range(n_layers))
         g_valid_d = delay(m, g_issue, lat, "g_valid")
-        g_addr_d = delay(m, g_addr, lat, "g_addr")
-        g_layer_d = delay(m, g_layer, lat, "g_layer")
+        g_tag = delay(m, Cat(g_addr, g_layer), lat, "g_tag", ram_min=cfg.delay_ram_min)
+        g_addr_d, g_layer_d = g_tag[:len(g_addr)], g_tag[len(g_addr):]
         # the G word of the layer and the MAC result are registered, added, and written a cycle later
         g_valid_w = delay(m, g_valid_d, 2, "g_valid_w")
         g_addr_w = delay(m, g_addr_d, 2, "g_addr_w")
         g_layer_w = delay(m, g_layer_d, 2, "g_layer_w")
         g_width = max(fmt.width for fmt in plan.grad)
         g_old = [Signal(signed(g_width), name=f"g_old{lane}", reset_less=True) for lane in range(lanes)]
-        g_new = [Signal(signed(40), name=f"g_new{lane}", reset_less=True) for lane in range(lanes)]
+        g_new = [Signal(signed(mac.acc_width), name=f"g_new{lane}", reset_less=True) for lane in range(lanes)]
         m.d.sync += [g_new[lane].eq(mac.o.payload.value[lane]) for lane in range(lanes)]
         m.d.sync += [g_old[lane].eq(self.g_rdata[lane]) for lane in range(lanes)]
         m.d.comb += [self.g_raddr.eq(g_addr_d), self.g_waddr.eq(g_addr_w), self.g_wen.eq(g_valid_w)]
@@ -218,8 +218,8 @@ class BackwardEngine(wiring.Component):
         sum_idx = delay(m, out_i, 2, "sum_idx")
 
         values = [mac.o.payload.value[lane] for lane in range(lanes)]
-        parts = [Signal(signed(40 + 3), name=f"lane_part{n}") for n in range(0, lanes, 4)]
-        lane_sum = Signal(signed(40 + lanes.bit_length()))
+        parts = [Signal(signed(mac.acc_width + 3), name=f"lane_part{n}") for n in range(0, lanes, 4)]
+        lane_sum = Signal(signed(mac.acc_width + lanes.bit_length()))
         m.d.sync += [
             *(part.eq(tree_sum(values[4 * n:4 * n + 4])) for n, part in enumerate(parts)),
             lane_sum.eq(tree_sum(parts)),
@@ -235,7 +235,7 @@ class BackwardEngine(wiring.Component):
         q_s = Signal(nx.delta.shape)
         m.d.sync += [rnd.eq(rounded), q_s.eq(hdl_saturate(rnd, nx.delta))]
         # the derivative at the beat's pre-activation, then the delta register
-        q_z = delay(m, z_sel, lat + 4, "q_z")
+        q_z = delay(m, z_sel, lat + 4, "q_z", ram_min=cfg.delay_ram_min)
         m.d.comb += [act.delta_in[0].eq(q_s), act.delta_z[0].eq(q_z)]
         r_valid = delay(m, sum_valid, 3, "r_valid")
         r_layer = delay(m, sum_layer, 3, "r_layer")

@@ -143,12 +143,16 @@ class Comparator(wiring.Component):
         # stage A: |stored - current| of the accepted beat
         a_valid, a_first, a_last, a_max = Signal(), Signal(), Signal(), Signal()
         a_diff = Signal(self._numerics.prob.width)
-        a_thr = Signal.like(self.threshold)
+        # the threshold saturated to the distance's width (every distance is below 2**distance_width)
+        dw = self._distance_width
+        a_thr = Signal(min(dw, len(self.threshold)))
+        thr_sat = self.threshold if dw >= len(self.threshold) else \
+            Mux(self.threshold[dw:].any(), (1 << dw) - 1, self.threshold[:dw])
         # stage B: running sum / maximum, and the finished distance
         acc = Signal(self._distance_width)
         b_valid = Signal()
         b_dist = Signal(self._distance_width)
-        b_thr = Signal.like(self.threshold)
+        b_thr = Signal.like(a_thr)
         base = Mux(a_first, 0, acc)
         dist = Mux(a_max, Mux(a_diff > base, a_diff, base), base + a_diff)
 
@@ -159,7 +163,7 @@ class Comparator(wiring.Component):
                 a_first.eq(k == 0),
                 a_last.eq(k == n - 1),
                 a_max.eq(self.metric == Metric.MAX_ABS),
-                a_thr.eq(self.threshold),
+                a_thr.eq(thr_sat),
                 a_diff.eq(Mux(payload.stored >= payload.current, payload.stored - payload.current,
                               payload.current - payload.stored)),
                 b_valid.eq(a_valid & a_last),

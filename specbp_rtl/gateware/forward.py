@@ -96,7 +96,8 @@ class ForwardEngine(wiring.Component):
         m = Module()
         act_frac = nx.act.frac_bits
         acc_frac = nx.weight_operand_frac + act_frac
-        m.submodules.mac = mac = MacArray(lanes, broadcast=True, acc_width=48, acc_frac=acc_frac, out=nx.act)
+        m.submodules.mac = mac = MacArray(lanes, broadcast=True, acc_width=cfg.forward_acc_width, acc_frac=acc_frac,
+                                          out=nx.act)
         m.submodules.act = act = Activation(1, plan, latency=1)
         m.submodules.softmax = softmax = Softmax(cfg.classes, nx)
         m.d.comb += mac.o.ready.eq(1)

@@ -40,13 +40,18 @@ class TrainerConfig:
     the number of MACs per engine; ``numerics`` the number formats;
     ``counter_width`` the width of the performance counters (they wrap at
     ``2**counter_width``; 48 bits last 32 days at 100 MHz, 32 bits 6 minutes
-    at 12 MHz).
+    at 12 MHz); ``delay_ram_min``: the long delay lines of the backward engine
+    and the update sequencer (pre-activations, gradient addresses, update
+    addresses), when at least this many cycles long, are memories rather than
+    flip-flops (:func:`~.util.delay`; ``0``: never; the iCEBreaker's iCE40 has
+    no distributed RAM and spends a logic cell on every delayed bit).
     """
 
     train: TrainConfig = field(default_factory=TrainConfig)
     lanes: int = 16
     numerics: Numerics = field(default_factory=Numerics)
     counter_width: int = 48
+    delay_ram_min: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.lanes, int) or not 1 <= self.lanes <= 64:
@@ -54,6 +59,10 @@ class TrainerConfig:
         if isinstance(self.counter_width, bool) or not isinstance(self.counter_width, int) \
                 or not 16 <= self.counter_width <= 64:
             raise ConfigError(f"counter_width: must be an integer in 16..64, got {self.counter_width!r}")
+        if isinstance(self.delay_ram_min, bool) or not isinstance(self.delay_ram_min, int) \
+                or self.delay_ram_min == 1 or self.delay_ram_min < 0:
+            raise ConfigError(f"delay_ram_min: must be 0 (no memory delay lines) or an integer >= 2, "
+                              f"got {self.delay_ram_min!r}")
         if self.train.classes > 16:
             raise ConfigError(f"layers: at most 16 output classes (4-bit labels), got {self.train.classes}")
         if max(self.train.layers[1:]) > 4096 or self.train.layers[0] > 65536:
@@ -81,6 +90,26 @@ class TrainerConfig:
 
     def n_out(self, layer: int) -> int:
         return self.train.layers[layer + 1]
+
+    @property
+    def forward_acc_width(self) -> int:
+        """Forward MAC accumulator bits: a sum of ``n_in + 1`` products (inputs, bias) of a weight operand and
+        an activation (pixels and the bias beat's one are in the activation format) never overflows it."""
+        nx = self.numerics
+        # the bias beat's 1 << act.frac_bits; pixels enter shifted up to act.frac_bits
+        act = max(nx.act.width, nx.act.frac_bits + 2, 9 + nx.act.frac_bits - nx.input_frac)
+        terms = max(self.layers[:-1]) + 1
+        return max(32, nx.weight_operand.width + act + (terms - 1).bit_length())
+
+    @property
+    def backward_acc_width(self) -> int:
+        """Backward MAC accumulator bits: a lane's sum of ``passes`` weight x delta products (delta beats), or
+        one delta x activation product (gradient beats), never overflows it."""
+        nx = self.numerics
+        act = max(nx.act.width, nx.act.frac_bits + 2, nx.input_frac + 2, 9)  # activations, pixels, the bias' one
+        delta = max(nx.delta.width, nx.out_delta.width)
+        terms = max(self.passes(layer) for layer in range(self.n_layers))
+        return max(32, nx.weight_operand.width + delta + (terms - 1).bit_length(), delta + act)
 
     def passes(self, layer: int) -> int:
         return math.ceil(self.n_out(layer) / self.lanes)

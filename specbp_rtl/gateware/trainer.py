@@ -126,7 +126,7 @@ class Trainer(wiring.Component):
         m.submodules.fwd = fwd = ForwardEngine(cfg)
         m.submodules.bwd = bwd = BackwardEngine(cfg)
         m.submodules.cmp = cmp = Comparator(classes, nx)
-        m.submodules.update = upd = UpdateUnit.for_plan(lanes, plan)
+        m.submodules.update = upd = UpdateUnit.for_plan(lanes, plan, cfg.delay_ram_min)
 
         # -- registers -------------------------------------------------------------
         threshold = Signal(32, init=plan.threshold_int)
@@ -413,7 +413,7 @@ class Trainer(wiring.Component):
         addr1 = delay(m, upd_addr, 1, "upd_a")
         layer1 = delay(m, upd_layer, 1, "upd_l")
         # the result of a beat presented in cycle c is valid in cycle c + LATENCY + 1
-        addr_out = delay(m, addr1, upd.LATENCY + 1, "upd_ao")
+        addr_out = delay(m, addr1, upd.LATENCY + 1, "upd_ao", ram_min=cfg.delay_ram_min)
         m.d.comb += [upd.i.valid.eq(valid1), upd.i.payload.layer.eq(layer1), upd.o.ready.eq(1)]
         m.d.comb += upd.i.payload.w.eq(wr0.data)
         m.d.comb += [upd.i.payload.g[lane].eq(grd.data[lane]) for lane in range(lanes)]
@@ -477,15 +477,20 @@ class Trainer(wiring.Component):
         # through the address decode into the block RAMs); cycle 2 presents that address; cycle 3 registers
         # the word read (straight from the block RAMs into flip-flops); cycle 4 selects (registers: a parallel
         # case on the address; weights: the lane of the word) into two registers; cycle 5 returns the data
+        # (the address travels as its region, its low bits and whether the bits between are zero: registers
+        # and lanes are decoded from those)
+        low_bits = max(lane_bits, (REG_COUNTERS + 2 * len(COUNTERS) - 1).bit_length())
+        addr_layout = data.StructLayout({"low": low_bits, "mid_zero": 1, "region": 4})
         a_valid = Signal()
-        a_addr = Signal.like(host.addr)
+        a_addr = Signal(addr_layout)
         a_mem_next = Signal()
         m.d.comb += a_mem_next.eq(host.re & fsm_idle & (h_region != 0))
-        m.d.sync += [a_valid.eq(host.re), a_addr.eq(host.addr)]
+        m.d.sync += [a_valid.eq(host.re), a_addr.low.eq(host.addr[:low_bits]),
+                     a_addr.mid_zero.eq(host.addr[low_bits:20] == 0), a_addr.region.eq(h_region)]
         r0_valid = Signal()
-        r0_addr = Signal.like(host.addr)
+        r0_addr = Signal(addr_layout)
         r1_valid = Signal()
-        r1_addr = Signal.like(host.addr)
+        r1_addr = Signal(addr_layout)
         r1_word = Signal(w_word)
         m.d.sync += [r0_valid.eq(a_valid), r0_addr.eq(a_addr),
                      r1_valid.eq(r0_valid), r1_addr.eq(r0_addr), r1_word.eq(wr0.data)]
@@ -495,17 +500,17 @@ class Trainer(wiring.Component):
         w0_addr = Signal(range(total), name="w0_addr")
         m.d.sync += w0_addr.eq(Mux(a_mem_next, h_addr, Mux(upd_sel_next, upd_addr_next, fwd.w_raddr_next)))
         m.d.comb += wr0.addr.eq(w0_addr)
-        r_region = r1_addr[20:24]
-        r_lane = r1_addr[:lane_bits]
+        r_region = r1_addr.region
+        r_lane = r1_addr.low[:lane_bits]
         # counters in two steps: the counter (by address / 2) into a register in cycle 3, its half in cycle 4
         # (loaded every cycle by the counter index in the address bits, a plain multiplexer; the value is
         # only used for an address in the counter range)
         r1_ctr = Signal(cfg.counter_width)
         ctr_bits = (len(COUNTERS) - 1).bit_length()
-        ctr_index = (r0_addr[1:1 + ctr_bits] - (REG_COUNTERS >> 1))[:ctr_bits]
+        ctr_index = (r0_addr.low[1:1 + ctr_bits] - (REG_COUNTERS >> 1))[:ctr_bits]
         m.d.sync += r1_ctr.eq(Array([ctr[name] for name in COUNTERS])[ctr_index])
         reg_value = Signal(32)
-        with m.Switch(r1_addr[:20]):
+        with m.Switch(Mux(r1_addr.mid_zero, r1_addr.low, 1 << low_bits)):  # 1 << low_bits: no register
             with m.Case(REG_STATUS):
                 m.d.comb += reg_value.eq(~fsm_idle)
             with m.Case(REG_THRESHOLD):
@@ -517,7 +522,7 @@ class Trainer(wiring.Component):
             with m.Case(REG_LANES):
                 m.d.comb += reg_value.eq(lanes)
             with m.Case(*range(REG_COUNTERS, REG_COUNTERS + 2 * len(COUNTERS))):
-                m.d.comb += reg_value.eq(Mux(r1_addr[0], r1_ctr[32:], r1_ctr[:32]))
+                m.d.comb += reg_value.eq(Mux(r1_addr.low[0], r1_ctr[32:], r1_ctr[:32]))
         weight_value = Signal(32)
         with m.If((r_region != 0) & (r_region <= n_layers)):
             m.d.comb += weight_value.eq(r1_word[r_lane].as_signed())

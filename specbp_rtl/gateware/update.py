@@ -12,6 +12,7 @@ from amaranth.lib.wiring import In, Out
 from ..fixed import Q, hdl_const_mul_parts, hdl_round_shift, hdl_saturate, round_shift, saturate
 from ..model import golden
 from ..numerics import Plan
+from .util import delay
 
 __all__ = ["UpdateUnit"]
 
@@ -54,6 +55,10 @@ class UpdateUnit(wiring.Component):
         Right shift from ``clip(g) * lr_m`` (``grad.frac_bits + lr_shift``
         fractional bits) to ``weight`` (a left shift when negative), or one
         per layer.
+    delay_ram_min:
+        ``0`` (default): the old weights wait for their result in five
+        registers per lane; ``2 .. 5``: in one memory line instead
+        (:func:`~.util.delay`, for iCE40, which has no distributed RAM).
 
     Attributes
     ----------
@@ -92,7 +97,7 @@ class UpdateUnit(wiring.Component):
     LATENCY = 5
 
     def __init__(self, lanes: int, *, weight: Q, grad: Q | Sequence[Q], clip_int: int | Sequence[int], lr_m: int,
-                 shift: int | Sequence[int]) -> None:
+                 shift: int | Sequence[int], delay_ram_min: int = 0) -> None:
         per_layer = isinstance(grad, (tuple, list))
         grads = tuple(grad) if per_layer else (grad,)
         clips = tuple(clip_int) if isinstance(clip_int, (tuple, list)) else (clip_int,)
@@ -124,6 +129,7 @@ class UpdateUnit(wiring.Component):
         self.clip_int = clips[0] if not per_layer else None
         self.shift = shifts[0] if not per_layer else None
         self.lr_m = lr_m
+        self.delay_ram_min = delay_ram_min
         w_array = data.ArrayLayout(weight.shape, lanes)
         fields = {"w": w_array, "g": data.ArrayLayout(self.grad.shape, lanes)}
         if per_layer:
@@ -144,14 +150,14 @@ class UpdateUnit(wiring.Component):
                    lr_m=plan.lr_m, shift=plan.update_shift(layer))
 
     @classmethod
-    def for_plan(cls, lanes: int, plan: Plan) -> UpdateUnit:
+    def for_plan(cls, lanes: int, plan: Plan, delay_ram_min: int = 0) -> UpdateUnit:
         """One unit for every layer of ``plan`` (each beat's ``layer`` field selects the constants)."""
         if not isinstance(plan, Plan):
             raise ValueError(f"plan: must be a numerics.Plan, got {plan!r}")
         layers = range(len(plan.grad))
         return cls(lanes, weight=plan.numerics.weight, grad=list(plan.grad),
                    clip_int=[plan.clip_int(layer) for layer in layers], lr_m=plan.lr_m,
-                   shift=[plan.update_shift(layer) for layer in layers])
+                   shift=[plan.update_shift(layer) for layer in layers], delay_ram_min=delay_ram_min)
 
     @staticmethod
     def model(w: np.ndarray, g: np.ndarray, layer: int, plan: Plan) -> np.ndarray:
@@ -188,7 +194,6 @@ class UpdateUnit(wiring.Component):
             return [Signal(shape, name=f"{stage}_{lane}", reset_less=True) for lane in range(lanes)]
 
         n_parts = 2
-        w_stages = [lane_signals(f"w{k}", weight.shape) for k in range(1, 6)]  # w1 .. w5
         g1 = lane_signals("g1", self.grad.shape)
         c2 = lane_signals("c2", signed(c_width))
         parts3 = [lane_signals(f"part3_{k}", signed(prod_width)) for k in range(n_parts)]
@@ -210,14 +215,15 @@ class UpdateUnit(wiring.Component):
             return out
 
         c_next = [clip_align(g1[lane]) for lane in range(lanes)]
+        # the old weights wait for their step: five stages, a memory line with delay_ram_min <= 5
+        w5 = delay(m, self.i.payload.w, 5, "w", ram_min=self.delay_ram_min, en=~stall)
         with m.If(~stall):
             m.d.sync += [valid[0].eq(self.i.valid), self.o.valid.eq(valid[-1])]
             m.d.sync += [valid[k].eq(valid[k - 1]) for k in range(1, len(valid))]
             if n > 1:
                 m.d.sync += layer1.eq(self.i.payload.layer)
             for lane in range(lanes):
-                m.d.sync += [w_stages[0][lane].eq(self.i.payload.w[lane]), g1[lane].eq(self.i.payload.g[lane])]
-                m.d.sync += [w_stages[k][lane].eq(w_stages[k - 1][lane]) for k in range(1, len(w_stages))]
+                m.d.sync += g1[lane].eq(self.i.payload.g[lane])
                 parts = hdl_const_mul_parts(c2[lane], self.lr_m, n_parts)
                 m.d.sync += [
                     # stage 2: clip and align
@@ -232,5 +238,5 @@ class UpdateUnit(wiring.Component):
             with m.If(valid[-1]):
                 for lane in range(lanes):
                     # output register: subtract, saturate
-                    m.d.sync += self.o.payload.w[lane].eq(hdl_saturate(w_stages[-1][lane] - r5[lane], weight))
+                    m.d.sync += self.o.payload.w[lane].eq(hdl_saturate(w5[lane] - r5[lane], weight))
         return m

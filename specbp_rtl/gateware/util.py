@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from amaranth.hdl import Array, Const, Module, Signal, Value
+from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data
+from amaranth.lib.memory import Memory
 
 from ..fixed import hdl_requantize
 from ..numerics import Numerics
@@ -16,13 +17,38 @@ if TYPE_CHECKING:
 __all__ = ["ElementIndex", "SlotBases", "delay", "next_value", "slot_addressing", "tree_sum", "weight_operands"]
 
 
-def delay(m: Module, value: Value, cycles: int, name: str) -> Value:
-    """``value`` delayed by ``cycles`` clock cycles (a shift register; signals keep their shape)."""
+def delay(m: Module, value: Value, cycles: int, name: str, ram_min: int = 0, en: Value | None = None) -> Value:
+    """``value`` delayed by ``cycles`` clock cycles, or by ``cycles`` cycles with ``en`` high (signals keep their
+    shape).
+
+    A shift register of flip-flops; or, when ``ram_min`` is set and ``cycles >= max(ram_min, 2)``, a
+    ``cycles``-word memory written every cycle at a wrapping pointer and read one word ahead of it (the word
+    written ``cycles - 1`` cycles before; the read port's register adds the last cycle). On iCE40, which has
+    no distributed RAM, that is one block RAM instead of a logic cell per delayed bit. The memory line's
+    words start at 0 (in simulation; undefined in a block RAM after configuration) and it has no reset, so
+    only delay data whose consumers are qualified by a flip-flop delay (a valid). Its memory is named
+    ``{name}_line``: the port pair never meets at one word (the board builds tell Yosys so,
+    :data:`specbp_rtl.toolchain.DELAY_LINE_COLLISIONS_UNDEFINED`).
+    """
+    if ram_min and cycles >= max(ram_min, 2):
+        src = Value.cast(value)
+        m.submodules[f"{name}_line"] = line = Memory(shape=unsigned(len(src)), depth=cycles, init=[])
+        wr, rd = line.write_port(), line.read_port()
+        ptr = Signal(range(cycles), name=f"{name}_ptr")
+        ahead = Signal(range(cycles), name=f"{name}_ahead", init=1)  # ptr + 1 (mod cycles)
+        step = 1 if en is None else en
+        with m.If(step):
+            m.d.sync += [ptr.eq(ahead), ahead.eq(Mux(ahead == cycles - 1, 0, ahead + 1))]
+        m.d.comb += [wr.addr.eq(ptr), wr.data.eq(src), wr.en.eq(step), rd.addr.eq(ahead), rd.en.eq(step)]
+        out = Signal.like(value if isinstance(value, (Signal, data.View)) else src, name=f"{name}_d{cycles}")
+        m.d.comb += Value.cast(out).eq(rd.data)
+        return out
     out = value
     for n in range(cycles):
         # a Signal (or a data.View of one) keeps its shape; any other value is cast first
         reg = Signal.like(out if isinstance(out, (Signal, data.View)) else Value.cast(out), name=f"{name}_d{n + 1}")
-        m.d.sync += reg.eq(out)
+        with m.If(1 if en is None else en):
+            m.d.sync += reg.eq(out)
         out = reg
     return out
 
