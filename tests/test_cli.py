@@ -126,6 +126,22 @@ def test_float_and_fixed_differ(tmp_path: Path, capsys) -> None:
     assert shas["fixed"] != shas["float"]
 
 
+def test_numerics_option(tmp_path: Path, capsys) -> None:
+    """``--numerics compact``: other weights than ``standard``, recorded in the JSON; ``specbp verilog`` too."""
+    records = {}
+    for name in ("standard", "compact"):
+        p = tmp_path / f"{name}.json"
+        assert run_main(["train", "--quiet", "--epochs", "1", "--train", "100", "--test", "50", "--numerics", name,
+                         "--json", str(p)], capsys)[0] == 0
+        records[name] = json.loads(p.read_text())
+    assert records["compact"]["numerics"] == "compact" and records["standard"]["numerics"] == "standard"
+    assert records["compact"]["weights_sha256"] != records["standard"]["weights_sha256"]
+    v = tmp_path / "t.il"
+    assert run_main(["verilog", "-o", str(v), "--format", "il", "--layers", "16,4,2", "--lanes", "1",
+                     "--numerics", "compact"], capsys)[0] == 0
+    assert "specbp_trainer" in v.read_text()
+
+
 def test_train_other_options(tmp_path: Path, capsys) -> None:
     p = tmp_path / "r.json"
     args = ["train", "--quiet", "--backend", "float", "--epochs", "1", "--train", "150", "--test", "30",
@@ -252,6 +268,7 @@ BAD_VALUES = {
     # digits has labels 0..9: an output layer of 5 cannot hold them (IndexError today)
     "output-narrower-than-labels": (["--layers", "64,16,5"], "layers"),
     "pipeline-with-speculation": (["--pipeline", "--threshold", "0.1"], "pipeline"),
+    "float-has-no-number-formats": (["--backend", "float", "--numerics", "compact"], "numerics"),
 }
 
 

@@ -196,6 +196,19 @@ def test_run_rtl_record(digits_build: BuildInfo, cache: Path, digits: Dataset) -
     assert r["weights_sha256_per_epoch"][1] == r["weights_sha256"]
 
 
+@pytest.mark.slow
+def test_run_rtl_compact_numerics(cache: Path, digits: Dataset) -> None:
+    """``numerics="compact"`` (the iCEBreaker's formats) in Verilator: the fixed model's weights in the same formats."""
+    ds = Dataset("digits", digits.train_x[:40], digits.train_y[:40], digits.test_x[:60], digits.test_y[:60])
+    train = TrainConfig(layers=(64, 16, 10), threshold=0.002)
+    r = run_rtl(train, ds, 1, lanes=4, cache_dir=str(cache), numerics="compact").as_json()
+    f = run_training("fixed", train, ds, 1, numerics="compact").as_json()
+    for name in ("accuracy_per_epoch", "steps", "first_sightings", "hits", "misses", "weights_sha256", "numerics"):
+        assert r[name] == f[name], name
+    assert r["numerics"] == "compact" and r["hits"] > 0 and r["misses"] > 0
+    assert f["weights_sha256"] != run_training("fixed", train, ds, 1).as_json()["weights_sha256"]
+
+
 def test_run_rtl_rejects_mismatched_dataset(digits: Dataset, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="layers: the first layer has 784 inputs"):
         run_rtl(TrainConfig(layers=MNIST), digits, 1, cache_dir=str(tmp_path))
