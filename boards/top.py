@@ -102,10 +102,10 @@ BOARDS: dict[str, BoardSpec] = {
             "engine, not 4 (16-4-2 x4 needs 7,287 logic cells and 37 EBR: 138 % and 123 %); the "
             "'compact' number formats (16-bit master weights, 12-bit activations, deltas and probabilities; "
             "digits 64-16-10, 5 epochs, threshold 0.1: 85.83 % against 86.94 % with 'standard'); 32-bit "
-            "counters (the cycle counter wraps after 6 minutes at 12 MHz). Every memory is in block RAM (no "
-            "flip-flop register files), the long delay lines too, and the link's host-bus requests are not "
-            "registered. Kept: every feature of the link and the trainer (speculation, the pipelined mode, "
-            "three metrics, both gradient banks, all 15 counters). The SPRAMs are unused: the gradient "
+            "counters (the cycle counter wraps after 6 minutes at 12 MHz). Every memory is in block RAM (Yosys "
+            "would build the small ones from flip-flops), the long delay lines too, and the link's host-bus "
+            "requests are not registered. Kept: every feature of the link and the trainer (speculation, the "
+            "pipelined mode, three metrics, both gradient banks, all 15 counters). The SPRAMs are unused: the gradient "
             "read-modify-write needs a read and a write port every cycle, and the memories are small."
         ),
     ),

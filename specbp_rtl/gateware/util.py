@@ -27,16 +27,16 @@ def delay(m: Module, value: Value, cycles: int, name: str, ram_min: int = 0, en:
     no distributed RAM, that is one block RAM instead of a logic cell per delayed bit. The memory line's
     words start at 0 (in simulation; undefined in a block RAM after configuration) and it has no reset, so
     only delay data whose consumers are qualified by a flip-flop delay (a valid). Its memory is named
-    ``{name}_line``: the port pair never meets at one word (the board builds tell Yosys so,
+    ``{name}_line``: the port pair never meets at one word (the iCEBreaker build tells Yosys so,
     :data:`specbp_rtl.toolchain.DELAY_LINE_COLLISIONS_UNDEFINED`).
     """
+    step = Const(1) if en is None else en
     if ram_min and cycles >= max(ram_min, 2):
         src = Value.cast(value)
         m.submodules[f"{name}_line"] = line = Memory(shape=unsigned(len(src)), depth=cycles, init=[])
         wr, rd = line.write_port(), line.read_port()
         ptr = Signal(range(cycles), name=f"{name}_ptr")
         ahead = Signal(range(cycles), name=f"{name}_ahead", init=1)  # ptr + 1 (mod cycles)
-        step = 1 if en is None else en
         with m.If(step):
             m.d.sync += [ptr.eq(ahead), ahead.eq(Mux(ahead == cycles - 1, 0, ahead + 1))]
         m.d.comb += [wr.addr.eq(ptr), wr.data.eq(src), wr.en.eq(step), rd.addr.eq(ahead), rd.en.eq(step)]
@@ -47,7 +47,7 @@ def delay(m: Module, value: Value, cycles: int, name: str, ram_min: int = 0, en:
     for n in range(cycles):
         # a Signal (or a data.View of one) keeps its shape; any other value is cast first
         reg = Signal.like(out if isinstance(out, (Signal, data.View)) else Value.cast(out), name=f"{name}_d{n + 1}")
-        with m.If(1 if en is None else en):
+        with m.If(step):
             m.d.sync += reg.eq(out)
         out = reg
     return out
