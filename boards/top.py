@@ -127,7 +127,7 @@ BOARDS: dict[str, BoardSpec] = {
         programmer=("openFPGALoader", "-b", "ulx3s", "-m"),
         bitstream="bit",
         # a margin below the default configuration's routed fmax, which moves with the constraint and the
-        # placement (70.51 MHz routed at 50 MHz, 74.25 MHz at 62.5 MHz; README "Boards")
+        # placement (69.95 MHz routed at 50 MHz, 71.09 MHz at 62.5 MHz; README "Boards")
         pll_mhz=50.0,
         trades=(
             "ECP5-85F: the paper's 784-16-16-10 with 16 lanes per engine (one pass per hidden layer); "
