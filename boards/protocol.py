@@ -57,7 +57,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..gateware.host import spec_en_value
-from ..numerics import NUMERICS
+from ..numerics import NUMERICS, numerics_preset
 
 __all__ = [
     "SYNC", "RESPONSE", "PROTOCOL_VERSION", "MAGIC", "Cmd", "Status", "ProtocolError", "StatusError",
@@ -231,6 +231,8 @@ class PingInfo:
     def parse(cls, data: bytes) -> PingInfo:
         if data[:2] != MAGIC:
             raise ProtocolError(f"PING: bad magic {data[:2]!r}")
+        if len(data) < 5:
+            raise ProtocolError(f"PING: {len(data)}-byte reply is too short")
         version, lanes, n = data[2], data[3], data[4]
         if version != PROTOCOL_VERSION:
             raise ProtocolError(f"PING: the board speaks protocol version {version}, this host {PROTOCOL_VERSION}: "
@@ -246,6 +248,7 @@ class PingInfo:
         return cls(version, lanes, tuple(layers), max_payload, names[formats])
 
     def encode(self) -> bytes:
+        numerics_preset(self.numerics)  # an unknown name fails naming ``numerics``
         return (MAGIC + bytes([self.version, self.lanes, len(self.layers)])
                 + struct.pack(f"<{len(self.layers)}H", *self.layers)
                 + struct.pack("<HB", self.max_payload, tuple(NUMERICS).index(self.numerics)))

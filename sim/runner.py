@@ -38,6 +38,9 @@ def make_engine(backend: str, config: TrainConfig, numerics: str = "standard"):
         raise ValueError(f"backend: unknown model backend {backend!r} (choose from {', '.join(ENGINES)})") from None
     if cls is FixedEngine:
         return cls(config, numerics_preset(numerics))
+    if numerics != "standard":
+        raise ValueError(f"numerics: the float backend computes in float64, {numerics!r} applies to fixed, "
+                         f"pysim and rtl")
     return cls(config)
 
 
@@ -137,9 +140,8 @@ def run_training(
     if top >= config.classes:
         raise ValueError(f"layers: the output layer has {config.classes} classes but the labels go up to {top}")
     numerics_preset(numerics)  # an unknown name fails here, naming the parameter
-    if backend == "float" and numerics != "standard":
-        raise ValueError(f"numerics: the float backend computes in float64, {numerics!r} applies to fixed, "
-                         f"pysim and rtl")
+    if backend == "float":
+        make_engine(backend, config, numerics)  # refuses formats other than standard
     if backend == "pysim":
         return _run_pysim(config, dataset, epochs, progress, lanes, vcd, numerics)
     if backend == "rtl":

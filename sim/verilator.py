@@ -143,7 +143,7 @@ def canonical_config(cfg: TrainerConfig) -> TrainerConfig:
     :class:`TrainConfig` that differs only in them shares one build.
     """
     train = dataclasses.replace(cfg.train, threshold=0.0, metric="mean-abs", seed=0, pipeline=False)
-    return TrainerConfig(train=train, lanes=cfg.lanes, numerics=cfg.numerics)
+    return dataclasses.replace(cfg, train=train)
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -599,7 +599,7 @@ class VerilatorTrainer:
 
     def configure(self, train: TrainConfig) -> None:
         """Program THRESHOLD, METRIC and SPEC_EN for ``train`` (its layers etc. must match the design)."""
-        canon = canonical_config(TrainerConfig(train=train, lanes=self.cfg.lanes, numerics=self.cfg.numerics))
+        canon = canonical_config(dataclasses.replace(self.cfg, train=train))
         if canon != canonical_config(self.cfg):
             raise ValueError("configure: the TrainConfig differs from the built design in more than "
                              "threshold, metric, seed and pipeline")

@@ -93,6 +93,13 @@ class Numerics:
         need(not self.prob.signed and self.prob.int_bits >= 1, "prob", "must be unsigned and hold 1.0")
         need(self.prob.frac_bits == self.out_delta.frac_bits, "prob",
              f"frac bits ({self.prob.frac_bits}) must equal out_delta's ({self.out_delta.frac_bits})")
+        # the MACs' activation operand is 16 bits: pixels shifted up to act.frac_bits, and the bias beat's one
+        need(self.act.frac_bits - self.input_frac <= 7, "act",
+             f"pixels shifted to {self.act.frac_bits} fractional bits need more than the 16-bit MAC operand "
+             f"(at most input_frac + 7 = {self.input_frac + 7})")
+        need(self.act.frac_bits <= 14, "act",
+             f"the bias beat's 1.0 needs {self.act.frac_bits + 2} bits, more than the 16-bit MAC operand "
+             f"(at most 14 fractional bits)")
         need(self.exp_lut_frac >= 0, "exp_lut_frac", f"must be >= 0, got {self.exp_lut_frac}")
         need(self.exp_lut_frac <= self.act.frac_bits, "exp_lut_frac",
              f"must not exceed act's frac bits ({self.act.frac_bits}), got {self.exp_lut_frac}")

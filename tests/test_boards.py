@@ -117,6 +117,8 @@ def test_frame_round_trip() -> None:
         proto.PingInfo.parse(bytes(old))
     with pytest.raises(proto.ProtocolError, match="too short"):
         proto.PingInfo.parse(info.encode()[:-1])
+    with pytest.raises(proto.ProtocolError, match="3-byte reply is too short"):
+        proto.PingInfo.parse(info.encode()[:3])
     with pytest.raises(proto.ProtocolError, match="unknown number formats 9"):
         proto.PingInfo.parse(info.encode()[:-1] + b"\x09")
 

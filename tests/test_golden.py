@@ -12,6 +12,7 @@ import pytest
 
 from specbp_rtl.config import ConfigError, TrainConfig
 from specbp_rtl.data import load_dataset
+from specbp_rtl.fixed import SQ
 from specbp_rtl.model.golden import (
     FixedEngine,
     backprop_delta,
@@ -27,8 +28,8 @@ from specbp_rtl.model.golden import (
 )
 from specbp_rtl.model.reference import FloatEngine, init_integers
 from specbp_rtl.model.speculation import SpeculativeTrainer
-from specbp_rtl.numerics import Numerics
-from specbp_rtl.sim.runner import run_training
+from specbp_rtl.numerics import NUMERICS, Numerics, numerics_name, numerics_preset
+from specbp_rtl.sim.runner import make_engine, run_training
 
 NX = Numerics()
 ONE = 1 << NX.prob.frac_bits  # probability 1.0 = 2**15
@@ -386,3 +387,23 @@ def test_fixed_vs_float_accuracy_mnist(mnist_dir) -> None:
     assert len(fl.accuracy_per_epoch) == len(fx.accuracy_per_epoch) == 10
     assert fl.accuracy >= 0.89, fl.accuracy_per_epoch
     assert abs(fx.accuracy - fl.accuracy) <= 0.02, (fl.accuracy, fx.accuracy)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"input_frac": 2}, "^act: pixels shifted to 10 fractional bits"),
+    ({"act": SQ(0, 15)}, "^act: the bias beat's 1.0 needs 17 bits"),
+])
+def test_numerics_that_overflow_the_mac_operand_are_refused(kwargs: dict, message: str) -> None:
+    """Formats whose activation operand (shifted pixels, the bias beat's 1.0) needs more than 16 bits."""
+    with pytest.raises(ConfigError, match=message):
+        Numerics(**kwargs)
+
+
+def test_named_format_sets() -> None:
+    assert numerics_preset("standard") == Numerics() and numerics_name(NUMERICS["compact"]) == "compact"
+    with pytest.raises(ConfigError, match=r"^numerics: unknown format set 'tiny' \(choose from standard, compact\)"):
+        numerics_preset("tiny")
+    with pytest.raises(ConfigError, match="^numerics: not one of the named format sets"):
+        numerics_name(Numerics(const_bits=12))
+    with pytest.raises(ValueError, match="^numerics: the float backend"):
+        make_engine("float", TrainConfig(), "compact")

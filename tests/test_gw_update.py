@@ -177,6 +177,8 @@ def test_shared_unit_invalid():
         UpdateUnit(2, weight=SQ(2, 21), grad=[SQ(5, 22), SQ(5, 20)], clip_int=[1, -2], lr_m=3, shift=[1, 2])
     with pytest.raises(ValueError, match=re.escape("plan: must be a numerics.Plan")):
         UpdateUnit.for_plan(4, Numerics())
+    with pytest.raises(ValueError, match=re.escape("delay_ram_min: must be 0 or an integer >= 2, got -3")):
+        UpdateUnit(2, weight=SQ(2, 21), grad=SQ(5, 22), clip_int=1, lr_m=3, shift=1, delay_ram_min=-3)
 
 
 def test_latency_and_throughput():

@@ -237,6 +237,9 @@ def test_canonical_config_ignores_runtime_registers() -> None:
     assert rtl.canonical_config(a).train.seed == 0 and rtl.canonical_config(a).train.threshold == 0
     c = TrainerConfig(train=TrainConfig(layers=DIGITS, batch=10), lanes=8)
     assert rtl.canonical_config(c) != rtl.canonical_config(b)
+    # elaboration options are kept (the iCEBreaker's memory delay lines and counter width)
+    d = TrainerConfig(train=TrainConfig(layers=DIGITS), lanes=8, delay_ram_min=3, counter_width=32)
+    assert (rtl.canonical_config(d).delay_ram_min, rtl.canonical_config(d).counter_width) == (3, 32)
 
 
 def test_cache_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

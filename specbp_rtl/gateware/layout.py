@@ -41,8 +41,9 @@ class TrainerConfig:
     ``counter_width`` the width of the performance counters (they wrap at
     ``2**counter_width``; 48 bits last 32 days at 100 MHz, 32 bits 6 minutes
     at 12 MHz); ``delay_ram_min``: the long delay lines of the backward engine
-    and the update sequencer (pre-activations, gradient addresses, update
-    addresses), when at least this many cycles long, are memories rather than
+    and the update path (pre-activations, gradient addresses, update
+    addresses, the update unit's old weights), when at least this many cycles
+    long, are memories rather than
     flip-flops (:func:`~.util.delay`; ``0``: never; the iCEBreaker's iCE40 has
     no distributed RAM and spends a logic cell on every delayed bit).
     """

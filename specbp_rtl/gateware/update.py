@@ -56,8 +56,8 @@ class UpdateUnit(wiring.Component):
         fractional bits) to ``weight`` (a left shift when negative), or one
         per layer.
     delay_ram_min:
-        ``0`` (default): the old weights wait for their result in five
-        registers per lane; ``2 .. 5``: in one memory line instead
+        ``0`` (default) or above 5: the old weights wait for their result
+        in five registers per lane; ``2 .. 5``: in one memory line instead
         (:func:`~.util.delay`, for iCE40, which has no distributed RAM).
 
     Attributes
@@ -116,6 +116,9 @@ class UpdateUnit(wiring.Component):
         for name, fmt in (("weight", weight), *(("grad", g) for g in grads)):
             if not isinstance(fmt, Q) or not fmt.signed:
                 raise ValueError(f"{name}: must be a signed fixed.Q format, got {fmt!r}")
+        if isinstance(delay_ram_min, bool) or not isinstance(delay_ram_min, int) or delay_ram_min == 1 \
+                or delay_ram_min < 0:
+            raise ValueError(f"delay_ram_min: must be 0 or an integer >= 2, got {delay_ram_min!r}")
         for c in clips:
             if c < 0:
                 raise ValueError(f"clip_int: must be >= 0, got {c}")

@@ -31,7 +31,7 @@ def delay(m: Module, value: Value, cycles: int, name: str, ram_min: int = 0, en:
     :data:`specbp_rtl.toolchain.DELAY_LINE_COLLISIONS_UNDEFINED`).
     """
     step = Const(1) if en is None else en
-    if ram_min and cycles >= max(ram_min, 2):
+    if ram_min > 0 and cycles >= max(ram_min, 2):
         src = Value.cast(value)
         m.submodules[f"{name}_line"] = line = Memory(shape=unsigned(len(src)), depth=cycles, init=[])
         wr, rd = line.write_port(), line.read_port()
