@@ -139,9 +139,8 @@ def run_training(
     top = int(max(dataset.train_y.max(), dataset.test_y.max()))
     if top >= config.classes:
         raise ValueError(f"layers: the output layer has {config.classes} classes but the labels go up to {top}")
-    numerics_preset(numerics)  # an unknown name fails here, naming the parameter
-    if backend == "float":
-        make_engine(backend, config, numerics)  # refuses formats other than standard
+    numerics_preset(numerics)  # an unknown name fails here, naming the parameter (float: make_engine refuses
+    # any formats but standard)
     if backend == "pysim":
         return _run_pysim(config, dataset, epochs, progress, lanes, vcd, numerics)
     if backend == "rtl":

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..config import ConfigError, TrainConfig
 from ..numerics import Numerics, Plan
+from .util import check_delay_ram_min
 
 __all__ = ["TrainerConfig"]
 
@@ -60,10 +61,7 @@ class TrainerConfig:
         if isinstance(self.counter_width, bool) or not isinstance(self.counter_width, int) \
                 or not 16 <= self.counter_width <= 64:
             raise ConfigError(f"counter_width: must be an integer in 16..64, got {self.counter_width!r}")
-        if isinstance(self.delay_ram_min, bool) or not isinstance(self.delay_ram_min, int) \
-                or self.delay_ram_min == 1 or self.delay_ram_min < 0:
-            raise ConfigError(f"delay_ram_min: must be 0 (no memory delay lines) or an integer >= 2, "
-                              f"got {self.delay_ram_min!r}")
+        check_delay_ram_min(self.delay_ram_min)
         if self.train.classes > 16:
             raise ConfigError(f"layers: at most 16 output classes (4-bit labels), got {self.train.classes}")
         if max(self.train.layers[1:]) > 4096 or self.train.layers[0] > 65536:
@@ -95,22 +93,25 @@ class TrainerConfig:
     @property
     def forward_acc_width(self) -> int:
         """Forward MAC accumulator bits: a sum of ``n_in + 1`` products (inputs, bias) of a weight operand and
-        an activation (pixels and the bias beat's one are in the activation format) never overflows it."""
-        nx = self.numerics
-        # the bias beat's 1 << act.frac_bits; pixels enter shifted up to act.frac_bits
-        act = max(nx.act.width, nx.act.frac_bits + 2, 9 + nx.act.frac_bits - nx.input_frac)
+        an activation operand never overflows it."""
         terms = max(self.layers[:-1]) + 1
-        return max(32, nx.weight_operand.width + act + (terms - 1).bit_length())
+        return max(32, self.numerics.weight_operand.width + self._act_operand_bits + (terms - 1).bit_length())
 
     @property
     def backward_acc_width(self) -> int:
         """Backward MAC accumulator bits: a lane's sum of ``passes`` weight x delta products (delta beats), or
-        one delta x activation product (gradient beats), never overflows it."""
+        one delta x activation-operand product (gradient beats), never overflows it."""
         nx = self.numerics
-        act = max(nx.act.width, nx.act.frac_bits + 2, nx.input_frac + 2, 9)  # activations, pixels, the bias' one
         delta = max(nx.delta.width, nx.out_delta.width)
         terms = max(self.passes(layer) for layer in range(self.n_layers))
-        return max(32, nx.weight_operand.width + delta + (terms - 1).bit_length(), delta + act)
+        return max(32, nx.weight_operand.width + delta + (terms - 1).bit_length(), delta + self._act_operand_bits)
+
+    @property
+    def _act_operand_bits(self) -> int:
+        """Signed bits of the engines' activation-side MAC operand: hidden activations, pixels (raw, or
+        shifted up to ``act.frac_bits`` in the forward engine) and the bias beats' one (``1 << in_frac``)."""
+        nx = self.numerics
+        return max(nx.act.width, nx.act.frac_bits + 2, nx.input_frac + 2, 9 + nx.act.frac_bits - nx.input_frac)
 
     def passes(self, layer: int) -> int:
         return math.ceil(self.n_out(layer) / self.lanes)

@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 from ..fixed import Q, hdl_const_mul_parts, hdl_round_shift, hdl_saturate, round_shift, saturate
 from ..model import golden
 from ..numerics import Plan
-from .util import delay
+from .util import check_delay_ram_min, delay
 
 __all__ = ["UpdateUnit"]
 
@@ -116,9 +116,7 @@ class UpdateUnit(wiring.Component):
         for name, fmt in (("weight", weight), *(("grad", g) for g in grads)):
             if not isinstance(fmt, Q) or not fmt.signed:
                 raise ValueError(f"{name}: must be a signed fixed.Q format, got {fmt!r}")
-        if isinstance(delay_ram_min, bool) or not isinstance(delay_ram_min, int) or delay_ram_min == 1 \
-                or delay_ram_min < 0:
-            raise ValueError(f"delay_ram_min: must be 0 or an integer >= 2, got {delay_ram_min!r}")
+        check_delay_ram_min(delay_ram_min)
         for c in clips:
             if c < 0:
                 raise ValueError(f"clip_int: must be >= 0, got {c}")

@@ -8,13 +8,24 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data
 from amaranth.lib.memory import Memory
 
+from ..config import ConfigError
 from ..fixed import hdl_requantize
 from ..numerics import Numerics
 
 if TYPE_CHECKING:
     from .layout import TrainerConfig
 
-__all__ = ["ElementIndex", "SlotBases", "delay", "next_value", "slot_addressing", "tree_sum", "weight_operands"]
+__all__ = ["ElementIndex", "SlotBases", "check_delay_ram_min", "delay", "next_value", "slot_addressing", "tree_sum",
+           "weight_operands"]
+
+
+def check_delay_ram_min(value: object) -> int:
+    """``value`` if it is a valid ``ram_min`` of :func:`delay` as a configuration option (``0``: never a
+    memory line, else the shortest line that is one, ``>= 2``); otherwise a :class:`ConfigError` naming
+    ``delay_ram_min``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value == 1 or value < 0:
+        raise ConfigError(f"delay_ram_min: must be 0 or an integer >= 2, got {value!r}")
+    return value
 
 
 def delay(m: Module, value: Value, cycles: int, name: str, ram_min: int = 0, en: Value | None = None) -> Value:
