@@ -154,6 +154,10 @@ class Link(wiring.Component):
         ptr = Signal(range(self.max_payload + 1))
         addr = Signal(24)
         word = Signal(32)
+        # the buffer's read data, registered (a weight-write byte reaches `word` from a flip-flop, not from the
+        # block RAM's output through the byte select)
+        buf_byte = Signal(8)
+        m.d.sync += buf_byte.eq(buf_r.data)
         k = Signal(2)
         prediction = Signal(8)
         kind = Signal(8)
@@ -351,9 +355,11 @@ class Link(wiring.Component):
 
             with m.State("WR_ADDR"):
                 m.d.comb += buf_r.addr.eq(ptr)
+                m.next = "WR_WAIT"
+            with m.State("WR_WAIT"):  # the byte goes from the buffer's read port into buf_byte
                 m.next = "WR_BYTE"
             with m.State("WR_BYTE"):
-                m.d.sync += [word.word_select(k, 8).eq(buf_r.data), ptr.eq(ptr + 1), k.eq(k + 1)]
+                m.d.sync += [word.word_select(k, 8).eq(buf_byte), ptr.eq(ptr + 1), k.eq(k + 1)]
                 with m.If(k == 3):
                     m.next = "WR_WRITE"
                 with m.Else():

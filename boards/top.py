@@ -28,6 +28,7 @@ from ..toolchain import (
     DELAY_LINE_COLLISIONS_UNDEFINED,
     ECP5_CLASSIC_ABC,
     ICE40_MEMORIES_IN_BLOCK_RAM,
+    MAC_OPERAND_COPIES_KEPT,
     TRAINER_MEMORY_COLLISIONS_UNDEFINED,
 )
 from .link import LinkedTrainer
@@ -122,7 +123,8 @@ BOARDS: dict[str, BoardSpec] = {
         # ABC instead (ECP5_CLASSIC_ABC). router2: router1 had not finished the 784-16-16-10 x16 design after
         # 45 min on 2 cores. --report: nextpnr's JSON report (critical paths) beside the log.
         toolchain_opts=(("synth_opts", ECP5_CLASSIC_ABC[0]), ("script_after_synth", ECP5_CLASSIC_ABC[1]),
-                        ("script_after_read", TRAINER_MEMORY_COLLISIONS_UNDEFINED),
+                        ("script_after_read", "; ".join((TRAINER_MEMORY_COLLISIONS_UNDEFINED,
+                                                         MAC_OPERAND_COPIES_KEPT))),
                         ("nextpnr_opts", "--router router2 --report top.report.json")),
         programmer=("openFPGALoader", "-b", "ulx3s", "-m"),
         bitstream="bit",

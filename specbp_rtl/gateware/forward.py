@@ -221,22 +221,24 @@ class ForwardEngine(wiring.Component):
                     m.d.comb += self.pixel.ready.eq(from_pixels)
                     if layer == 0:
                         m.d.sync += sxw_en.eq(from_pixels & self.pixel.valid)
+                    # the beat's description is registered every cycle (it matters only with s1_valid), so
+                    # that these registers need no enable from the pixel handshake
+                    m.d.sync += [
+                        s1_first.eq(i == 0),
+                        s1_last.eq(i == n_in),
+                        s1_pixel.eq(self.pixel.payload),
+                        s1_lane.eq(lane_i),
+                        s1_layer.eq(layer),
+                    ]
+                    with m.If(i == n_in):
+                        m.d.sync += s1_src.eq(SRC_BIAS)
+                    with m.Elif(from_pixels):
+                        m.d.sync += s1_src.eq(SRC_PIXEL)
+                    with m.Else():
+                        m.d.sync += s1_src.eq(SRC_SX if layer == 0 else SRC_SZ)
                     with m.If(fire):
-                        m.d.sync += [
-                            s1_valid.eq(1),
-                            s1_first.eq(i == 0),
-                            s1_last.eq(i == n_in),
-                            s1_pixel.eq(self.pixel.payload),
-                            s1_lane.eq(lane_i),
-                            s1_layer.eq(layer),
-                        ]
+                        m.d.sync += s1_valid.eq(1)
                         m.d.comb += waddr_next.eq(waddr + 1)
-                        with m.If(i == n_in):
-                            m.d.sync += s1_src.eq(SRC_BIAS)
-                        with m.Elif(from_pixels):
-                            m.d.sync += s1_src.eq(SRC_PIXEL)
-                        with m.Else():
-                            m.d.sync += s1_src.eq(SRC_SX if layer == 0 else SRC_SZ)
                         with m.If(i == n_in):
                             idx.restart(m)
                             m.d.sync += p.eq(p + 1)

@@ -178,8 +178,9 @@ class MacArray(wiring.Component):
         # Stage 1: operand registers (the accepting edge).
         v1, first1, last1 = Signal(), Signal(), Signal()
         a1 = [Signal(signed(self.a_width), name=f"a1_{lane}", reset_less=True) for lane in range(lanes)]
-        n_b = 1 if self.broadcast else lanes
-        b1 = [Signal(signed(self.b_width), name=f"b1_{lane}", reset_less=True) for lane in range(n_b)]
+        # one operand register per lane in both modes: a broadcast operand's copies are equal, and a build
+        # that keeps them apart (toolchain.MAC_OPERAND_COPIES_KEPT) lets each sit beside its multiplier
+        b1 = [Signal(signed(self.b_width), name=f"b1_{lane}", reset_less=True) for lane in range(lanes)]
         # Stage 2: products.
         v2, first2, last2 = Signal(), Signal(), Signal()
         prod_width = self.a_width + self.b_width
@@ -207,12 +208,9 @@ class MacArray(wiring.Component):
             for lane in range(lanes):
                 m.d.sync += [
                     a1[lane].eq(payload.a[lane]),
-                    prod2[lane].eq(a1[lane] * b1[0 if self.broadcast else lane]),
+                    b1[lane].eq(payload.b if self.broadcast else payload.b[lane]),
+                    prod2[lane].eq(a1[lane] * b1[lane]),
                 ]
-            if self.broadcast:
-                m.d.sync += b1[0].eq(payload.b)
-            else:
-                m.d.sync += [b1[lane].eq(payload.b[lane]) for lane in range(lanes)]
             with m.If(v2):
                 for lane in range(lanes):
                     m.d.sync += acc3[lane].eq(Mux(first2, prod2[lane], acc3[lane] + prod2[lane]))

@@ -162,6 +162,15 @@ class Softmax(wiring.Component):
         step = Signal(range(qbits + 1))
         pend = Signal()  # OUT: buf_rd.data holds an unconsumed e_k
 
+        # the max is tracked a cycle behind the accepted logits (from registers, not from the handshake); EXP's
+        # first cycle, which reads the max, sees the last logit's pending comparison through zmax_now
+        z_in = Signal(act.shape)
+        z_in_first = Signal()
+        z_in_valid = Signal()
+        zmax_now = Signal(act.shape)
+        m.d.comb += zmax_now.eq(Mux(z_in_valid & (z_in_first | (z_in > zmax)), z_in, zmax))
+        m.d.sync += [zmax.eq(zmax_now), z_in_valid.eq(0)]
+
         issue_exp = Signal()  # EXP: read z_k
         issue_out = Signal()  # OUT: read e_k
         m.d.comb += [
@@ -204,7 +213,7 @@ class Softmax(wiring.Component):
                     buf_wr.en.eq(self.i.valid & self.i.ready),
                 ]
                 with m.If(self.i.valid & self.i.ready):
-                    m.d.sync += zmax.eq(Mux((k == 0) | (z > zmax), z, zmax))
+                    m.d.sync += [z_in.eq(z), z_in_first.eq(k == 0), z_in_valid.eq(1)]
                     m.d.sync += k.eq(k + 1)
                     with m.If(last):
                         m.d.sync += [
@@ -222,7 +231,7 @@ class Softmax(wiring.Component):
                 m.d.comb += issue_exp.eq(k < n)
                 with m.If(issue_exp):
                     m.d.sync += k.eq(k + 1)
-                m.d.sync += [v1.eq(issue_exp), v2.eq(v1), zmax_h.eq(zmax + half)]
+                m.d.sync += [v1.eq(issue_exp), v2.eq(v1), zmax_h.eq(zmax_now + half)]
                 # stage 1: d = max - z, LUT index
                 z_k = buf_rd.data[: act.width].as_signed()
                 d = (zmax_h - z_k).as_unsigned()  # max - z + half >= 0
