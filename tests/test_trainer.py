@@ -112,6 +112,15 @@ def test_more_classes_than_lanes() -> None:
     assert hw.counters["hits"] > 0 and hw.counters["misses"] > 0
 
 
+@pytest.mark.parametrize(("layers", "lanes", "groups"), [((16, 20, 8, 8, 4), 16, 4), ((16, 8, 8, 4), 4, 2)])
+def test_lane_grouped_pre_activation_memories(layers: tuple[int, ...], lanes: int, groups: int) -> None:
+    """The ULX3S build's ``sz_groups``: pre-activation memories split by lanes, each group with its own address
+    register copies (a hidden layer of two passes included); bit-exact, the cycle model holds."""
+    x, y = random_set(16, 4, 30, seed=8)
+    hw = check(TrainConfig(layers=layers, threshold=0.002, batch=4), lanes, [(x, y)], sz_groups=groups)
+    assert hw.counters["hits"] > 0 and hw.counters["misses"] > 0
+
+
 @pytest.mark.parametrize(("threshold", "metric", "lanes"), [
     (0.0, "mean-abs", 16),      # baseline: every step sequential
     (0.25, "mean-abs", 16),     # the paper's threshold: every step after a first sighting hits
@@ -194,6 +203,8 @@ def test_cli_pysim_vcd(tmp_path) -> None:
     ({"counter_width": 65}, "counter_width"),
     ({"delay_ram_min": 1}, "delay_ram_min"),
     ({"delay_ram_min": -2}, "delay_ram_min"),
+    ({"sz_groups": 0}, "sz_groups"),
+    ({"lanes": 16, "sz_groups": 3}, "sz_groups"),
     ({"train": TrainConfig(layers=(16, 8, 17))}, "layers"),
     ({"train": TrainConfig(threshold=0.1, metric="cross-entropy")}, "metric"),
 ])

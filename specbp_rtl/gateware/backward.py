@@ -79,7 +79,8 @@ class BackwardEngine(wiring.Component):
         members |= read_port("sp", cfg.slots * cfg.classes, nx.prob.shape)
         members |= read_port("sx", cfg.slots * cfg.n_in(0), unsigned(8))
         for layer in range(cfg.n_layers - 1):
-            members |= read_port(f"sz{layer}", cfg.slots * cfg.passes(layer), data.ArrayLayout(nx.act.shape, lanes))
+            members |= read_port(f"sz{layer}", cfg.slots * cfg.passes(layer), data.ArrayLayout(nx.act.shape, lanes),
+                                 copies=cfg.sz_groups)
         members |= read_port("w", cfg.total_words, data.ArrayLayout(nx.weight.shape, lanes))
         word = data.ArrayLayout(signed(max(fmt.width for fmt in plan.grad)), lanes)
         members |= read_port("g", cfg.total_words, word) | write_port("g", cfg.total_words, word)
@@ -253,8 +254,8 @@ class BackwardEngine(wiring.Component):
         # read addresses straight from the counters, in every state (no state decoding in front of the
         # memories; a read outside GRAD/DELTA is never used)
         m.d.comb += [self.sx_raddr.eq(idx.addr["sx"]), self.w_raddr.eq(addr)]
-        for layer in range(1, n_layers):
-            m.d.comb += getattr(self, f"sz{layer - 1}_raddr").eq(idx.addr[f"sz{layer - 1}"])
+        for layer in range(n_layers - 1):
+            m.d.comb += [getattr(self, f"sz{layer}_raddr")[n].eq(reg) for n, reg in enumerate(idx.copies[f"sz{layer}"])]
         # LOAD: p_k read (cycle 1), registered (cycle 2), delta_k = saturate(p_k - onehot) written (cycle 3)
         p_label = Signal(range(classes + 1))
         p_valid = Signal()

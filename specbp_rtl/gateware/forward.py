@@ -86,7 +86,8 @@ class ForwardEngine(wiring.Component):
         for layer in range(cfg.n_layers - 1):
             depth = cfg.slots * cfg.passes(layer)
             word = data.ArrayLayout(nx.act.shape, lanes)
-            members |= write_port(f"sz{layer}", depth, word) | read_port(f"sz{layer}", depth, word)
+            members |= (write_port(f"sz{layer}", depth, word, copies=cfg.sz_groups)
+                        | read_port(f"sz{layer}", depth, word, copies=cfg.sz_groups))
         members |= write_port("sp", cfg.slots * cfg.classes, nx.prob.shape)
         super().__init__(members)
 
@@ -199,8 +200,8 @@ class ForwardEngine(wiring.Component):
         sxw_data = Signal.like(self.sx_wdata)
         m.d.sync += [sxw_en.eq(0), sxw_addr.eq(idx.addr["sx"]), sxw_data.eq(self.pixel.payload)]
         m.d.comb += [self.sx_waddr.eq(sxw_addr), self.sx_wdata.eq(sxw_data), self.sx_wen.eq(sxw_en)]
-        for layer in range(1, n_layers):
-            m.d.comb += getattr(self, f"sz{layer - 1}_raddr").eq(idx.addr[f"sz{layer - 1}"])
+        for layer in range(n_layers - 1):
+            m.d.comb += [getattr(self, f"sz{layer}_raddr")[n].eq(reg) for n, reg in enumerate(idx.copies[f"sz{layer}"])]
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -268,8 +269,32 @@ class ForwardEngine(wiring.Component):
                     m.d.sync += k.eq(0)
                     m.next = "IDLE"
 
-        # MAC results: hidden layers go to the slot, the output layer to the logits
+        # MAC results: hidden layers go to the slot, the output layer to the logits. The memories' write
+        # addresses and enables and the logits' enables come from flip-flops, one copy per lane group
+        # (cfg.sz_groups): they are registered in the cycle before the result, when out_layer and out_pass
+        # already hold its layer and pass (the previous result came at least two cycles earlier: a pass has at
+        # least two beats), from a flag that a result is due. The MAC never stalls (o.ready is high), so a
+        # result comes exactly MacArray.LATENCY + 1 cycles after the beat with `last` is offered.
         out_layer = Signal(range(n_layers))
+        result_ahead = delay(m, s3_valid & s3_last, MacArray.LATENCY, "result_ahead")
+        groups = cfg.sz_groups
+
+        def copies(name: str, width: int) -> list[Signal]:
+            return [Signal(width, name=name if groups == 1 else f"{name}_copy{n}") for n in range(groups)]
+
+        for layer in range(n_layers - 1):
+            waddr, wen = getattr(self, f"sz{layer}_waddr"), getattr(self, f"sz{layer}_wen")
+            for n, (addr_r, en_r) in enumerate(zip(copies(f"sz{layer}_waddr_r", len(waddr[0])),
+                                                   copies(f"sz{layer}_wen_r", 1))):
+                m.d.sync += [addr_r.eq(bases[f"sz{layer}"] + out_pass),
+                             en_r.eq(result_ahead & (out_layer == layer))]
+                m.d.comb += [waddr[n].eq(addr_r), wen[n].eq(en_r)]
+        logit_en = [Signal(name=f"logit_en{q}") for q in range(cfg.passes(n_layers - 1))]
+        m.d.sync += [en.eq(result_ahead & (out_layer == n_layers - 1) & (out_pass == q))
+                     for q, en in enumerate(logit_en)]
+        for q, en in enumerate(logit_en):
+            with m.If(en):
+                m.d.sync += [logits[q * lanes + lane].eq(mac.o.payload.value[lane]) for lane in range(lanes)]
         with m.If(self.start):
             m.d.sync += out_layer.eq(0)
         for layer in range(n_layers):
@@ -279,18 +304,8 @@ class ForwardEngine(wiring.Component):
                     m.d.sync += [out_pass.eq(0), out_layer.eq(layer + 1 if layer + 1 < n_layers else 0)]
                 with m.Else():
                     m.d.sync += out_pass.eq(out_pass + 1)
-                if layer < n_layers - 1:
-                    m.d.comb += [
-                        getattr(self, f"sz{layer}_waddr").eq(bases[f"sz{layer}"] + out_pass),
-                        getattr(self, f"sz{layer}_wdata").eq(mac.o.payload.value),
-                        getattr(self, f"sz{layer}_wen").eq(1),
-                    ]
-                else:
-                    with m.Switch(out_pass):
-                        for q in range(passes):
-                            with m.Case(q):
-                                for lane in range(lanes):
-                                    m.d.sync += logits[q * lanes + lane].eq(mac.o.payload.value[lane])
+
+        m.d.comb += [getattr(self, f"sz{layer}_wdata").eq(mac.o.payload.value) for layer in range(n_layers - 1)]
 
         # softmax results into the slot and out to the comparator
         m.d.comb += [

@@ -46,7 +46,14 @@ class TrainerConfig:
     addresses, the update unit's old weights), when at least this many cycles
     long, are memories rather than
     flip-flops (:func:`~.util.delay`; ``0``: never; the iCEBreaker's iCE40 has
-    no distributed RAM and spends a logic cell on every delayed bit).
+    no distributed RAM and spends a logic cell on every delayed bit);
+    ``sz_groups``: the hidden pre-activation memories (``sz``) are split into
+    this many lane groups (a divisor of ``lanes``), each memory with its own
+    copies of the engines' read and write address registers, so that no
+    address register drives every lane's memory cells (on the 16-lane ECP5
+    build one register's route to 128 distributed-RAM cells spread over the
+    die beside their lanes' MACs was the critical path). Behaviour and cycle
+    counts do not depend on it.
     """
 
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -54,6 +61,7 @@ class TrainerConfig:
     numerics: Numerics = field(default_factory=Numerics)
     counter_width: int = 48
     delay_ram_min: int = 0
+    sz_groups: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.lanes, int) or not 1 <= self.lanes <= 64:
@@ -62,6 +70,9 @@ class TrainerConfig:
                 or not 16 <= self.counter_width <= 64:
             raise ConfigError(f"counter_width: must be an integer in 16..64, got {self.counter_width!r}")
         check_delay_ram_min(self.delay_ram_min)
+        if isinstance(self.sz_groups, bool) or not isinstance(self.sz_groups, int) or self.sz_groups < 1 \
+                or self.lanes % self.sz_groups:
+            raise ConfigError(f"sz_groups: must be a positive divisor of lanes={self.lanes}, got {self.sz_groups!r}")
         if self.train.classes > 16:
             raise ConfigError(f"layers: at most 16 output classes (4-bit labels), got {self.train.classes}")
         if max(self.train.layers[1:]) > 4096 or self.train.layers[0] > 65536:

@@ -179,7 +179,7 @@ class MacArray(wiring.Component):
         v1, first1, last1 = Signal(), Signal(), Signal()
         a1 = [Signal(signed(self.a_width), name=f"a1_{lane}", reset_less=True) for lane in range(lanes)]
         # one operand register per lane in both modes: a broadcast operand's copies are equal, and a build
-        # that keeps them apart (toolchain.MAC_OPERAND_COPIES_KEPT) lets each sit beside its multiplier
+        # that keeps them apart (toolchain.REGISTER_COPIES_KEPT) lets each sit beside its multiplier
         b1 = [Signal(signed(self.b_width), name=f"b1_{lane}", reset_less=True) for lane in range(lanes)]
         # Stage 2: products.
         v2, first2, last2 = Signal(), Signal(), Signal()

@@ -45,8 +45,9 @@ class Softmax(wiring.Component):
 
     Operation is in four phases that do not overlap (except that the last
     outputs drain while the next vector loads): LOAD (accept ``n`` logits,
-    track the max), EXP (``n + 2`` cycles: buffer read, LUT read, accumulate
-    ``S``), DIV (:attr:`quotient_bits` cycles; the last one also reads ``e_0``), OUT
+    track the max, a cycle behind), EXP (``n + 2`` cycles: buffer read, LUT
+    read, accumulate ``S``; each ``e_k`` is written back from a register a
+    cycle later, the last in DIV's first cycle), DIV (:attr:`quotient_bits` cycles; the last one also reads ``e_0``), OUT
     (the other ``n - 1`` buffer reads, one product per cycle through the
     two-stage multiplier into a registered output).
 
@@ -95,6 +96,8 @@ class Softmax(wiring.Component):
         f = numerics.prob.frac_bits
         # S >= LUT[0] (the max logit's entry), so the quotient is < 2**quotient_bits
         self._quotient_bits = ((1 << (2 * f)) // self._lut[0]).bit_length()
+        if self._quotient_bits < 2:
+            raise ValueError(f"numerics.prob: needs at least 1 fractional bit, got {numerics.prob}")
         super().__init__({
             "i": In(stream.Signature(numerics.act.shape)),
             "o": Out(stream.Signature(numerics.prob.shape)),
@@ -171,6 +174,13 @@ class Softmax(wiring.Component):
         m.d.comb += zmax_now.eq(Mux(z_in_valid & (z_in_first | (z_in > zmax)), z_in, zmax))
         m.d.sync += [zmax.eq(zmax_now), z_in_valid.eq(0)]
 
+        # stage 3 (EXP, and DIV's first cycle for the last one): e_k from a register into the buffer, in place of
+        # z_k (DIV reads the buffer only in its last cycle, and quotient_bits >= 2)
+        v3 = Signal()
+        e3 = Signal.like(lut_rd.data)
+        kw3 = Signal.like(kw)
+        m.d.sync += v3.eq(0)
+
         issue_exp = Signal()  # EXP: read z_k
         issue_out = Signal()  # OUT: read e_k
         m.d.comb += [
@@ -237,13 +247,9 @@ class Softmax(wiring.Component):
                 d = (zmax_h - z_k).as_unsigned()  # max - z + half >= 0
                 idx = d >> shift if shift > 0 else hdl_round_shift(d, shift)
                 m.d.comb += lut_rd.addr.eq(Mux(idx > lut_size - 1, lut_size - 1, idx))
-                # stage 2: e_k -> buffer, S += e_k
+                # stage 2: S += e_k; e_k registered for the buffer
                 e_k = lut_rd.data
-                m.d.comb += [
-                    buf_wr.addr.eq(kw),
-                    buf_wr.data.eq(e_k),
-                    buf_wr.en.eq(v2),
-                ]
+                m.d.sync += [v3.eq(v2), e3.eq(e_k), kw3.eq(kw)]
                 with m.If(v2):
                     m.d.sync += [s_sum.eq(s_sum + e_k), kw.eq(kw + 1)]
                     with m.If(kw == n - 1):
@@ -274,4 +280,6 @@ class Softmax(wiring.Component):
                         m.d.sync += k.eq(0)
                         m.next = "LOAD"
 
+        with m.If(v3):
+            m.d.comb += [buf_wr.addr.eq(kw3), buf_wr.data.eq(e3), buf_wr.en.eq(1)]
         return m

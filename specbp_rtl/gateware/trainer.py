@@ -163,13 +163,20 @@ class Trainer(wiring.Component):
         sx = Memory(shape=unsigned(8), depth=(cfg.slots if sx_scratch else cfg.scratch_slot) * cfg.n_in(0), init=[])
         m.submodules.sx = sx
         sx_w, sx_r0, sx_r1 = sx.write_port(), sx.read_port(), sx.read_port()
+        # hidden pre-activations: one memory per layer and lane group (cfg.sz_groups), each addressed by its own
+        # copies of the engines' address registers
+        groups = cfg.sz_groups
+        per_group = lanes // groups
         sz_w, sz_r0, sz_r1 = [], [], []
         for layer in range(n_layers - 1):
-            mem = Memory(shape=data.ArrayLayout(nx.act.shape, lanes), depth=cfg.slots * cfg.passes(layer), init=[])
-            m.submodules[f"sz{layer}"] = mem
-            sz_w.append(mem.write_port())
-            sz_r0.append(mem.read_port())
-            sz_r1.append(mem.read_port())
+            sz_w.append([]), sz_r0.append([]), sz_r1.append([])
+            for n in range(groups):
+                mem = Memory(shape=data.ArrayLayout(nx.act.shape, per_group), depth=cfg.slots * cfg.passes(layer),
+                             init=[])
+                m.submodules[f"sz{layer}" if groups == 1 else f"sz{layer}_g{n}"] = mem
+                sz_w[layer].append(mem.write_port())
+                sz_r0[layer].append(mem.read_port())
+                sz_r1[layer].append(mem.read_port())
         sp = Memory(shape=nx.prob.shape, depth=cfg.slots * classes, init=[])
         m.submodules.sp = sp
         sp_w, sp_r0, sp_r1 = sp.write_port(), sp.read_port(), sp.read_port()
@@ -184,15 +191,18 @@ class Trainer(wiring.Component):
             sp_r1.addr.eq(bwd.sp_raddr), bwd.sp_rdata.eq(sp_r1.data),
         ]
         for layer in range(n_layers - 1):
-            m.d.comb += [
-                sz_w[layer].addr.eq(getattr(fwd, f"sz{layer}_waddr")),
-                sz_w[layer].data.eq(getattr(fwd, f"sz{layer}_wdata")),
-                sz_w[layer].en.eq(getattr(fwd, f"sz{layer}_wen").replicate(len(sz_w[layer].en))),
-                sz_r0[layer].addr.eq(getattr(fwd, f"sz{layer}_raddr")),
-                getattr(fwd, f"sz{layer}_rdata").eq(sz_r0[layer].data),
-                sz_r1[layer].addr.eq(getattr(bwd, f"sz{layer}_raddr")),
-                getattr(bwd, f"sz{layer}_rdata").eq(sz_r1[layer].data),
-            ]
+            for n in range(groups):
+                w, r0, r1 = sz_w[layer][n], sz_r0[layer][n], sz_r1[layer][n]
+                group = range(n * per_group, (n + 1) * per_group)
+                m.d.comb += [
+                    w.addr.eq(getattr(fwd, f"sz{layer}_waddr")[n]),
+                    *(w.data[j].eq(getattr(fwd, f"sz{layer}_wdata")[lane]) for j, lane in enumerate(group)),
+                    w.en.eq(getattr(fwd, f"sz{layer}_wen")[n].replicate(len(w.en))),
+                    r0.addr.eq(getattr(fwd, f"sz{layer}_raddr")[n]),
+                    *(getattr(fwd, f"sz{layer}_rdata")[lane].eq(r0.data[j]) for j, lane in enumerate(group)),
+                    r1.addr.eq(getattr(bwd, f"sz{layer}_raddr")[n]),
+                    *(getattr(bwd, f"sz{layer}_rdata")[lane].eq(r1.data[j]) for j, lane in enumerate(group)),
+                ]
         m.d.comb += [
             fwd.w_rdata.eq(wr0.data),
             wr1.addr.eq(bwd.w_raddr), bwd.w_rdata.eq(wr1.data),

@@ -115,30 +115,41 @@ class ElementIndex:
     ``addr[name]`` is ``bases[name] + i`` for the memories in ``by_element`` and
     ``bases[name] + i // lanes`` for those in ``by_word``, kept in step with the
     index in flip-flops: the memories' read (and write) addresses come straight
-    from registers, with no adder in front of them.
+    from registers, with no adder in front of them. ``copies[name]`` holds
+    ``word_copies`` equal registers of each ``by_word`` address (one per lane
+    group of a memory split by lanes; ``addr[name]`` is the first), named
+    ``<name>_addr_copy<n>`` when there are several (builds keep them apart:
+    :data:`specbp_rtl.toolchain.REGISTER_COPIES_KEPT`).
     """
 
     def __init__(self, max_in: int, lanes: int, bases: SlotBases, by_element: tuple[str, ...] = (),
-                 by_word: tuple[str, ...] = ()) -> None:
+                 by_word: tuple[str, ...] = (), word_copies: int = 1) -> None:
         self.lanes, self.bases, self.by_element, self.by_word = lanes, bases, tuple(by_element), tuple(by_word)
         self.i = Signal(range(max_in + 2), name="i")
         self.lane = Signal(range(lanes), name="lane_i")
-        self.addr = {name: Signal(range(bases.slots * bases.sizes[name] + max_in + 2), name=f"{name}_addr")
-                     for name in self.by_element + self.by_word}
+
+        def register(name: str, n: int | None = None) -> Signal:
+            suffix = "" if n is None else f"_copy{n}"
+            return Signal(range(bases.slots * bases.sizes[name] + max_in + 2), name=f"{name}_addr{suffix}")
+
+        self.copies = {name: [register(name)] for name in self.by_element}
+        self.copies |= {name: [register(name)] if word_copies == 1 else [register(name, n) for n in range(word_copies)]
+                        for name in self.by_word}
+        self.addr = {name: regs[0] for name, regs in self.copies.items()}
 
     def restart(self, m: Module, slot: Value | None = None) -> None:
         """Element 0; with ``slot``, also the bases being loaded for it in the same cycle."""
         m.d.sync += [self.i.eq(0), self.lane.eq(0)]
-        for name, addr in self.addr.items():
-            m.d.sync += addr.eq(self.bases[name] if slot is None else self.bases.lookup(name, slot))
+        for name, regs in self.copies.items():
+            m.d.sync += [reg.eq(self.bases[name] if slot is None else self.bases.lookup(name, slot)) for reg in regs]
 
     def step(self, m: Module) -> None:
         """Advance by one element."""
         m.d.sync += self.i.eq(self.i + 1)
-        m.d.sync += [self.addr[name].eq(self.addr[name] + 1) for name in self.by_element]
+        m.d.sync += [reg.eq(reg + 1) for name in self.by_element for reg in self.copies[name]]
         with m.If(self.lane == self.lanes - 1):
             m.d.sync += self.lane.eq(0)
-            m.d.sync += [self.addr[name].eq(self.addr[name] + 1) for name in self.by_word]
+            m.d.sync += [reg.eq(reg + 1) for name in self.by_word for reg in self.copies[name]]
         with m.Else():
             m.d.sync += self.lane.eq(self.lane + 1)
 
@@ -150,7 +161,7 @@ def slot_addressing(cfg: TrainerConfig) -> tuple[SlotBases, ElementIndex]:
     bases = SlotBases({"sx": cfg.n_in(0), "sp": cfg.classes,
                        **{f"sz{layer}": cfg.passes(layer) for layer in range(n_layers - 1)}}, cfg.slots)
     idx = ElementIndex(max(cfg.layers[:-1]), cfg.lanes, bases, by_element=("sx",),
-                       by_word=tuple(f"sz{layer}" for layer in range(n_layers - 1)))
+                       by_word=tuple(f"sz{layer}" for layer in range(n_layers - 1)), word_copies=cfg.sz_groups)
     return bases, idx
 
 
