@@ -47,8 +47,8 @@ class Softmax(wiring.Component):
     outputs drain while the next vector loads): LOAD (accept ``n`` logits,
     track the max, a cycle behind), EXP (``n + 2`` cycles: buffer read, LUT
     read, accumulate ``S``; each ``e_k`` is written back from a register a
-    cycle later, the last in DIV's first cycle), DIV (:attr:`quotient_bits` cycles; the last one also reads ``e_0``), OUT
-    (the other ``n - 1`` buffer reads, one product per cycle through the
+    cycle later, the last in DIV's first cycle), DIV (:attr:`quotient_bits`
+    cycles; the last one also reads ``e_0``), OUT (the other ``n - 1`` buffer reads, one product per cycle through the
     two-stage multiplier into a registered output).
 
     Parameters
