@@ -129,7 +129,7 @@ BOARDS: dict[str, BoardSpec] = {
         toolchain_opts=(("synth_opts", ECP5_CLASSIC_ABC[0]), ("script_after_synth", ECP5_CLASSIC_ABC[1]),
                         ("script_after_read", "; ".join((TRAINER_MEMORY_COLLISIONS_UNDEFINED,
                                                          REGISTER_COPIES_KEPT))),
-                        ("nextpnr_opts", "--router router2 --report top.report.json")),
+                        ("nextpnr_opts", "--router router2 --report top.report.json --placer-heap-timingweight 40")),
         programmer=("openFPGALoader", "-b", "ulx3s", "-m"),
         bitstream="bit",
         # a margin below the default configuration's routed fmax, which moves with the constraint and the

@@ -367,3 +367,16 @@ def test_synth_ecp5_one_mult18_per_lane(tmp_path, monkeypatch):
     stat = _yosys_stat(tmp_path, monkeypatch, dut, "synth_ecp5 -top top -run :map_luts")
     assert _count(stat, "MULT18X18D") == 16
     assert "$mul" not in stat and "$__MUL" not in stat
+
+
+@pytest.mark.slow
+def test_broadcast_operand_copies_kept_by_the_build_script(tmp_path, monkeypatch):
+    """Broadcast mode registers the shared operand once per lane; Yosys merges the equal copies unless the
+    boards' ``REGISTER_COPIES_KEPT`` script marks them, and then every lane keeps its own (16 bits each)."""
+    from specbp_rtl.toolchain import ECP5_CLASSIC_ABC, REGISTER_COPIES_KEPT
+
+    flow = f"synth_ecp5 -top top {ECP5_CLASSIC_ABC[0]}; {ECP5_CLASSIC_ABC[1]}"
+    dut = MacArray(4, out=NX.act, acc_frac=ACC_FRAC)
+    merged = _count(_yosys_stat(tmp_path, monkeypatch, dut, flow), "TRELLIS_FF")
+    kept = _count(_yosys_stat(tmp_path, monkeypatch, dut, f"{REGISTER_COPIES_KEPT}; {flow}"), "TRELLIS_FF")
+    assert kept - merged == 3 * 16

@@ -98,9 +98,10 @@ def test_pipelined_mode(layers: tuple[int, ...], lanes: int, batch: int) -> None
     assert 0 <= c["cycles"] - infer_cycles - model.total_pipelined(steps, overlapped, updates) <= 2
 
 
-@pytest.mark.parametrize("layers", [(16, 8, 4), (16, 20, 8, 8, 4)])
+@pytest.mark.parametrize("layers", [(16, 8, 4), (16, 20, 8, 8, 4), (16, 1, 4), (16, 2, 3, 4)])
 def test_other_depths(layers: tuple[int, ...]) -> None:
-    """Two and four layers, a hidden layer wider than the lanes (two passes)."""
+    """Two and four layers, a hidden layer wider than the lanes (two passes), hidden layers of one and two
+    neurons (the shortest error-propagation walks)."""
     x, y = random_set(16, 4, 20)
     check(TrainConfig(layers=layers, threshold=0.002, batch=4), 16, [(x, y)])
 

@@ -106,6 +106,9 @@ class BackwardEngine(wiring.Component):
         # addresses (sx: base + element, sz: base + word) in registers
         bases, idx = slot_addressing(cfg)
         i, lane_i = idx.i, idx.lane
+        # i at the end of the phase's walk (GRAD: the bias word, i == n_in; DELTA: the last input, i == n_in - 1),
+        # kept in a register beside the index
+        i_end = Signal()
         p = Signal(range(max(cfg.passes(lay) for lay in range(n_layers)) + 1))
         addr = Signal(range(cfg.total_words + 1))  # word in the shared weight/gradient layout
         out_i = Signal(range(max_in + 2))
@@ -287,27 +290,29 @@ class BackwardEngine(wiring.Component):
                 m.d.sync += [p_valid.eq(k < classes), k.eq(k + 1)]
                 with m.If(k == classes):
                     idx.restart(m)
-                    m.d.sync += [p.eq(0), addr.eq(cfg.w_base(last))]
+                    m.d.sync += [p.eq(0), addr.eq(cfg.w_base(last)), i_end.eq(0)]
                     m.next = f"GRAD{last}"
             for layer in range(last, -1, -1):
                 n_in, passes = cfg.n_in(layer), cfg.passes(layer)
                 with m.State(f"GRAD{layer}"):
                     m.d.comb += self.busy.eq(1)
                     m.d.sync += [
-                        s1_valid.eq(1), s1_first.eq(1), s1_last.eq(1), s1_bias.eq(i == n_in), s1_p.eq(p),
+                        s1_valid.eq(1), s1_first.eq(1), s1_last.eq(1), s1_bias.eq(i_end), s1_p.eq(p),
                         s1_lane.eq(lane_i), s1_layer.eq(layer), s1_grad.eq(1),
                     ]
                     m.d.comb += [g_issue.eq(1), g_addr.eq(addr), g_layer.eq(layer)]
                     m.d.sync += addr.eq(addr + 1)
-                    with m.If(i == n_in):
+                    with m.If(i_end):
                         idx.restart(m)
+                        m.d.sync += i_end.eq(0)
                         m.d.sync += p.eq(p + 1)
                         with m.If(p == passes - 1):
                             # G writes of this layer drain while the next phase runs
-                            m.d.sync += [addr.eq(cfg.w_base(layer)), out_i.eq(0), p.eq(0)]
+                            m.d.sync += [addr.eq(cfg.w_base(layer)), out_i.eq(0), p.eq(0), i_end.eq(n_in == 1)]
                             m.next = f"DELTA{layer}" if layer else "GDRAIN"
                     with m.Else():
                         idx.step(m)
+                        m.d.sync += i_end.eq(i == n_in - 1)
                 if layer == 0:
                     with m.State("GDRAIN"):
                         m.d.comb += self.busy.eq(1)
@@ -326,8 +331,9 @@ class BackwardEngine(wiring.Component):
                         ]
                         with m.If(p == passes - 1):
                             idx.step(m)
-                            m.d.sync += [p.eq(0), addr.eq(i + (cfg.w_base(layer) + 1))]
-                            with m.If(i == n_in - 1):
+                            m.d.sync += [p.eq(0), addr.eq(i + (cfg.w_base(layer) + 1)),
+                                         i_end.eq((i == n_in - 2) if n_in >= 2 else 0)]
+                            with m.If(i_end):
                                 m.next = f"DDRAIN{layer}"
                         with m.Else():
                             m.d.sync += [p.eq(p + 1), addr.eq(addr + n_in + 1)]
@@ -335,7 +341,7 @@ class BackwardEngine(wiring.Component):
                         m.d.comb += self.busy.eq(1)
                         with m.If(r_valid & (r_idx == n_in - 1)):
                             idx.restart(m)
-                            m.d.sync += [p.eq(0), addr.eq(cfg.w_base(layer - 1))]
+                            m.d.sync += [p.eq(0), addr.eq(cfg.w_base(layer - 1)), i_end.eq(0)]
                             m.next = f"GRAD{layer - 1}"
             with m.State("DONE"):
                 m.d.comb += self.done.eq(1)

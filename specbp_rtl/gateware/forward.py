@@ -108,6 +108,7 @@ class ForwardEngine(wiring.Component):
         # addresses (sx: base + element, sz: base + word) in registers
         bases, idx = slot_addressing(cfg)
         i, lane_i = idx.i, idx.lane  # element within the pass (n_in = bias beat)
+        at_bias = Signal()  # i == n_in of the layer being issued, kept in a register beside the index
         p = Signal(range(max(cfg.passes(lay) for lay in range(n_layers)) + 1))
         waddr = Signal(range(cfg.total_words + 1))  # the layers' words in order: no reset between layers
         out_pass = Signal.like(p)  # passes whose MAC result has come back
@@ -207,6 +208,7 @@ class ForwardEngine(wiring.Component):
                 with m.If(self.start):
                     bases.load(m, self.slot)
                     idx.restart(m, self.slot)
+                    m.d.sync += at_bias.eq(0)
                     m.d.sync += [slot.eq(self.slot), p.eq(0)]
                     m.d.comb += waddr_next.eq(0)
                     m.next = "ISSUE0"
@@ -216,7 +218,7 @@ class ForwardEngine(wiring.Component):
                     m.d.comb += self.busy.eq(1)
                     from_pixels = Signal(name=f"from_pixels{layer}")
                     if layer == 0:
-                        m.d.comb += from_pixels.eq((p == 0) & (i < n_in))
+                        m.d.comb += from_pixels.eq((p == 0) & ~at_bias)
                     fire = Signal(name=f"fire{layer}")
                     m.d.comb += fire.eq(~from_pixels | self.pixel.valid)
                     m.d.comb += self.pixel.ready.eq(from_pixels)
@@ -226,12 +228,12 @@ class ForwardEngine(wiring.Component):
                     # that these registers need no enable from the pixel handshake
                     m.d.sync += [
                         s1_first.eq(i == 0),
-                        s1_last.eq(i == n_in),
+                        s1_last.eq(at_bias),
                         s1_pixel.eq(self.pixel.payload),
                         s1_lane.eq(lane_i),
                         s1_layer.eq(layer),
                     ]
-                    with m.If(i == n_in):
+                    with m.If(at_bias):
                         m.d.sync += s1_src.eq(SRC_BIAS)
                     with m.Elif(from_pixels):
                         m.d.sync += s1_src.eq(SRC_PIXEL)
@@ -240,17 +242,20 @@ class ForwardEngine(wiring.Component):
                     with m.If(fire):
                         m.d.sync += s1_valid.eq(1)
                         m.d.comb += waddr_next.eq(waddr + 1)
-                        with m.If(i == n_in):
+                        with m.If(at_bias):
                             idx.restart(m)
+                            m.d.sync += at_bias.eq(0)
                             m.d.sync += p.eq(p + 1)
                             with m.If(p == passes - 1):
                                 m.next = f"DRAIN{layer}"
                         with m.Else():
                             idx.step(m)
+                            m.d.sync += at_bias.eq(i == n_in - 1)
                 with m.State(f"DRAIN{layer}"):
                     m.d.comb += self.busy.eq(1)
                     with m.If(mac.o.valid & (out_pass == passes - 1)):
                         idx.restart(m)
+                        m.d.sync += at_bias.eq(0)
                         m.d.sync += p.eq(0)
                         m.next = f"ISSUE{layer + 1}" if layer + 1 < n_layers else "SOFTMAX"
                         if layer == n_layers - 1:  # logit 0 for the softmax feed (written now if one pass)
