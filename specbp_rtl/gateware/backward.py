@@ -190,9 +190,11 @@ class BackwardEngine(wiring.Component):
         g_valid_d = delay(m, g_issue, lat, "g_valid")
         g_tag = delay(m, Cat(g_addr, g_layer), lat, "g_tag", ram_min=cfg.delay_ram_min)
         g_addr_d, g_layer_d = g_tag[:len(g_addr)], g_tag[len(g_addr):]
-        # the G word of the layer and the MAC result are registered, added, and written a cycle later
-        g_valid_w = delay(m, g_valid_d, 2, "g_valid_w")
-        g_addr_w = delay(m, g_addr_d, 2, "g_addr_w")
+        # the G word of the layer and the MAC result are registered, added (in the layer's format) into a
+        # register, and written from it a cycle later: no adder between the flip-flops and the block RAMs (the
+        # backward pass ends three cycles after the last write, GDRAIN)
+        g_valid_w = delay(m, g_valid_d, 3, "g_valid_w")
+        g_addr_w = delay(m, g_addr_d, 3, "g_addr_w")
         g_layer_w = delay(m, g_layer_d, 2, "g_layer_w")
         g_width = max(fmt.width for fmt in plan.grad)
         g_old = [Signal(signed(g_width), name=f"g_old{lane}", reset_less=True) for lane in range(lanes)]
@@ -200,13 +202,15 @@ class BackwardEngine(wiring.Component):
         m.d.sync += [g_new[lane].eq(mac.o.payload.value[lane]) for lane in range(lanes)]
         m.d.sync += [g_old[lane].eq(self.g_rdata[lane]) for lane in range(lanes)]
         m.d.comb += [self.g_raddr.eq(g_addr_d), self.g_waddr.eq(g_addr_w), self.g_wen.eq(g_valid_w)]
+        g_wdata = Signal.like(self.g_wdata, name="g_wdata_r")
+        m.d.comb += self.g_wdata.eq(g_wdata)
         for lane in range(lanes):
             g_sum = g_old[lane] + g_new[lane]
             # in the layer's own format (which holds every sum: exact accumulators), sign-extended
             with m.Switch(g_layer_w):
                 for layer in range(n_layers):
                     with m.Case(layer):
-                        m.d.comb += self.g_wdata[lane].eq(g_sum[:plan.grad[layer].width].as_signed())
+                        m.d.sync += g_wdata[lane].eq(g_sum[:plan.grad[layer].width].as_signed())
 
         # -- delta results: lane sum, requantise, derivative ------------------------
         # Stages after the MAC output: P (lane sums of four), S (lane sum), R (rounded), Q (saturated),
@@ -316,7 +320,7 @@ class BackwardEngine(wiring.Component):
                 if layer == 0:
                     with m.State("GDRAIN"):
                         m.d.comb += self.busy.eq(1)
-                        # the last G write happens lat + 1 cycles after the last issue
+                        # the last G write happens lat + 3 cycles after the last issue, in the cycle that moves to DONE
                         drain = Signal(range(lat + 4), name="gdrain")
                         m.d.sync += drain.eq(drain + 1)
                         with m.If(drain == lat + 2):
