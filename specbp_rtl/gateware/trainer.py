@@ -512,20 +512,14 @@ class Trainer(wiring.Component):
         m.d.comb += wr0.addr.eq(w0_addr)
         r_region = r1_addr.region
         r_lane = r1_addr.low[:lane_bits]
-        # counters in three steps, loaded every cycle by the counter index (address / 2, registered in cycle 1
-        # with the request): one of each group of four counters into a register in cycle 2, the counter in
-        # cycle 3, its half in cycle 4 (plain multiplexers; the value is only used for an address in the counter
-        # range, and counters are sampled in cycle 2)
-        ctr_bits = max(2, (len(COUNTERS) - 1).bit_length())
-        a_ctr = Signal(ctr_bits)
-        m.d.sync += a_ctr.eq((host.addr[1:1 + ctr_bits] - (REG_COUNTERS >> 1))[:ctr_bits])
-        counters = [ctr[name] for name in COUNTERS]
-        r0_group = [Signal(cfg.counter_width, name=f"r0_ctr_group{g}") for g in range(0, len(counters), 4)]
-        r0_ctr_high = Signal(ctr_bits - 2)
-        m.d.sync += [group.eq(Array(counters[4 * g:4 * g + 4])[a_ctr[:2]]) for g, group in enumerate(r0_group)]
-        m.d.sync += r0_ctr_high.eq(a_ctr[2:])
+        # counters in two steps: the counter into a register in cycle 3, its half in cycle 4 (loaded every cycle;
+        # a plain multiplexer whose index, address / 2 less the first counter's, is registered with the request
+        # and carried with it; the value is only used for an address in the counter range)
+        ctr_bits = (len(COUNTERS) - 1).bit_length()
+        a_ctr, r0_ctr = Signal(ctr_bits), Signal(ctr_bits)
+        m.d.sync += [a_ctr.eq((host.addr[1:1 + ctr_bits] - (REG_COUNTERS >> 1))[:ctr_bits]), r0_ctr.eq(a_ctr)]
         r1_ctr = Signal(cfg.counter_width)
-        m.d.sync += r1_ctr.eq(Array(r0_group)[r0_ctr_high])
+        m.d.sync += r1_ctr.eq(Array([ctr[name] for name in COUNTERS])[r0_ctr])
         reg_value = Signal(32)
         with m.Switch(Mux(r1_addr.mid_zero, r1_addr.low, 1 << low_bits)):  # 1 << low_bits: no register
             with m.Case(REG_STATUS):
