@@ -9,7 +9,7 @@
 * :mod:`.top` -- :class:`~.top.BoardTop` and :data:`~.top.BOARDS`
   (iCEBreaker iCE40UP5K, ULX3S ECP5-85F);
 * :mod:`.pll` -- :class:`~.pll.ECP5PLL` and :func:`~.pll.ecp5_pll_params`:
-  the ULX3S trainer clock (50 MHz by default) from its 25 MHz crystal;
+  the ULX3S trainer clock (80 MHz by default) from its 25 MHz crystal;
 * :mod:`.build` -- :func:`~.build.build_board`: YoWASP bitstream builds,
   fmax/utilisation reports, programming (iceprog, openFPGALoader);
 * :mod:`.host` -- :class:`~.host.BoardTrainer`, the host driver over pyserial

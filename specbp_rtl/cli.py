@@ -355,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--out-dir", default="build", metavar="DIR", help="build directory (default build/)")
     build.add_argument("--baud", type=_positive_int, default=1_000_000, help="UART baud rate (default 1000000)")
     build.add_argument("--clock", type=float, metavar="MHZ",
-                       help="trainer clock from the board's PLL (ULX3S; default: the board's, 50 MHz)")
+                       help="trainer clock from the board's PLL (ULX3S; default: the board's, 80 MHz)")
     build.set_defaults(func=_cmd_build)
 
     board = sub.add_parser("board", help="train on a board over its UART link")

@@ -333,8 +333,9 @@ def test_ulx3s_top_clocks_from_the_pll() -> None:
                                       **dict(spec.toolchain_opts))
     il = plan.files["top.il"]
     assert "EHXPLLL" in il and "SGSR" in il
-    assert "parameter \\CLKFB_DIV 2" in il and "parameter \\CLKOP_DIV 12" in il
-    assert 'FREQUENCY NET "pll.pll_clk" 50000000.0 HZ;' in plan.files["top.lpf"]
+    assert spec.pll_mhz == 80.0  # 25 MHz / 5 * 16, VCO 560 MHz
+    assert "parameter \\CLKI_DIV 5" in il and "parameter \\CLKFB_DIV 16" in il and "parameter \\CLKOP_DIV 7" in il
+    assert 'FREQUENCY NET "pll.pll_clk" 80000000.0 HZ;' in plan.files["top.lpf"]
 
 
 def test_build_rejects_bad_clocks(tmp_path) -> None:
