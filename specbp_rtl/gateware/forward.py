@@ -34,7 +34,7 @@ from .layout import TrainerConfig
 from .mac_array import MacArray
 from .ports import read_port, read_port_ahead, write_port
 from .softmax import Softmax
-from .util import delay, next_value, slot_addressing, weight_operands
+from .util import delay, next_value, register_copies, slot_addressing, weight_operands
 
 __all__ = ["ForwardEngine"]
 
@@ -283,14 +283,10 @@ class ForwardEngine(wiring.Component):
         out_layer = Signal(range(n_layers))
         result_ahead = delay(m, s3_valid & s3_last, MacArray.LATENCY, "result_ahead")
         groups = cfg.sz_groups
-
-        def copies(name: str, width: int) -> list[Signal]:
-            return [Signal(width, name=name if groups == 1 else f"{name}_copy{n}") for n in range(groups)]
-
         for layer in range(n_layers - 1):
             waddr, wen = getattr(self, f"sz{layer}_waddr"), getattr(self, f"sz{layer}_wen")
-            for n, (addr_r, en_r) in enumerate(zip(copies(f"sz{layer}_waddr_r", len(waddr[0])),
-                                                   copies(f"sz{layer}_wen_r", 1))):
+            for n, (addr_r, en_r) in enumerate(zip(register_copies(f"sz{layer}_waddr_r", len(waddr[0]), groups),
+                                                   register_copies(f"sz{layer}_wen_r", 1, groups))):
                 m.d.sync += [addr_r.eq(bases[f"sz{layer}"] + out_pass),
                              en_r.eq(result_ahead & (out_layer == layer))]
                 m.d.comb += [waddr[n].eq(addr_r), wen[n].eq(en_r)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, ShapeLike, Signal, Value, unsigned
 from amaranth.lib import data
 from amaranth.lib.memory import Memory
 
@@ -62,6 +62,14 @@ def delay(m: Module, value: Value, cycles: int, name: str, ram_min: int = 0, en:
             m.d.sync += reg.eq(out)
         out = reg
     return out
+
+
+def register_copies(name: str, shape: ShapeLike, copies: int) -> list[Signal]:
+    """``copies`` equal registers for one consumer each: ``name`` alone, or ``<name>_copy<n>`` (the names that
+    :data:`specbp_rtl.toolchain.REGISTER_COPIES_KEPT` keeps apart)."""
+    if copies == 1:
+        return [Signal(shape, name=name)]
+    return [Signal(shape, name=f"{name}_copy{n}") for n in range(copies)]
 
 
 def next_value(m: Module, reg: Signal) -> Signal:
@@ -127,14 +135,9 @@ class ElementIndex:
         self.lanes, self.bases, self.by_element, self.by_word = lanes, bases, tuple(by_element), tuple(by_word)
         self.i = Signal(range(max_in + 2), name="i")
         self.lane = Signal(range(lanes), name="lane_i")
-
-        def register(name: str, n: int | None = None) -> Signal:
-            suffix = "" if n is None else f"_copy{n}"
-            return Signal(range(bases.slots * bases.sizes[name] + max_in + 2), name=f"{name}_addr{suffix}")
-
-        self.copies = {name: [register(name)] for name in self.by_element}
-        self.copies |= {name: [register(name)] if word_copies == 1 else [register(name, n) for n in range(word_copies)]
-                        for name in self.by_word}
+        self.copies = {name: register_copies(f"{name}_addr", range(bases.slots * bases.sizes[name] + max_in + 2),
+                                             word_copies if name in self.by_word else 1)
+                       for name in self.by_element + self.by_word}
         self.addr = {name: regs[0] for name, regs in self.copies.items()}
 
     def restart(self, m: Module, slot: Value | None = None) -> None:
