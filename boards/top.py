@@ -77,6 +77,8 @@ class BoardSpec:
     #: lane groups of the hidden pre-activation memories (:attr:`TrainerConfig.sz_groups`), at most: the
     #: configuration uses ``gcd(lanes, sz_groups)``
     sz_groups: int = 1
+    #: lanes of the update unit (:attr:`TrainerConfig.update_lanes`; ``None``: every lane)
+    update_lanes: int | None = None
 
     def make_platform(self):
         module, _, cls = self.platform.rpartition(".")
@@ -102,6 +104,7 @@ BOARDS: dict[str, BoardSpec] = {
         numerics="compact",
         delay_ram_min=3,
         register_host=False,
+        update_lanes=1,
         trades=(
             "iCE40UP5K (5280 logic cells, 30 EBR of 4 kbit, 8 SB_MAC16, 4 SPRAM). Traded to fit: ONE lane per "
             "engine, not 4 (16-4-2 x4 needs 7,363 logic cells and 37 EBR: 139 % and 123 %); the "
@@ -156,7 +159,8 @@ def trainer_config(board: str, lanes: int | None = None, layers: tuple[int, ...]
     lanes = lanes or spec.lanes
     return TrainerConfig(train=train, lanes=lanes, counter_width=spec.counter_width,
                          numerics=numerics_preset(spec.numerics), delay_ram_min=spec.delay_ram_min,
-                         sz_groups=math.gcd(lanes, spec.sz_groups) if isinstance(lanes, int) else 1)
+                         sz_groups=math.gcd(lanes, spec.sz_groups) if isinstance(lanes, int) else 1,
+                         update_lanes=spec.update_lanes)
 
 
 class BoardTop(Elaboratable):

@@ -14,6 +14,7 @@ from specbp_rtl.config import TrainConfig
 from specbp_rtl.data import load_dataset
 from specbp_rtl.gateware.cycles import CycleModel
 from specbp_rtl.gateware.layout import TrainerConfig
+from specbp_rtl.gateware.update import UpdateUnit
 from specbp_rtl.model.golden import FixedEngine
 from specbp_rtl.model.speculation import SpeculativeTrainer
 from specbp_rtl.numerics import NUMERICS, Numerics
@@ -122,6 +123,23 @@ def test_lane_grouped_pre_activation_memories(layers: tuple[int, ...], lanes: in
     assert hw.counters["hits"] > 0 and hw.counters["misses"] > 0
 
 
+@pytest.mark.parametrize(("layers", "lanes", "update_lanes", "compact"), [
+    ((16, 4, 2), 4, 1, True),          # the iCEBreaker's: four lane groups of one, compact, delay lines in memories
+    ((16, 20, 8, 8, 4), 16, 4, False),  # four groups of four, two passes in the first layer
+    ((16, 8, 8, 4), 4, 2, False),
+])
+def test_lane_serial_update(layers: tuple[int, ...], lanes: int, update_lanes: int, compact: bool) -> None:
+    """``update_lanes``: each weight word goes through a narrower update unit one lane group per cycle;
+    bit-exact, and the cycle model's longer update holds."""
+    x, y = random_set(16, layers[-1], 30, seed=9)
+    options = {"numerics": NUMERICS["compact"], "delay_ram_min": 3} if compact else {}
+    hw = check(TrainConfig(layers=layers, threshold=0.002, batch=4), lanes, [(x, y), (x[:9], y[:9])],
+               update_lanes=update_lanes, **options)
+    assert hw.counters["updates"] >= 8
+    cfg = TrainerConfig(train=TrainConfig(layers=layers), lanes=lanes, update_lanes=update_lanes)
+    assert CycleModel(cfg).update == (lanes // update_lanes) * cfg.total_words + UpdateUnit.LATENCY + 4
+
+
 @pytest.mark.parametrize(("threshold", "metric", "lanes"), [
     (0.0, "mean-abs", 16),      # baseline: every step sequential
     (0.25, "mean-abs", 16),     # the paper's threshold: every step after a first sighting hits
@@ -206,6 +224,8 @@ def test_cli_pysim_vcd(tmp_path) -> None:
     ({"delay_ram_min": -2}, "delay_ram_min"),
     ({"sz_groups": 0}, "sz_groups"),
     ({"lanes": 16, "sz_groups": 3}, "sz_groups"),
+    ({"update_lanes": 0}, "update_lanes"),
+    ({"lanes": 4, "update_lanes": 3}, "update_lanes"),
     ({"train": TrainConfig(layers=(16, 8, 17))}, "layers"),
     ({"train": TrainConfig(threshold=0.1, metric="cross-entropy")}, "metric"),
 ])

@@ -15,8 +15,8 @@ With ``L`` layers, ``beats_f = sum_l passes(l) * (n_in(l) + 1)``:
   (output error, gradient words, error propagation, drains);
 * sequential step ``F + B + 4``; hit step ``max(F + 7, B + 3)`` (the comparator
   decides 7 cycles after the forward pass); miss step ``max(F + 7, B + 3) + B + 2``;
-* update ``sum_l words(l) + UpdateUnit.LATENCY + 4`` (the layers in turn through one pipelined
-  update unit);
+* update ``beats * sum_l words(l) + UpdateUnit.LATENCY + 4`` (the layers in turn through one pipelined
+  update unit, ``beats`` = :attr:`~.layout.TrainerConfig.update_beats` lane groups per word);
 * pipelined mode (:attr:`~specbp_rtl.config.TrainConfig.pipeline`): a step whose forward pass overlaps
   the previous step's backward pass ``max(F + 2, B + 3)``, a step with nothing to overlap ``F + 2``,
   and a step after which the update is due runs its own backward pass at once: ``+ B + 3``;
@@ -68,7 +68,8 @@ class CycleModel:
 
     @property
     def update(self) -> int:
-        return sum(self.cfg.words(layer) for layer in range(self.cfg.n_layers)) + UpdateUnit.LATENCY + 4
+        cfg = self.cfg
+        return cfg.update_beats * sum(cfg.words(layer) for layer in range(cfg.n_layers)) + UpdateUnit.LATENCY + 4
 
     @property
     def pipelined_step(self) -> int:

@@ -53,7 +53,13 @@ class TrainerConfig:
     address register drives every lane's memory cells (on the 16-lane ECP5
     build one register's route to 128 distributed-RAM cells spread over the
     die beside their lanes' MACs was the critical path). Behaviour and cycle
-    counts do not depend on it.
+    counts do not depend on it. ``update_lanes``: lanes of the SGD update
+    unit (a divisor of ``lanes``; ``None``: ``lanes``). With fewer, each weight
+    word goes through the unit in ``lanes // update_lanes`` beats, one lane
+    group per cycle (:attr:`update_beats`), and an update takes that many times
+    the words in cycles (:attr:`.cycles.CycleModel.update`): the iCEBreaker's
+    UP5K trades the update's speed (a few hundred cycles every ``batch``
+    samples) for about a thousand logic cells. Results do not depend on it.
     """
 
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -62,6 +68,7 @@ class TrainerConfig:
     counter_width: int = 48
     delay_ram_min: int = 0
     sz_groups: int = 1
+    update_lanes: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.lanes, int) or not 1 <= self.lanes <= 64:
@@ -73,6 +80,11 @@ class TrainerConfig:
         if isinstance(self.sz_groups, bool) or not isinstance(self.sz_groups, int) or self.sz_groups < 1 \
                 or self.lanes % self.sz_groups:
             raise ConfigError(f"sz_groups: must be a positive divisor of lanes={self.lanes}, got {self.sz_groups!r}")
+        if self.update_lanes is not None and (isinstance(self.update_lanes, bool)
+                                              or not isinstance(self.update_lanes, int) or self.update_lanes < 1
+                                              or self.lanes % self.update_lanes):
+            raise ConfigError(f"update_lanes: must be a positive divisor of lanes={self.lanes}, "
+                              f"got {self.update_lanes!r}")
         if self.train.classes > 16:
             raise ConfigError(f"layers: at most 16 output classes (4-bit labels), got {self.train.classes}")
         if max(self.train.layers[1:]) > 4096 or self.train.layers[0] > 65536:
@@ -86,6 +98,16 @@ class TrainerConfig:
     @property
     def plan(self) -> Plan:
         return self.numerics.plan(self.train)
+
+    @property
+    def update_width(self) -> int:
+        """Lanes of the update unit (:attr:`update_lanes`, or every lane)."""
+        return self.lanes if self.update_lanes is None else self.update_lanes
+
+    @property
+    def update_beats(self) -> int:
+        """Beats (cycles) per weight word through the update unit: ``lanes // update_width``."""
+        return self.lanes // self.update_width
 
     @property
     def layers(self) -> tuple[int, ...]:

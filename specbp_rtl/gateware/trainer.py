@@ -126,7 +126,7 @@ class Trainer(wiring.Component):
         m.submodules.fwd = fwd = ForwardEngine(cfg)
         m.submodules.bwd = bwd = BackwardEngine(cfg)
         m.submodules.cmp = cmp = Comparator(classes, nx)
-        m.submodules.update = upd = UpdateUnit.for_plan(lanes, plan, cfg.delay_ram_min)
+        m.submodules.update = upd = UpdateUnit.for_plan(cfg.update_width, plan, cfg.delay_ram_min)
 
         # -- registers -------------------------------------------------------------
         threshold = Signal(32, init=plan.threshold_int)
@@ -263,6 +263,11 @@ class Trainer(wiring.Component):
         upd_addr_next = next_value(m, upd_addr)  # for the registered weight-memory address
         upd_layer = Signal(range(max(n_layers, 2)))
         upd_active = Signal()
+        # lane group of the word going into the update unit (update_beats groups per word, one per cycle)
+        beats = cfg.update_beats
+        upd_part = Signal(range(beats))
+        upd_word_done = Signal()  # the last (or only) group of the word: the next cycle reads the next word
+        m.d.comb += upd_word_done.eq(upd_part == beats - 1)
         upd_lat = upd.LATENCY + 1
         upd_drain = Signal(range(upd_lat + 4))
 
@@ -390,7 +395,7 @@ class Trainer(wiring.Component):
                                 m.d.sync += [ctr["misses"].eq(ctr["misses"] + 1),
                                              ctr["miss_cycles"].eq(ctr["miss_cycles"] + step_cycles)]
                         with m.If(update_due):
-                            m.d.sync += [upd_layer.eq(0), upd_active.eq(1), upd_drain.eq(0)]
+                            m.d.sync += [upd_layer.eq(0), upd_active.eq(1), upd_drain.eq(0), upd_part.eq(0)]
                             m.d.comb += upd_addr_next.eq(0)
                             goto("UPDATE")
                         with m.Else():
@@ -400,11 +405,14 @@ class Trainer(wiring.Component):
                 with m.If(upd_active):
                     # every word of the shared layout in order through the one update unit; upd_layer
                     # selects the unit's per-layer clip and rounding
-                    m.d.comb += upd_addr_next.eq(upd_addr + 1)
+                    if beats > 1:
+                        m.d.sync += upd_part.eq(Mux(upd_word_done, 0, upd_part + 1))
+                    with m.If(upd_word_done):
+                        m.d.comb += upd_addr_next.eq(upd_addr + 1)
                     with m.Switch(upd_layer):
                         for layer in range(n_layers):
                             with m.Case(layer):
-                                with m.If(upd_addr == cfg.w_base(layer + 1) - 1):
+                                with m.If((upd_addr == cfg.w_base(layer + 1) - 1) & upd_word_done):
                                     if layer == n_layers - 1:
                                         m.d.sync += upd_active.eq(0)
                                     else:
@@ -425,8 +433,25 @@ class Trainer(wiring.Component):
         # the result of a beat presented in cycle c is valid in cycle c + LATENCY + 1
         addr_out = delay(m, addr1, upd.LATENCY + 1, "upd_ao", ram_min=cfg.delay_ram_min)
         m.d.comb += [upd.i.valid.eq(valid1), upd.i.payload.layer.eq(layer1), upd.o.ready.eq(1)]
-        m.d.comb += upd.i.payload.w.eq(wr0.data)
-        m.d.comb += [upd.i.payload.g[lane].eq(grd.data[lane]) for lane in range(lanes)]
+        width = cfg.update_width
+        if beats == 1:
+            m.d.comb += upd.i.payload.w.eq(wr0.data)
+            m.d.comb += [upd.i.payload.g[lane].eq(grd.data[lane]) for lane in range(lanes)]
+            last1 = Signal(init=1)  # every beat is a whole word
+        else:
+            # lane group part1 of the word read (the memories' data hold while the address does); the results
+            # come back in order, one group per cycle, into the write data register, and the word is written
+            # when its last group is in
+            part1 = delay(m, upd_part, 1, "upd_p")
+            last1 = delay(m, upd_word_done, 1, "upd_last")
+            for j in range(width):
+                m.d.comb += [
+                    upd.i.payload.w[j].eq(Array(wr0.data[g * width + j] for g in range(beats))[part1]),
+                    upd.i.payload.g[j].eq(Array(grd.data[g * width + j] for g in range(beats))[part1]),
+                ]
+            out_part = Signal(range(beats))
+            with m.If(upd.o.valid):
+                m.d.sync += out_part.eq(Mux(out_part == beats - 1, 0, out_part + 1))
         # weight writes (update results, host words) go through one register stage: the write enable,
         # address and data are flip-flops next to the memory
         w_waddr = Signal(range(total), name="w_waddr")
@@ -438,13 +463,22 @@ class Trainer(wiring.Component):
         def g_addr(word: Value, bank: Value) -> Value:
             return Cat(word[:bank_bits], bank)
         with m.If(fsm_update):
-            m.d.sync += [w_waddr.eq(addr_out), w_wdata.eq(upd.o.payload.w), w_wen.eq(upd.o.valid)]
+            m.d.sync += w_waddr.eq(addr_out)
+            if beats == 1:
+                m.d.sync += [w_wdata.eq(upd.o.payload.w), w_wen.eq(upd.o.valid)]
+            else:
+                m.d.sync += w_wen.eq(upd.o.valid & (out_part == beats - 1))
+                with m.If(upd.o.valid):
+                    with m.Switch(out_part):
+                        for g in range(beats):
+                            with m.Case(g):
+                                m.d.sync += [w_wdata[g * width + j].eq(upd.o.payload.w[j]) for j in range(width)]
             m.d.comb += [
                 grd.addr.eq(g_addr(upd_addr, live)),
-                # G_live = 0 one cycle after it was read
+                # G_live = 0 one cycle after its last lane group was read
                 gwr.addr.eq(g_addr(addr1, live)),
                 gwr.data.eq(0),
-                gwr.en.eq(valid1.replicate(len(gwr.en))),
+                gwr.en.eq((valid1 & last1).replicate(len(gwr.en))),
             ]
         with m.Else():
             m.d.comb += [
