@@ -26,6 +26,7 @@ from ..config import TrainConfig
 from ..gateware.layout import TrainerConfig
 from ..numerics import numerics_preset
 from ..toolchain import (
+    COUNTER_RAM_UNINITIALISED,
     DELAY_LINE_COLLISIONS_UNDEFINED,
     ECP5_CLASSIC_ABC,
     ICE40_MEMORIES_IN_BLOCK_RAM,
@@ -79,6 +80,8 @@ class BoardSpec:
     sz_groups: int = 1
     #: lanes of the update unit (:attr:`TrainerConfig.update_lanes`; ``None``: every lane)
     update_lanes: int | None = None
+    #: where the event counters live (:attr:`TrainerConfig.counter_memory`; ``None``: registers)
+    counter_memory: str | None = None
 
     def make_platform(self):
         module, _, cls = self.platform.rpartition(".")
@@ -97,7 +100,8 @@ BOARDS: dict[str, BoardSpec] = {
         toolchain_opts=(("synth_opts", "-dsp"),
                         ("script_after_read", "; ".join((TRAINER_MEMORY_COLLISIONS_UNDEFINED,
                                                          DELAY_LINE_COLLISIONS_UNDEFINED,
-                                                         ICE40_MEMORIES_IN_BLOCK_RAM)))),
+                                                         ICE40_MEMORIES_IN_BLOCK_RAM,
+                                                         COUNTER_RAM_UNINITIALISED)))),
         programmer=("iceprog",),
         bitstream="bin",
         counter_width=32,
@@ -105,6 +109,7 @@ BOARDS: dict[str, BoardSpec] = {
         delay_ram_min=3,
         register_host=False,
         update_lanes=1,
+        counter_memory="spram",
         trades=(
             "iCE40UP5K (5280 logic cells, 30 EBR of 4 kbit, 8 SB_MAC16, 4 SPRAM). Traded to fit: ONE lane per "
             "engine, not 4 (16-4-2 x4 needs 7,363 logic cells and 37 EBR: 139 % and 123 %); the "
@@ -160,7 +165,7 @@ def trainer_config(board: str, lanes: int | None = None, layers: tuple[int, ...]
     return TrainerConfig(train=train, lanes=lanes, counter_width=spec.counter_width,
                          numerics=numerics_preset(spec.numerics), delay_ram_min=spec.delay_ram_min,
                          sz_groups=math.gcd(lanes, spec.sz_groups) if isinstance(lanes, int) else 1,
-                         update_lanes=spec.update_lanes)
+                         update_lanes=spec.update_lanes, counter_memory=spec.counter_memory)
 
 
 class BoardTop(Elaboratable):

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 from amaranth.sim import Simulator
 
-from ..gateware.host import COUNTERS
 from ..gateware.layout import TrainerConfig
 from ..gateware.trainer import StepKind, Trainer
 from ..model.golden import FixedEngine
@@ -114,7 +113,7 @@ class PysimTrainer:
                     params.append(cfg.from_words(layer, words))
                 self.snapshots.append(params)
                 self.params = params
-                self.counters = {name: int(ctx.get(dut.counters[name])) for name in COUNTERS}
+                self.counters = dut.peek_counters(ctx)
                 self.snapshot_counters.append(self.counters)
 
         self.sim.add_testbench(testbench)

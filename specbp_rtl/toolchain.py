@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 __all__ = [
-    "ECP5_CLASSIC_ABC", "DELAY_LINE_COLLISIONS_UNDEFINED", "ICE40_MEMORIES_IN_BLOCK_RAM", "REGISTER_COPIES_KEPT",
-    "TRAINER_MEMORY_COLLISIONS_UNDEFINED",
+    "COUNTER_RAM_UNINITIALISED", "DELAY_LINE_COLLISIONS_UNDEFINED", "ECP5_CLASSIC_ABC", "ICE40_MEMORIES_IN_BLOCK_RAM",
+    "REGISTER_COPIES_KEPT", "TRAINER_MEMORY_COLLISIONS_UNDEFINED",
 ]
 
 #: ECP5 synthesis with classic-ABC LUT mapping, in two parts: options for a first ``synth_ecp5`` (stop before
@@ -30,11 +30,12 @@ ECP5_CLASSIC_ABC: tuple[str, str] = (
 #: training run in separate link frames. Each of these memories has one write port (1-bit mask).
 TRAINER_MEMORY_COLLISIONS_UNDEFINED = "setparam -set COLLISION_X_MASK 1'1 top.core.trainer/t:$memrd_v2"
 
-#: iCE40 (no distributed RAM): every memory of the design in block RAM (``SB_RAM40_4K``). Yosys otherwise
-#: builds the small ones (the softmax outputs of each slot, 10 words on the iCEBreaker's 16-4-2) from
-#: flip-flops and multiplexers, one logic cell per bit and more per read port: this script saves about 300 of
-#: the UP5K's 5,280 logic cells for 3 more of its 30 block RAMs.
-ICE40_MEMORIES_IN_BLOCK_RAM = 'setattr -set ram_style "block" */m:*'
+#: iCE40 (no distributed RAM): every memory of the design in block RAM (``SB_RAM40_4K``), but those whose
+#: ``ram_style`` the design sets (the counter bank's ``"huge"``: an UltraPlus SPRAM). Yosys otherwise builds
+#: the small ones (the softmax outputs of each slot, 10 words on the iCEBreaker's 16-4-2) from flip-flops and
+#: multiplexers, one logic cell per bit and more per read port: this script saves about 300 of the UP5K's
+#: 5,280 logic cells for 3 more of its 30 block RAMs.
+ICE40_MEMORIES_IN_BLOCK_RAM = 'setattr -set ram_style "block" */m:* */a:ram_style %d'
 
 #: Delay lines in memories (:func:`specbp_rtl.gateware.util.delay` with ``ram_min``, memories named
 #: ``*_line``) read the word after the one they write: the read port never meets the write port's word, so
@@ -49,3 +50,9 @@ DELAY_LINE_COLLISIONS_UNDEFINED = "setparam -set COLLISION_X_MASK 1'1 */t:$memrd
 #: the die beside their MACs, was the 16-lane ECP5 build's critical path (6.1 of 14.1 ns to the multipliers,
 #: 10.6 of 13.1 ns to 128 distributed-RAM cells). ``opt_merge`` leaves two cells alone when both carry ``keep``.
 REGISTER_COPIES_KEPT = "setattr -set keep 1 */w:b1_* */w:*_copy* %u %ci1:+$dff[Q] */t:$dff %i"
+
+#: Run after reading the RTLIL: the counter bank's memory (:class:`~specbp_rtl.gateware.counters.CounterBank`,
+#: ``counter_ram``) has no initial contents (the first scan after reset writes every count), so that Yosys may
+#: map it to an iCE40 SPRAM, which cannot be initialised. Amaranth's memories always carry their (zero) initial
+#: contents; the simulation starts from them.
+COUNTER_RAM_UNINITIALISED = "delete */t:$meminit_v2 */r:MEMID=*counter_ram %i"

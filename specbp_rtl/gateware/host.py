@@ -36,7 +36,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["COUNTERS", "HostBus", "REG_STATUS", "REG_THRESHOLD", "REG_METRIC", "REG_SPEC_EN", "REG_LANES",
-           "REG_COUNTERS", "SPEC_EN_MAX", "spec_en_value", "weight_address"]
+           "REG_COUNTERS", "SPEC_EN_MAX", "SUM_COUNTERS", "spec_en_value", "weight_address"]
 
 REG_STATUS = 0x0
 REG_THRESHOLD = 0x1
@@ -70,6 +70,10 @@ COUNTERS: tuple[str, ...] = (
     "inferences",
     "overlapped",
 )
+
+#: The counters that add a step's cycles (the others count events): registers even where the event counters are
+#: in a memory (:attr:`~specbp_rtl.gateware.layout.TrainerConfig.counter_memory`).
+SUM_COUNTERS: tuple[str, ...] = ("hit_cycles", "miss_cycles", "sequential_cycles")
 
 
 def weight_address(layer: int, word: int, lane: int, lanes: int) -> int:

@@ -29,7 +29,10 @@ from ..config import ConfigError, TrainConfig
 from ..numerics import Numerics, Plan
 from .util import check_delay_ram_min
 
-__all__ = ["TrainerConfig"]
+__all__ = ["COUNTER_MEMORIES", "TrainerConfig"]
+
+#: :attr:`TrainerConfig.counter_memory` values, and the Yosys ``ram_style`` of each memory kind.
+COUNTER_MEMORIES: dict[str | None, str | None] = {None: None, "block": "block", "spram": "huge"}
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,12 @@ class TrainerConfig:
     the words in cycles (:attr:`.cycles.CycleModel.update`): the iCEBreaker's
     UP5K trades the update's speed (a few hundred cycles every ``batch``
     samples) for about a thousand logic cells. Results do not depend on it.
+    ``counter_memory``: ``None`` keeps every performance counter in a register
+    with its own adder; ``"block"`` (block RAM) or ``"spram"`` (an iCE40
+    UltraPlus single-port RAM) keeps the counters that count events (all but
+    the three step-cycle sums) in a :class:`~.counters.CounterBank`, one adder
+    for all. Counter reads over the host bus then wait for the counter's visit
+    (:mod:`.host`), and the trainer has no ``counters`` port.
     """
 
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -69,6 +78,7 @@ class TrainerConfig:
     delay_ram_min: int = 0
     sz_groups: int = 1
     update_lanes: int | None = None
+    counter_memory: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.lanes, int) or not 1 <= self.lanes <= 64:
@@ -85,6 +95,9 @@ class TrainerConfig:
                                               or self.lanes % self.update_lanes):
             raise ConfigError(f"update_lanes: must be a positive divisor of lanes={self.lanes}, "
                               f"got {self.update_lanes!r}")
+        if self.counter_memory not in COUNTER_MEMORIES:
+            raise ConfigError(f"counter_memory: must be one of {', '.join(map(repr, COUNTER_MEMORIES))}, "
+                              f"got {self.counter_memory!r}")
         if self.train.classes > 16:
             raise ConfigError(f"layers: at most 16 output classes (4-bit labels), got {self.train.classes}")
         if max(self.train.layers[1:]) > 4096 or self.train.layers[0] > 65536:

@@ -51,6 +51,7 @@ from amaranth.lib.wiring import In, Out
 from ..model.golden import FixedEngine
 from .backward import BackwardEngine
 from .comparator import Comparator, Metric
+from .counters import CounterBank
 from .forward import ForwardEngine
 from .host import (
     COUNTERS,
@@ -60,9 +61,10 @@ from .host import (
     REG_SPEC_EN,
     REG_STATUS,
     REG_THRESHOLD,
+    SUM_COUNTERS,
     HostBus,
 )
-from .layout import TrainerConfig
+from .layout import COUNTER_MEMORIES, TrainerConfig
 from .update import UpdateUnit
 from .util import SlotBases, delay, next_value
 
@@ -110,14 +112,26 @@ class Trainer(wiring.Component):
         if init is None:
             init = FixedEngine(cfg.train, cfg.numerics).params
         self.init = init
-        super().__init__({
+        members = {
             "sample": In(stream.Signature(sample_layout(cfg))),
             "result": Out(stream.Signature(result_layout(cfg))),
             "host": In(HostBus()),
             "counters": Out(data.StructLayout({name: unsigned(cfg.counter_width) for name in COUNTERS})),
             "busy": Out(1),
             "idle": Out(1),
-        })
+        }
+        if cfg.counter_memory is not None:
+            del members["counters"]
+        super().__init__(members)
+        self.counter_bank: CounterBank | None = None  # set by elaborate()
+
+    def peek_counters(self, ctx) -> dict[str, int]:
+        """The performance counters, in a simulator testbench (``ctx``) of an elaborated trainer."""
+        if self.counter_bank is None:
+            return {name: int(ctx.get(self.counters[name])) for name in COUNTERS}
+        values = dict(zip(COUNTERS, self.counter_bank.peek(ctx)))
+        values.update({name: int(ctx.get(self._sum_counters[name])) for name in SUM_COUNTERS})
+        return values
 
     def elaborate(self, platform) -> Module:
         cfg, nx, plan = self.cfg, self.cfg.numerics, self.cfg.plan
@@ -236,14 +250,32 @@ class Trainer(wiring.Component):
         ]
 
         # -- counters ----------------------------------------------------------------------
-        ctr = {name: Signal(cfg.counter_width, name=f"ctr_{name}") for name in COUNTERS}
-        for name in COUNTERS:
-            m.d.comb += self.counters[name].eq(ctr[name])
-        m.d.sync += ctr["cycles"].eq(ctr["cycles"] + 1)
+        # registers, or (counter_memory) the event counters in a CounterBank at their register index and the
+        # three step-cycle sums in registers
+        bank = None
+        if cfg.counter_memory is not None:
+            m.submodules.counter_bank = bank = CounterBank(
+                len(COUNTERS), cfg.counter_width, {"ram_style": COUNTER_MEMORIES[cfg.counter_memory]})
+        self.counter_bank = bank
+        ctr = {name: Signal(cfg.counter_width, name=f"ctr_{name}") for name in COUNTERS
+               if bank is None or name in SUM_COUNTERS}
+        self._sum_counters = {name: ctr[name] for name in SUM_COUNTERS}
+        if bank is None:
+            for name in COUNTERS:
+                m.d.comb += self.counters[name].eq(ctr[name])
+
+        def count(name: str) -> None:
+            """One event of counter ``name`` in this cycle (under the enclosing conditions)."""
+            if bank is None:
+                m.d.sync += ctr[name].eq(ctr[name] + 1)
+            else:
+                m.d.comb += bank.inc[COUNTERS.index(name)].eq(1)
+
+        count("cycles")
         with m.If(fwd.busy):
-            m.d.sync += ctr["forward_cycles"].eq(ctr["forward_cycles"] + 1)
+            count("forward_cycles")
         with m.If(bwd.busy):
-            m.d.sync += ctr["backward_cycles"].eq(ctr["backward_cycles"] + 1)
+            count("backward_cycles")
 
         # -- control: the speculative-update unit -------------------------------------------
         label = Signal.like(self.sample.payload.label)
@@ -371,29 +403,29 @@ class Trainer(wiring.Component):
                 with m.If(self.result.ready):
                     m.d.sync += in_step.eq(0)
                     with m.If(infer):
-                        m.d.sync += ctr["inferences"].eq(ctr["inferences"] + 1)
+                        count("inferences")
                         goto("IDLE")
                     with m.Else():
                         m.d.sync += [
                             cur.bit_select(label, 1).eq(~cur.bit_select(label, 1)),
                             seen.bit_select(label, 1).eq(1),
-                            ctr["steps"].eq(ctr["steps"] + 1),
                         ]
+                        count("steps")
                         with m.If(overlap):
-                            m.d.sync += ctr["overlapped"].eq(ctr["overlapped"] + 1)
+                            count("overlapped")
                         with m.Switch(kind):
                             with m.Case(StepKind.SEQUENTIAL):
-                                m.d.sync += [ctr["sequential"].eq(ctr["sequential"] + 1),
-                                             ctr["sequential_cycles"].eq(ctr["sequential_cycles"] + step_cycles)]
+                                count("sequential")
+                                m.d.sync += ctr["sequential_cycles"].eq(ctr["sequential_cycles"] + step_cycles)
                             with m.Case(StepKind.FIRST_SIGHTING):
-                                m.d.sync += [ctr["first_sightings"].eq(ctr["first_sightings"] + 1),
-                                             ctr["sequential_cycles"].eq(ctr["sequential_cycles"] + step_cycles)]
+                                count("first_sightings")
+                                m.d.sync += ctr["sequential_cycles"].eq(ctr["sequential_cycles"] + step_cycles)
                             with m.Case(StepKind.HIT):
-                                m.d.sync += [ctr["hits"].eq(ctr["hits"] + 1),
-                                             ctr["hit_cycles"].eq(ctr["hit_cycles"] + step_cycles)]
+                                count("hits")
+                                m.d.sync += ctr["hit_cycles"].eq(ctr["hit_cycles"] + step_cycles)
                             with m.Case(StepKind.MISS):
-                                m.d.sync += [ctr["misses"].eq(ctr["misses"] + 1),
-                                             ctr["miss_cycles"].eq(ctr["miss_cycles"] + step_cycles)]
+                                count("misses")
+                                m.d.sync += ctr["miss_cycles"].eq(ctr["miss_cycles"] + step_cycles)
                         with m.If(update_due):
                             m.d.sync += [upd_layer.eq(0), upd_active.eq(1), upd_drain.eq(0), upd_part.eq(0)]
                             m.d.comb += upd_addr_next.eq(0)
@@ -401,7 +433,7 @@ class Trainer(wiring.Component):
                         with m.Else():
                             goto("IDLE")
             with m.State("UPDATE"):
-                m.d.sync += ctr["update_cycles"].eq(ctr["update_cycles"] + 1)
+                count("update_cycles")
                 with m.If(upd_active):
                     # every word of the shared layout in order through the one update unit; upd_layer
                     # selects the unit's per-layer clip and rounding
@@ -420,7 +452,7 @@ class Trainer(wiring.Component):
                 with m.Else():
                     m.d.sync += upd_drain.eq(upd_drain + 1)
                     with m.If(upd_drain == upd_lat + 2):
-                        m.d.sync += ctr["updates"].eq(ctr["updates"] + 1)
+                        count("updates")
                         goto("IDLE")
         fsm_update, fsm_idle = upd_sel, idle_sel
         m.d.comb += self.idle.eq(fsm_idle)
@@ -531,12 +563,22 @@ class Trainer(wiring.Component):
         m.d.comb += a_mem_next.eq(host.re & fsm_idle & (h_region != 0))
         m.d.sync += [a_valid.eq(host.re), a_addr.low.eq(host.addr[:low_bits]),
                      a_addr.mid_zero.eq(host.addr[low_bits:20] == 0), a_addr.region.eq(h_region)]
+        ctr_bits = (len(COUNTERS) - 1).bit_length()
+        a_ctr = Signal(ctr_bits)
+        m.d.sync += a_ctr.eq((host.addr[1:1 + ctr_bits] - (REG_COUNTERS >> 1))[:ctr_bits])
+        a_bank = Signal()  # a read of a counter in the counter bank: answered by the bank, not by the pipeline
+        if bank is not None:
+            in_bank = [REG_COUNTERS + 2 * k + half for k, name in enumerate(COUNTERS) if name not in SUM_COUNTERS
+                       for half in (0, 1)]
+            low = host.addr[:low_bits]
+            m.d.sync += a_bank.eq(host.re & (h_region == 0) & (host.addr[low_bits:20] == 0)
+                                  & low.matches(*in_bank))
         r0_valid = Signal()
         r0_addr = Signal(addr_layout)
         r1_valid = Signal()
         r1_addr = Signal(addr_layout)
         r1_word = Signal(w_word)
-        m.d.sync += [r0_valid.eq(a_valid), r0_addr.eq(a_addr),
+        m.d.sync += [r0_valid.eq(a_valid & ~a_bank), r0_addr.eq(a_addr),
                      r1_valid.eq(r0_valid), r1_addr.eq(r0_addr), r1_word.eq(wr0.data)]
         # the weight memory's shared read port (forward engine, update sequencer, host) gets its address from
         # a register: the multiplexer works on the sources' next values, a cycle ahead (no multiplexer between
@@ -549,11 +591,10 @@ class Trainer(wiring.Component):
         # counters in two steps: the counter into a register in cycle 3, its half in cycle 4 (loaded every cycle;
         # a plain multiplexer whose index, address / 2 less the first counter's, is registered with the request
         # and carried with it; the value is only used for an address in the counter range)
-        ctr_bits = (len(COUNTERS) - 1).bit_length()
-        a_ctr, r0_ctr = Signal(ctr_bits), Signal(ctr_bits)
-        m.d.sync += [a_ctr.eq((host.addr[1:1 + ctr_bits] - (REG_COUNTERS >> 1))[:ctr_bits]), r0_ctr.eq(a_ctr)]
+        r0_ctr = Signal(ctr_bits)
+        m.d.sync += r0_ctr.eq(a_ctr)
         r1_ctr = Signal(cfg.counter_width)
-        m.d.sync += r1_ctr.eq(Array([ctr[name] for name in COUNTERS])[r0_ctr])
+        m.d.sync += r1_ctr.eq(Array([ctr.get(name, 0) for name in COUNTERS])[r0_ctr])
         reg_value = Signal(32)
         with m.Switch(Mux(r1_addr.mid_zero, r1_addr.low, 1 << low_bits)):  # 1 << low_bits: no register
             with m.Case(REG_STATUS):
@@ -579,4 +620,13 @@ class Trainer(wiring.Component):
         ]
         with m.If(r2_valid):
             m.d.sync += host.rdata.eq(Mux(r2_is_reg, r2_reg, r2_weight))
+        if bank is not None:
+            # the bank answers its counters' reads (the host waits for rvalid, one read at a time)
+            b_half = Signal()
+            m.d.comb += [bank.read.valid.eq(a_bank), bank.read.payload.eq(a_ctr), bank.value.ready.eq(1)]
+            with m.If(a_bank):
+                m.d.sync += b_half.eq(a_addr.low[0])
+            with m.If(bank.value.valid):
+                value = bank.value.payload
+                m.d.sync += [host.rvalid.eq(1), host.rdata.eq(Mux(b_half, value[32:], value[:32]))]
         return m
