@@ -94,7 +94,7 @@ BOARDS: dict[str, BoardSpec] = {
         description="1BitSquared iCEBreaker, Lattice iCE40UP5K-SG48, 12 MHz",
         platform="amaranth_boards.icebreaker.ICEBreakerPlatform",
         clock_mhz=12.0,
-        lanes=1,
+        lanes=2,
         layers=(16, 4, 2),
         luts=5280, dsps=8, brams=30,
         toolchain_opts=(("synth_opts", "-dsp"),
@@ -111,15 +111,20 @@ BOARDS: dict[str, BoardSpec] = {
         update_lanes=1,
         counter_memory="spram",
         trades=(
-            "iCE40UP5K (5280 logic cells, 30 EBR of 4 kbit, 8 SB_MAC16, 4 SPRAM). Traded to fit: ONE lane per "
-            "engine, not 4 (16-4-2 x4 needs 7,363 logic cells and 37 EBR: 139 % and 123 %); the "
+            "iCE40UP5K (5280 logic cells, 30 EBR of 4 kbit, 8 SB_MAC16, 4 SPRAM). Traded to fit: TWO lanes per "
+            "engine, not 4 (16-4-2 x4 needs 6,409 logic cells and 34 EBR: 121 % and 113 %); the "
             "'compact' number formats (16-bit master weights, 12-bit activations, deltas and probabilities; "
             "digits 64-16-10, 5 epochs, threshold 0.1: 85.83 % against 86.94 % with 'standard'); 32-bit "
-            "counters (the cycle counter wraps after 6 minutes at 12 MHz). Every memory is in block RAM (Yosys "
-            "would build the small ones from flip-flops), the long delay lines too, and the link's host-bus "
-            "requests are not registered. Kept: every feature of the link and the trainer (speculation, the "
-            "pipelined mode, three metrics, both gradient banks, all 15 counters). The SPRAMs are unused: the gradient "
-            "read-modify-write needs a read and a write port every cycle, and the memories are small."
+            "counters (the cycle counter wraps after 6 minutes at 12 MHz); the update unit takes one lane per "
+            "cycle (an update takes 2 x 39 + 9 = 87 cycles instead of 48; it runs once every 'batch' samples, "
+            "and a sequential step takes 150). The event "
+            "counters live in a counter bank in SPRAM (2 of the 4; one adder for all; host counter reads wait "
+            "up to 33 cycles). Every other memory is in block RAM (Yosys would build the small ones from "
+            "flip-flops), the long delay lines too, and the link's host-bus requests are not registered. Kept: "
+            "every feature of the link and the trainer (speculation, the pipelined mode, three metrics, both "
+            "gradient banks, all 15 counters). The weight and gradient memories are not in SPRAM: both engines "
+            "read the weights every cycle, and the gradient read-modify-write reads one bank and writes the other "
+            "every cycle, where an SPRAM has one port; at 16-4-2 x2 they are 39 words."
         ),
     ),
     "ulx3s-85f": BoardSpec(

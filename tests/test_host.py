@@ -124,6 +124,20 @@ def test_counters_in_a_memory_read_over_the_host_bus() -> None:
                         (await host_read(ctx, bus, REG_COUNTERS + 2 * n + 1)) << 32
                         for n, name in enumerate(COUNTERS)}
         assert await host_read(ctx, bus, REG_LANES) == 4  # the read pipeline still answers after bank reads
+        latencies = []
+        for n in range(2 * len(COUNTERS) + 3):  # every phase of the scan
+            ctx.set(bus.addr, REG_COUNTERS + 2 * COUNTERS.index("steps"))
+            ctx.set(bus.re, 1)
+            await ctx.tick()
+            ctx.set(bus.re, 0)
+            cycles = 1
+            while not ctx.get(bus.rvalid):
+                await ctx.tick()
+                cycles += 1
+            assert ctx.get(bus.rdata) == 7
+            latencies.append(cycles)
+            await ctx.tick().repeat(1 + n)
+        seen["latencies"] = latencies
 
     sim.add_testbench(bench)
     sim.run()
@@ -132,4 +146,6 @@ def test_counters_in_a_memory_read_over_the_host_bus() -> None:
     for name in COUNTERS:
         if name != "cycles":
             assert seen["host"][name] == seen["peek"][name], name
+    # HostBus: a bank counter's read is answered 4 to 2 * len(COUNTERS) + 3 cycles after the request
+    assert min(seen["latencies"]) == 4 and max(seen["latencies"]) == 2 * len(COUNTERS) + 3
     assert seen["peek"]["cycles"] < seen["host"]["cycles"] < seen["peek"]["cycles"] + 40 * 2 * len(COUNTERS)

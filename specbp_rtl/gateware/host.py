@@ -3,7 +3,11 @@
 :class:`HostBus` is driven by the host side (the board's UART bridge, or a
 simulation driver). A read takes five cycles: assert ``re`` with ``addr`` for
 one cycle, ``rvalid`` pulses with ``rdata`` five cycles later (reads pipeline:
-one may start every cycle; unmapped registers read 0). A write takes one
+one may start every cycle; unmapped registers read 0). With the event
+counters in a counter bank
+(:attr:`~specbp_rtl.gateware.layout.TrainerConfig.counter_memory`), a read of
+one of them is answered 4 to ``2 * len(COUNTERS) + 3`` cycles later instead,
+when the bank visits the counter: wait for ``rvalid`` before the next read. A write takes one
 cycle (``we``, ``addr``, ``wdata``). Access memories only while the trainer is
 idle (``STATUS.busy == 0``).
 
