@@ -4,8 +4,10 @@
 accumulator banks; both memories hold every layer, layer ``l`` from word
 ``cfg.w_base(l)``), the label-state memory with ping-pong slots, a
 :class:`~.forward.ForwardEngine`, a :class:`~.backward.BackwardEngine`, the
-:class:`~.comparator.Comparator`, one :class:`~.update.UpdateUnit` shared by the layers,
-the performance counters and the :class:`~.host.HostBus`. Its numpy model is
+:class:`~.comparator.Comparator`, one :class:`~.update.UpdateUnit` shared by the layers
+(every lane of a word at once, or :attr:`~.layout.TrainerConfig.update_lanes` at a time),
+the performance counters (registers, or a :class:`~.counters.CounterBank`) and the
+:class:`~.host.HostBus`. Its numpy model is
 :class:`specbp_rtl.model.golden.FixedEngine` driven by
 :class:`specbp_rtl.model.speculation.SpeculativeTrainer`: after any number of
 samples the weights are bit-identical, and so are the step counters.
@@ -38,7 +40,10 @@ result : Out(stream)
 host : In(HostBus)
     Registers, counters and weights (:mod:`.host`).
 counters : Out
-    The performance counters as a struct (also readable over ``host``).
+    The performance counters as a struct (also readable over ``host``). Absent
+    when the event counters are in a counter bank
+    (:attr:`~.layout.TrainerConfig.counter_memory`): read them over ``host``,
+    or with :meth:`Trainer.peek_counters` in a simulation.
 """
 
 from __future__ import annotations
