@@ -146,7 +146,7 @@ BOARDS: dict[str, BoardSpec] = {
                         ("nextpnr_opts", "--router router2 --report top.report.json --placer-heap-timingweight 40")),
         programmer=("openFPGALoader", "-b", "ulx3s", "-m"),
         bitstream="bit",
-        # the target: the default configuration routes at 82.03 MHz when timed at 80 (README "Boards";
+        # the target: the default configuration routes at 81.02 MHz when timed at 80 (README "Boards";
         # nextpnr is deterministic for one netlist, constraint and version)
         pll_mhz=80.0,
         sz_groups=4,
