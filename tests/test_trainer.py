@@ -124,7 +124,7 @@ def test_lane_grouped_pre_activation_memories(layers: tuple[int, ...], lanes: in
 
 
 @pytest.mark.parametrize(("layers", "lanes", "update_lanes", "compact"), [
-    ((16, 4, 2), 4, 1, True),          # the iCEBreaker: one lane at a time, compact, delay lines and counters in memory
+    ((16, 4, 2), 4, 1, True),  # the iCEBreaker's options: compact, memory delay lines and counters, lean gradient
     ((16, 20, 8, 8, 4), 16, 4, False),  # four groups of four, two passes in the first layer
     ((16, 8, 8, 4), 4, 2, False),
 ])
@@ -132,7 +132,8 @@ def test_lane_serial_update(layers: tuple[int, ...], lanes: int, update_lanes: i
     """``update_lanes``: each weight word goes through a narrower update unit one lane group per cycle;
     bit-exact, and the cycle model's longer update holds."""
     x, y = random_set(16, layers[-1], 30, seed=9)
-    options = {"numerics": NUMERICS["compact"], "delay_ram_min": 3, "counter_memory": "spram"} if compact else {}
+    options = {"numerics": NUMERICS["compact"], "delay_ram_min": 3, "counter_memory": "spram",
+               "grad_operand_registers": False} if compact else {}
     hw = check(TrainConfig(layers=layers, threshold=0.002, batch=4), lanes, [(x, y), (x[:9], y[:9])],
                update_lanes=update_lanes, **options)
     assert hw.counters["updates"] >= 8
@@ -225,6 +226,8 @@ def test_cli_pysim_vcd(tmp_path) -> None:
     ({"sz_groups": 0}, "sz_groups"),
     ({"lanes": 16, "sz_groups": 3}, "sz_groups"),
     ({"update_lanes": 0}, "update_lanes"),
+    ({"counter_memory": "distributed"}, "counter_memory"),
+    ({"grad_operand_registers": 0}, "grad_operand_registers"),
     ({"lanes": 4, "update_lanes": 3}, "update_lanes"),
     ({"train": TrainConfig(layers=(16, 8, 17))}, "layers"),
     ({"train": TrainConfig(threshold=0.1, metric="cross-entropy")}, "metric"),

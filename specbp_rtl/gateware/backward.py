@@ -192,15 +192,23 @@ class BackwardEngine(wiring.Component):
         g_addr_d, g_layer_d = g_tag[:len(g_addr)], g_tag[len(g_addr):]
         # the G word of the layer and the MAC result are registered, added (in the layer's format) into a
         # register, and written from it a cycle later: no adder between the flip-flops and the block RAMs (the
-        # backward pass ends three cycles after the last write, GDRAIN)
-        g_valid_w = delay(m, g_valid_d, 3, "g_valid_w")
-        g_addr_w = delay(m, g_addr_d, 3, "g_addr_w")
-        g_layer_w = delay(m, g_layer_d, 2, "g_layer_w")
-        g_width = max(fmt.width for fmt in plan.grad)
-        g_old = [Signal(signed(g_width), name=f"g_old{lane}", reset_less=True) for lane in range(lanes)]
-        g_new = [Signal(signed(mac.acc_width), name=f"g_new{lane}", reset_less=True) for lane in range(lanes)]
-        m.d.sync += [g_new[lane].eq(mac.o.payload.value[lane]) for lane in range(lanes)]
-        m.d.sync += [g_old[lane].eq(self.g_rdata[lane]) for lane in range(lanes)]
+        # backward pass ends three cycles after the last write, GDRAIN). Without grad_operand_registers, the
+        # word and the result are added as they arrive, and the write is a cycle earlier.
+        if cfg.grad_operand_registers:
+            g_valid_w = delay(m, g_valid_d, 3, "g_valid_w")
+            g_addr_w = delay(m, g_addr_d, 3, "g_addr_w")
+            g_layer_w = delay(m, g_layer_d, 2, "g_layer_w")
+            g_width = max(fmt.width for fmt in plan.grad)
+            g_old = [Signal(signed(g_width), name=f"g_old{lane}", reset_less=True) for lane in range(lanes)]
+            g_new = [Signal(signed(mac.acc_width), name=f"g_new{lane}", reset_less=True) for lane in range(lanes)]
+            m.d.sync += [g_new[lane].eq(mac.o.payload.value[lane]) for lane in range(lanes)]
+            m.d.sync += [g_old[lane].eq(self.g_rdata[lane]) for lane in range(lanes)]
+        else:
+            g_valid_w = delay(m, g_valid_d, 2, "g_valid_w")
+            g_addr_w = delay(m, g_addr_d, 2, "g_addr_w")
+            g_layer_w = delay(m, g_layer_d, 1, "g_layer_w")
+            g_old = [self.g_rdata[lane] for lane in range(lanes)]
+            g_new = [mac.o.payload.value[lane] for lane in range(lanes)]
         m.d.comb += [self.g_raddr.eq(g_addr_d), self.g_waddr.eq(g_addr_w), self.g_wen.eq(g_valid_w)]
         g_wdata = Signal.like(self.g_wdata, name="g_wdata_r")
         m.d.comb += self.g_wdata.eq(g_wdata)
