@@ -18,6 +18,6 @@
   a bit-level UART into Amaranth's simulator (tests, debugging without a board).
 
 Status: both boards build. The iCEBreaker holds the smallest trainer (16-4-2,
-two lanes per engine, ``compact`` number formats) at 97 % of its logic cells; see
+two lanes per engine, ``compact`` number formats) at 96 % of its logic cells; see
 :data:`~.top.BOARDS` for the measured trades.
 """

@@ -82,8 +82,8 @@ class BoardSpec:
     update_lanes: int | None = None
     #: where the event counters live (:attr:`TrainerConfig.counter_memory`; ``None``: registers)
     counter_memory: str | None = None
-    #: register the gradient read-modify-write's operands (:attr:`TrainerConfig.grad_operand_registers`)
-    grad_operand_registers: bool = True
+    #: the backward engine's registers for timing (:attr:`TrainerConfig.backward_registers`)
+    backward_registers: bool = True
 
     def make_platform(self):
         module, _, cls = self.platform.rpartition(".")
@@ -112,18 +112,18 @@ BOARDS: dict[str, BoardSpec] = {
         register_host=False,
         update_lanes=1,
         counter_memory="spram",
-        grad_operand_registers=False,
+        backward_registers=False,
         trades=(
             "iCE40UP5K (5280 logic cells, 30 EBR of 4 kbit, 8 SB_MAC16, 4 SPRAM). Traded to fit: TWO lanes per "
-            "engine, not 4 (16-4-2 x4 needs 6,199 logic cells and 34 EBR: 117 % and 113 %); the "
+            "engine, not 4 (16-4-2 x4 needs 6,080 logic cells and 34 EBR: 115 % and 113 %); the "
             "'compact' number formats (16-bit master weights, 12-bit activations, deltas and probabilities; "
             "digits 64-16-10, 5 epochs, threshold 0.1: 85.83 % against 86.94 % with 'standard'); 32-bit "
             "counters (the cycle counter wraps after 6 minutes at 12 MHz); the update unit takes one lane per "
             "cycle (an update takes 2 x 39 + 9 = 87 cycles instead of 48; it runs once every 'batch' samples, "
             "and a sequential step takes 150). The event "
             "counters live in a counter bank in SPRAM (2 of the 4; one adder for all; host counter reads wait "
-            "up to 33 cycles); the gradient read-modify-write adds the old word and the MAC result as they "
-            "arrive, without the ECP5's operand registers. Every other memory is in block RAM (Yosys would "
+            "up to 33 cycles); the backward engine has none of the operand registers the ECP5 needs for 80 MHz "
+            "(gradient word and MAC result, weights, delta word). Every other memory is in block RAM (Yosys would "
             "build the small ones from flip-flops), the long delay lines too, and the link's host-bus requests "
             "are not registered. Kept: "
             "every feature of the link and the trainer (speculation, the pipelined mode, three metrics, both "
@@ -176,7 +176,7 @@ def trainer_config(board: str, lanes: int | None = None, layers: tuple[int, ...]
                          numerics=numerics_preset(spec.numerics), delay_ram_min=spec.delay_ram_min,
                          sz_groups=math.gcd(lanes, spec.sz_groups) if isinstance(lanes, int) else 1,
                          update_lanes=spec.update_lanes, counter_memory=spec.counter_memory,
-                         grad_operand_registers=spec.grad_operand_registers)
+                         backward_registers=spec.backward_registers)
 
 
 class BoardTop(Elaboratable):

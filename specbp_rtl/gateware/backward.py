@@ -31,7 +31,7 @@ sum, rounding, saturation and the derivative register); the exact count is
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -132,34 +132,56 @@ class BackwardEngine(wiring.Component):
                 with m.Case(layer):
                     m.d.comb += z_sel.eq(sz_rdata[layer - 1][s1_lane])
         w_raw = self.w_rdata
-        delta_word = Signal(data.ArrayLayout(16, lanes))
-        with m.Switch(s1_layer):
-            for layer in range(n_layers):
-                with m.Case(layer):
-                    dl = deltas[layer]
-                    with m.Switch(s1_p):
-                        for q in range(cfg.passes(layer)):
-                            with m.Case(q):
-                                for lane in range(lanes):
-                                    m.d.comb += delta_word[lane].eq(dl[q * lanes + lane])
-        # stage 2: registered raw operands (no path from a memory read through the activation into the MACs)
+
+        def select_delta(layer_sel: Value, p_sel: Value, name: str) -> Signal:
+            """The delta word of pass ``p_sel`` of layer ``layer_sel``."""
+            word = Signal(data.ArrayLayout(16, lanes), name=name)
+            with m.Switch(layer_sel):
+                for layer in range(n_layers):
+                    with m.Case(layer):
+                        dl = deltas[layer]
+                        with m.Switch(p_sel):
+                            for q in range(cfg.passes(layer)):
+                                with m.Case(q):
+                                    for lane in range(lanes):
+                                        m.d.comb += word[lane].eq(dl[q * lanes + lane])
+            return word
+
+        # stage 2: registered raw operands (no path from a memory read through the activation into the MACs).
+        # Without backward_registers, the weights are read a cycle later (straight into the stage-3 operand
+        # register) and the delta word is selected at stage 3 from the delta registers.
         s2_valid, s2_first, s2_last, s2_grad, s2_bias = Signal(), Signal(), Signal(), Signal(), Signal()
         s2_layer = Signal.like(s1_layer)
         s2_x = Signal(8)
         s2_z = Signal(nx.act.shape)
-        s2_w = Signal.like(w_raw)
-        s2_delta = Signal.like(delta_word)
-        m.d.sync += [
-            s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_last.eq(s1_last), s2_grad.eq(s1_grad),
-            s2_bias.eq(s1_bias), s2_layer.eq(s1_layer), s2_x.eq(self.sx_rdata), s2_z.eq(z_sel), s2_w.eq(w_raw),
-            s2_delta.eq(delta_word),
-        ]
+        if cfg.backward_registers:
+            delta_word = select_delta(s1_layer, s1_p, "delta_word")
+            s2_w = Signal.like(w_raw)
+            s2_delta = Signal.like(delta_word)
+            m.d.sync += [
+                s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_last.eq(s1_last), s2_grad.eq(s1_grad),
+                s2_bias.eq(s1_bias), s2_layer.eq(s1_layer), s2_x.eq(self.sx_rdata), s2_z.eq(z_sel), s2_w.eq(w_raw),
+                s2_delta.eq(delta_word),
+            ]
+        else:
+            s2_w = w_raw
+            s2_p = delay(m, s1_p, 1, "s2_p")
+            m.d.sync += [
+                s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_last.eq(s1_last), s2_grad.eq(s1_grad),
+                s2_bias.eq(s1_bias), s2_layer.eq(s1_layer), s2_x.eq(self.sx_rdata), s2_z.eq(z_sel),
+            ]
         # stage 2 -> 3: leaky ReLU of the layer input (registered inside the unit); weights requantised
         m.d.comb += act.z[0].eq(s2_z)
-        s3_valid, s3_first, s3_last, s3_grad, s3_bias, s3_layer, s3_x, s3_delta = (
-            delay(m, v, 1, f"s3_{name}") for v, name in (
-                (s2_valid, "valid"), (s2_first, "first"), (s2_last, "last"), (s2_grad, "grad"), (s2_bias, "bias"),
-                (s2_layer, "layer"), (s2_x, "x"), (s2_delta, "delta")))
+        stage3 = [(s2_valid, "valid"), (s2_first, "first"), (s2_last, "last"), (s2_grad, "grad"), (s2_bias, "bias"),
+                  (s2_layer, "layer"), (s2_x, "x")]
+        if cfg.backward_registers:
+            stage3.append((s2_delta, "delta"))
+        else:
+            stage3.append((s2_p, "p"))
+        s3_valid, s3_first, s3_last, s3_grad, s3_bias, s3_layer, s3_x, s3_dsel = (
+            delay(m, v, 1, f"s3_{name}") for v, name in stage3)
+        # s3_dsel: the registered delta word, or (no backward_registers) the pass whose word is selected here
+        s3_delta = s3_dsel if cfg.backward_registers else select_delta(s3_layer, s3_dsel, "s3_delta")
         s3_w = weight_operands(m, s2_w, nx, lanes, "s3_w")
         # stage 3: the MAC beat
         grad_in = Signal(16)  # the broadcast input x_i of a GRAD beat
@@ -192,9 +214,9 @@ class BackwardEngine(wiring.Component):
         g_addr_d, g_layer_d = g_tag[:len(g_addr)], g_tag[len(g_addr):]
         # the G word of the layer and the MAC result are registered, added (in the layer's format) into a
         # register, and written from it a cycle later: no adder between the flip-flops and the block RAMs (the
-        # backward pass ends three cycles after the last write, GDRAIN). Without grad_operand_registers, the
+        # backward pass ends three cycles after the last write, GDRAIN). Without backward_registers, the
         # word and the result are added as they arrive, and the write is a cycle earlier.
-        if cfg.grad_operand_registers:
+        if cfg.backward_registers:
             g_valid_w = delay(m, g_valid_d, 3, "g_valid_w")
             g_addr_w = delay(m, g_addr_d, 3, "g_addr_w")
             g_layer_w = delay(m, g_layer_d, 2, "g_layer_w")
@@ -268,7 +290,11 @@ class BackwardEngine(wiring.Component):
         m.d.comb += [self.done.eq(0), self.sp_raddr.eq(bases["sp"] + k)]
         # read addresses straight from the counters, in every state (no state decoding in front of the
         # memories; a read outside GRAD/DELTA is never used)
-        m.d.comb += [self.sx_raddr.eq(idx.addr["sx"]), self.w_raddr.eq(addr)]
+        m.d.comb += self.sx_raddr.eq(idx.addr["sx"])
+        if cfg.backward_registers:
+            m.d.comb += self.w_raddr.eq(addr)
+        else:  # the weights a cycle later, read straight into the stage-3 operand register
+            m.d.comb += self.w_raddr.eq(delay(m, addr, 1, "w_raddr"))
         for layer in range(n_layers - 1):
             m.d.comb += [getattr(self, f"sz{layer}_raddr")[n].eq(reg) for n, reg in enumerate(idx.copies[f"sz{layer}"])]
         # LOAD: p_k read (cycle 1), registered (cycle 2), delta_k = saturate(p_k - onehot) written (cycle 3)

@@ -69,12 +69,16 @@ class TrainerConfig:
     the three step-cycle sums) in a :class:`~.counters.CounterBank`, one adder
     for all. Counter reads over the host bus then wait for the counter's visit
     (:mod:`.host`), and the trainer has no ``counters`` port.
-    ``grad_operand_registers``: the backward engine registers the gradient
-    read-modify-write's operands (the old word from the block RAM, the MAC
-    result) before their adder, for the ECP5's timing; ``False`` adds them as
-    they arrive (two registers fewer per lane and bit, for the iCE40). The
-    write lands a cycle earlier, inside the backward pass's drain: results and
-    cycle counts do not depend on it.
+    ``backward_registers``: the backward engine registers memory data before
+    using it, for the ECP5's timing: the gradient read-modify-write's operands
+    (the old word from the block RAM, the MAC result) before their adder, the
+    weights a stage before their operand register, the delta word before the
+    MAC's operand register. ``False`` (for the iCE40) adds the gradient
+    operands as they arrive, reads the weights a cycle later straight into the
+    operand register and selects the delta word at the MAC's input: fewer
+    registers per lane and bit. The gradient write lands a cycle earlier,
+    inside the backward pass's drain: results and cycle counts do not depend
+    on it.
     """
 
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -85,7 +89,7 @@ class TrainerConfig:
     sz_groups: int = 1
     update_lanes: int | None = None
     counter_memory: str | None = None
-    grad_operand_registers: bool = True
+    backward_registers: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.lanes, int) or not 1 <= self.lanes <= 64:
@@ -105,8 +109,8 @@ class TrainerConfig:
         if self.counter_memory not in COUNTER_MEMORIES:
             raise ConfigError(f"counter_memory: must be one of {', '.join(map(repr, COUNTER_MEMORIES))}, "
                               f"got {self.counter_memory!r}")
-        if not isinstance(self.grad_operand_registers, bool):
-            raise ConfigError(f"grad_operand_registers: must be a boolean, got {self.grad_operand_registers!r}")
+        if not isinstance(self.backward_registers, bool):
+            raise ConfigError(f"backward_registers: must be a boolean, got {self.backward_registers!r}")
         if self.train.classes > 16:
             raise ConfigError(f"layers: at most 16 output classes (4-bit labels), got {self.train.classes}")
         if max(self.train.layers[1:]) > 4096 or self.train.layers[0] > 65536:
