@@ -154,22 +154,19 @@ class BackwardEngine(wiring.Component):
         s2_layer = Signal.like(s1_layer)
         s2_x = Signal(8)
         s2_z = Signal(nx.act.shape)
+        stage2 = [
+            s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_last.eq(s1_last), s2_grad.eq(s1_grad),
+            s2_bias.eq(s1_bias), s2_layer.eq(s1_layer), s2_x.eq(self.sx_rdata), s2_z.eq(z_sel),
+        ]
         if cfg.backward_registers:
             delta_word = select_delta(s1_layer, s1_p, "delta_word")
             s2_w = Signal.like(w_raw)
             s2_delta = Signal.like(delta_word)
-            m.d.sync += [
-                s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_last.eq(s1_last), s2_grad.eq(s1_grad),
-                s2_bias.eq(s1_bias), s2_layer.eq(s1_layer), s2_x.eq(self.sx_rdata), s2_z.eq(z_sel), s2_w.eq(w_raw),
-                s2_delta.eq(delta_word),
-            ]
+            stage2 += [s2_w.eq(w_raw), s2_delta.eq(delta_word)]
         else:
             s2_w = w_raw
             s2_p = delay(m, s1_p, 1, "s2_p")
-            m.d.sync += [
-                s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_last.eq(s1_last), s2_grad.eq(s1_grad),
-                s2_bias.eq(s1_bias), s2_layer.eq(s1_layer), s2_x.eq(self.sx_rdata), s2_z.eq(z_sel),
-            ]
+        m.d.sync += stage2
         # stage 2 -> 3: leaky ReLU of the layer input (registered inside the unit); weights requantised
         m.d.comb += act.z[0].eq(s2_z)
         stage3 = [(s2_valid, "valid"), (s2_first, "first"), (s2_last, "last"), (s2_grad, "grad"), (s2_bias, "bias"),
