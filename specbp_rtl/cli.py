@@ -194,16 +194,31 @@ def _cmd_verilog(args: argparse.Namespace) -> int:
     from .gateware.layout import TrainerConfig
     from .gateware.trainer import Trainer
 
+    if args.board:
+        from .boards.top import BOARDS, trainer_config
+
+        spec = BOARDS[args.board]
+        if args.numerics is not None and args.numerics != spec.numerics:
+            raise UsageError(f"specbp verilog: error: --numerics {args.numerics}: the {args.board} trainer uses "
+                             f"{spec.numerics!r} (leave --numerics out with --board)")
+        if not args.layers:
+            args.layers = ",".join(map(str, spec.layers))
     cfg, _ = _config(args)
     if not Path(args.output).resolve().parent.is_dir():
         raise UsageError(f"specbp verilog: error: -o {args.output}: directory does not exist")
-    trainer_cfg = TrainerConfig(train=cfg, lanes=args.lanes, numerics=numerics_preset(args.numerics))
+    if args.board:
+        trainer_cfg = trainer_config(args.board, lanes=args.lanes, train=cfg)
+    else:
+        trainer_cfg = TrainerConfig(train=cfg, lanes=args.lanes or 16,
+                                    numerics=numerics_preset(args.numerics or "standard"))
     top = Trainer(trainer_cfg)
     text = (verilog.convert if args.format == "v" else rtlil.convert)(top, name=args.name)
     Path(args.output).write_text(text)
     kind = "Verilog" if args.format == "v" else "RTLIL"
-    print(f"wrote {args.output}: {args.name}, layers {','.join(map(str, cfg.layers))}, {args.lanes} lanes per engine, "
-          f"initial weights of seed {cfg.seed}, {len(text) // 1024} KiB of {kind}")
+    board = f" ({args.board}'s trainer)" if args.board else ""
+    print(f"wrote {args.output}: {args.name}{board}, layers {','.join(map(str, cfg.layers))}, "
+          f"{trainer_cfg.lanes} lanes per engine, initial weights of seed {cfg.seed}, "
+          f"{len(text) // 1024} KiB of {kind}")
     return 0
 
 
@@ -341,8 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
     verilog.add_argument("-o", "--output", required=True, metavar="FILE", help="output file")
     verilog.add_argument("--format", choices=["v", "il"], default="v", help="Verilog (default) or RTLIL")
     verilog.add_argument("--name", default="specbp_trainer", help="top module name")
-    verilog.add_argument("--lanes", type=_positive_int, default=16, help="MACs per engine (default 16)")
-    _add_numerics_arg(verilog)
+    verilog.add_argument("--lanes", type=_positive_int, help="MACs per engine (default 16, or the board's)")
+    verilog.add_argument("--board", choices=["icebreaker", "ulx3s-85f"],
+                         help="the trainer configuration of a board's build (its lanes, number formats, layers "
+                              "and area options), without the link")
+    verilog.add_argument("--numerics", choices=list(NUMERICS),
+                         help="number formats (default standard, or the board's; compact: the iCEBreaker's)")
     _add_config_args(verilog)
     verilog.set_defaults(func=_cmd_verilog, epochs=1, train=None, test=None)
 

@@ -142,6 +142,25 @@ def test_numerics_option(tmp_path: Path, capsys) -> None:
     assert "specbp_trainer" in v.read_text()
 
 
+def test_verilog_of_a_board_trainer(tmp_path: Path, capsys) -> None:
+    """``specbp verilog --board icebreaker``: the iCEBreaker build's trainer (its layers, lanes, formats and area
+    options, here the counter bank in an SPRAM), the same RTLIL as the board's configuration elaborates to; a
+    --numerics that disagrees with the board fails naming it."""
+    from amaranth.back import rtlil
+
+    from specbp_rtl.boards.top import trainer_config
+    from specbp_rtl.gateware.trainer import Trainer
+
+    il = tmp_path / "ice.il"
+    code, out, _ = run_main(["verilog", "-o", str(il), "--format", "il", "--board", "icebreaker"], capsys)
+    assert code == 0 and "layers 16,4,2, 2 lanes per engine" in out
+    text = il.read_text()
+    assert text == rtlil.convert(Trainer(trainer_config("icebreaker")), name="specbp_trainer")
+    assert 'ram_style "huge"' in text
+    code, _, err = run_main(["verilog", "-o", str(il), "--board", "icebreaker", "--numerics", "standard"], capsys)
+    assert code == 2 and err.startswith("specbp verilog: error: --numerics standard:") and err.count("\n") == 1
+
+
 def test_train_other_options(tmp_path: Path, capsys) -> None:
     p = tmp_path / "r.json"
     args = ["train", "--quiet", "--backend", "float", "--epochs", "1", "--train", "150", "--test", "30",
