@@ -31,8 +31,8 @@ class CounterBank(wiring.Component):
     cells per counter bit with their adders and read multiplexer (the 16-4-2 x4
     trainer: 7,303 cells with 32-bit counters, 6,872 with 16-bit ones); here a
     counter costs its pending register and its share of the scan (the same
-    trainer: 6,736 -> 6,355 cells with the event counters in a bank in SPRAM,
-    ``specbp build --board icebreaker --lanes 4``).
+    trainer: 6,736 -> 6,355 cells with the event counters in a bank in SPRAM;
+    nextpnr's packed counts of the trainer with its link).
 
     Parameters
     ----------
