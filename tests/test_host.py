@@ -22,6 +22,12 @@ from specbp_rtl.model.golden import FixedEngine
 from specbp_rtl.sim.pysim import host_read, host_write
 
 
+async def read_counters(ctx, bus) -> dict[str, int]:
+    """Every performance counter over the host bus (low and high words)."""
+    return {name: (await host_read(ctx, bus, REG_COUNTERS + 2 * n)) |
+            (await host_read(ctx, bus, REG_COUNTERS + 2 * n + 1)) << 32 for n, name in enumerate(COUNTERS)}
+
+
 def test_host_bus_weights_registers_counters_and_inference() -> None:
     train = TrainConfig(layers=(16, 8, 8, 4), batch=3, threshold=0.25)
     cfg = TrainerConfig(train=train, lanes=4)
@@ -73,9 +79,7 @@ def test_host_bus_weights_registers_counters_and_inference() -> None:
             (r,) = await ctx.tick().sample(dut.result.payload).until(dut.result.valid)
             predictions.append(int(r.prediction))
         seen["predictions"] = predictions
-        seen["counters"] = {name: (await host_read(ctx, bus, REG_COUNTERS + 2 * n)) |
-                            (await host_read(ctx, bus, REG_COUNTERS + 2 * n + 1)) << 32
-                            for n, name in enumerate(COUNTERS)}
+        seen["counters"] = await read_counters(ctx, bus)
         seen["port"] = {name: int(ctx.get(dut.counters[name])) for name in COUNTERS}
 
     sim.add_testbench(bench)
@@ -120,9 +124,7 @@ def test_counters_in_a_memory_read_over_the_host_bus() -> None:
         while not ctx.get(dut.idle):
             await ctx.tick()
         seen["peek"] = dut.peek_counters(ctx)
-        seen["host"] = {name: (await host_read(ctx, bus, REG_COUNTERS + 2 * n)) |
-                        (await host_read(ctx, bus, REG_COUNTERS + 2 * n + 1)) << 32
-                        for n, name in enumerate(COUNTERS)}
+        seen["host"] = await read_counters(ctx, bus)
         assert await host_read(ctx, bus, REG_LANES) == 4  # the read pipeline still answers after bank reads
         latencies = []
         for n in range(2 * len(COUNTERS) + 3):  # every phase of the scan
