@@ -115,7 +115,7 @@ BOARDS: dict[str, BoardSpec] = {
         backward_registers=False,
         trades=(
             "iCE40UP5K (5280 logic cells, 30 EBR of 4 kbit, 8 SB_MAC16, 4 SPRAM). Traded to fit: TWO lanes per "
-            "engine, not 4 (16-4-2 x4 needs 6,086 logic cells and 34 EBR: 115 % and 113 %); the "
+            "engine, not 4 (16-4-2 x4 needs 6,080 logic cells and 34 EBR: 115 % and 113 %); the "
             "'compact' number formats (16-bit master weights, 12-bit activations, deltas and probabilities; "
             "digits 64-16-10, 5 epochs, threshold 0.1: 85.83 % against 86.94 % with 'standard'); 32-bit "
             "counters (the cycle counter wraps after 6 minutes at 12 MHz); the update unit takes one lane per "
