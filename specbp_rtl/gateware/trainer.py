@@ -470,6 +470,7 @@ class Trainer(wiring.Component):
         # the result of a beat presented in cycle c is valid in cycle c + LATENCY + 1
         addr_out = delay(m, addr1, upd.LATENCY + 1, "upd_ao", ram_min=cfg.delay_ram_min)
         m.d.comb += [upd.i.valid.eq(valid1), upd.i.payload.layer.eq(layer1), upd.o.ready.eq(1)]
+        width = cfg.update_width
         if beats == 1:
             m.d.comb += upd.i.payload.w.eq(wr0.data)
             m.d.comb += [upd.i.payload.g[lane].eq(grd.data[lane]) for lane in range(lanes)]
@@ -480,11 +481,11 @@ class Trainer(wiring.Component):
             # when its last group is in
             part1 = delay(m, upd_part, 1, "upd_p")
             last1 = delay(m, upd_word_done, 1, "upd_last")
-            group_w, group_g = len(upd.i.payload.w.as_value()), len(upd.i.payload.g.as_value())
-            m.d.comb += [
-                upd.i.payload.w.eq(wr0.data.as_value().word_select(part1, group_w)),
-                upd.i.payload.g.eq(grd.data.as_value().word_select(part1, group_g)),
-            ]
+            for j in range(width):
+                m.d.comb += [
+                    upd.i.payload.w[j].eq(Array(wr0.data[g * width + j] for g in range(beats))[part1]),
+                    upd.i.payload.g[j].eq(Array(grd.data[g * width + j] for g in range(beats))[part1]),
+                ]
             out_part = Signal(range(beats))
             with m.If(upd.o.valid):
                 m.d.sync += out_part.eq(Mux(out_part == beats - 1, 0, out_part + 1))
@@ -505,7 +506,10 @@ class Trainer(wiring.Component):
             else:
                 m.d.sync += w_wen.eq(upd.o.valid & (out_part == beats - 1))
                 with m.If(upd.o.valid):
-                    m.d.sync += w_wdata.as_value().word_select(out_part, group_w).eq(upd.o.payload.w)
+                    with m.Switch(out_part):
+                        for g in range(beats):
+                            with m.Case(g):
+                                m.d.sync += [w_wdata[g * width + j].eq(upd.o.payload.w[j]) for j in range(width)]
             m.d.comb += [
                 grd.addr.eq(g_addr(upd_addr, live)),
                 # G_live = 0 one cycle after its last lane group was read
