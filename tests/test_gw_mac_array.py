@@ -92,6 +92,7 @@ def test_signature_per_lane_raw():
     ({"lanes": 2, "acc_frac": -1}, "acc_frac: must be >= 0, got -1"),
     ({"lanes": 2, "broadcast": 1}, "broadcast: must be a bool"),
     ({"lanes": 2, "out": signed(16)}, "out: must be a fixed.Q format or None"),
+    ({"lanes": 2, "output_registers": 1}, "output_registers: must be a bool"),
 ])
 def test_invalid_parameters(kwargs, message):
     lanes = kwargs.pop("lanes")
@@ -102,10 +103,11 @@ def test_invalid_parameters(kwargs, message):
 # -- bit-exact against the model ----------------------------------------------------
 
 
-def test_random_broadcast_requantized():
+@pytest.mark.parametrize("output_registers", [True, False])
+def test_random_broadcast_requantized(output_registers: bool):
     rng = np.random.default_rng(1)
     n, lanes = 1000, 4
-    dut = MacArray(lanes, out=NX.act, acc_frac=ACC_FRAC)
+    dut = MacArray(lanes, out=NX.act, acc_frac=ACC_FRAC, output_registers=output_registers)
     a = mixed(rng, (n, lanes), 16)
     b = mixed(rng, n, 16)
     first, last = random_flags(rng, n)
@@ -116,11 +118,12 @@ def test_random_broadcast_requantized():
     assert ((got > NX.act.min) & (got < NX.act.max)).any()
 
 
-def test_random_per_lane_raw_wrapping():
+@pytest.mark.parametrize("output_registers", [True, False])
+def test_random_per_lane_raw_wrapping(output_registers: bool):
     """Per-lane operands, raw sums; a narrow accumulator wraps exactly like the model."""
     rng = np.random.default_rng(3)
     n, lanes = 700, 4
-    dut = MacArray(lanes, a_width=12, b_width=10, broadcast=False, acc_width=22)
+    dut = MacArray(lanes, a_width=12, b_width=10, broadcast=False, acc_width=22, output_registers=output_registers)
     a = mixed(rng, (n, lanes), 12)
     b = mixed(rng, (n, lanes), 10)
     first, last = random_flags(rng, n, p_first=0.2, p_last=0.3)
@@ -175,9 +178,10 @@ def test_most_negative_raw():
 # -- latency and throughput ---------------------------------------------------------
 
 
-def test_latency_and_throughput():
+@pytest.mark.parametrize(("output_registers", "latency"), [(True, 4), (False, 2)])
+def test_latency_and_throughput(output_registers: bool, latency: int):
     lanes, n = 2, 12
-    dut = MacArray(lanes)
+    dut = MacArray(lanes, output_registers=output_registers)
     rng = np.random.default_rng(6)
     a = mixed(rng, (n, lanes), 16)
     b = mixed(rng, n, 16)
@@ -192,7 +196,7 @@ def test_latency_and_throughput():
         assert not ctx.get(dut.o.valid)
         # back-to-back one-beat groups: one output per cycle
         outputs, valid_cycles = [], []
-        for cycle in range(n + MacArray.LATENCY + 3):
+        for cycle in range(n + dut.latency + 3):
             if cycle < n:
                 ctx.set(dut.i.payload, beats[cycle])
                 ctx.set(dut.i.valid, 1)
@@ -211,16 +215,17 @@ def test_latency_and_throughput():
     sim.add_clock(1e-6)
     sim.add_testbench(tb)
     sim.run()
-    assert record["latency"] == MacArray.LATENCY == 4
-    # beat k is accepted at edge k; its output is valid after edge k + LATENCY, i.e. sampled at edge k + LATENCY + 1
-    assert record["valid_cycles"] == list(range(MacArray.LATENCY + 1, MacArray.LATENCY + 1 + n))
+    assert record["latency"] == dut.latency == latency
+    # beat k is accepted at edge k; its output is valid after edge k + latency, i.e. sampled at edge k + latency + 1
+    assert record["valid_cycles"] == list(range(latency + 1, latency + 1 + n))
     np.testing.assert_array_equal(np.array(record["outputs"]), expected)
 
 
-def test_stall_holds_everything():
+@pytest.mark.parametrize("output_registers", [True, False])
+def test_stall_holds_everything(output_registers: bool):
     """With o.ready low the array fills, then deasserts i.ready; nothing is lost or duplicated."""
     lanes, n = 2, 10
-    dut = MacArray(lanes)
+    dut = MacArray(lanes, output_registers=output_registers)
     rng = np.random.default_rng(7)
     a = mixed(rng, (n, lanes), 16)
     b = mixed(rng, n, 16)
@@ -236,8 +241,8 @@ def test_stall_holds_everything():
             ctx.set(dut.i.valid, 1)
             _, _, ready = await ctx.tick().sample(dut.i.ready)
             accepted += ready
-        # one beat in the output register plus one in each of the three stages
-        assert accepted == MacArray.LATENCY + 1
+        # one beat in the output stage plus one in each stage before it
+        assert accepted == dut.latency + 1
         assert not ctx.get(dut.i.ready) and ctx.get(dut.o.valid)
         ctx.set(dut.i.valid, 0)
         for _ in range(accepted):

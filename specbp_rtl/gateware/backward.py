@@ -90,11 +90,12 @@ class BackwardEngine(wiring.Component):
         cfg, nx, plan = self.cfg, self.cfg.numerics, self.cfg.plan
         lanes, n_layers, classes = cfg.lanes, cfg.n_layers, cfg.classes
         m = Module()
-        m.submodules.mac = mac = MacArray(lanes, broadcast=False, acc_width=cfg.backward_acc_width)
+        m.submodules.mac = mac = MacArray(lanes, broadcast=False, acc_width=cfg.backward_acc_width,
+                                          output_registers=cfg.backward_registers)
         m.submodules.act = act = Activation(1, plan, latency=1)
         m.d.comb += mac.o.ready.eq(1)
         # cycles from the issue of a beat (its stage-1 registers) to o.valid of its result
-        lat = MacArray.LATENCY + 3
+        lat = mac.latency + 3
 
         slot = Signal.like(self.slot)
         label = Signal.like(self.label)

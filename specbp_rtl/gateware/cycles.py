@@ -11,8 +11,9 @@ With ``L`` layers, ``beats_f = sum_l passes(l) * (n_in(l) + 1)``:
 * forward pass ``F = beats_f + 3 * classes + 8 * L + quotient_bits + 4``
   (MAC beats, per-layer pipeline drains, softmax: load, exp, reciprocal,
   normalise);
-* backward pass ``B = classes + beats_f + sum_{l>=1} passes(l) * n_in(l) + 13 * L - 2``
-  (output error, gradient words, error propagation, drains);
+* backward pass ``B = classes + beats_f + sum_{l>=1} passes(l) * n_in(l) + (9 + M) * L - 2``
+  (output error, gradient words, error propagation, drains; ``M`` the backward MAC array's latency:
+  4, or 2 without :attr:`~.layout.TrainerConfig.backward_registers`);
 * sequential step ``F + B + 4``; hit step ``max(F + 7, B + 3)`` (the comparator
   decides 7 cycles after the forward pass); miss step ``max(F + 7, B + 3) + B + 2``;
 * update ``beats * sum_l words(l) + UpdateUnit.LATENCY + 4`` (the layers in turn through one pipelined
@@ -28,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .layout import TrainerConfig
+from .mac_array import MacArray
 from .update import UpdateUnit
 
 __all__ = ["CycleModel"]
@@ -52,7 +54,8 @@ class CycleModel:
         cfg = self.cfg
         beats = cfg.classes + sum(cfg.words(layer) for layer in range(cfg.n_layers))
         beats += sum(cfg.passes(layer) * cfg.n_in(layer) for layer in range(1, cfg.n_layers))
-        return beats + 13 * cfg.n_layers - 2
+        mac_latency = MacArray.LATENCY if cfg.backward_registers else MacArray.LATENCY_UNREGISTERED
+        return beats + (9 + mac_latency) * cfg.n_layers - 2
 
     @property
     def sequential_step(self) -> int:

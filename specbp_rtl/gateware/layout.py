@@ -75,10 +75,11 @@ class TrainerConfig:
     weights a stage before their operand register, the delta word before the
     MAC's operand register. ``False`` (for the iCE40) adds the gradient
     operands as they arrive, reads the weights a cycle later straight into the
-    operand register and selects the delta word at the MAC's input: fewer
-    registers per lane and bit. The gradient write lands a cycle earlier,
-    inside the backward pass's drain: results and cycle counts do not depend
-    on it.
+    operand register, selects the delta word at the MAC's input and takes the
+    MAC array's sums straight from its accumulators (``MacArray``'s
+    ``output_registers``): fewer registers per lane and bit. Results do not
+    depend on it; the backward pass is two cycles shorter per layer
+    (:attr:`.cycles.CycleModel.backward`).
     """
 
     train: TrainConfig = field(default_factory=TrainConfig)

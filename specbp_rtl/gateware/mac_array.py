@@ -64,6 +64,12 @@ class MacArray(wiring.Component):
         used only to requantise into ``out``.
     out:
         Output format, or ``None`` for the raw ``signed(acc_width)`` sums.
+    output_registers:
+        ``True`` (default): the rounded and the saturated sums are registered
+        (:attr:`LATENCY`). ``False``: ``o.payload`` is the accumulator,
+        rounded and saturated combinationally, and ``o.valid`` is high in the
+        cycle after the sum completes (:attr:`LATENCY_UNREGISTERED`); two
+        registers fewer per lane and bit, for devices short of logic cells.
 
     Attributes
     ----------
@@ -77,12 +83,14 @@ class MacArray(wiring.Component):
 
     Latency
     -------
-    :attr:`LATENCY` = 4 cycles: the beat carrying ``last`` is accepted on clock
-    edge ``t`` (operand registers), the product is registered at ``t + 1``,
-    the accumulator at ``t + 2``, the rounded sum at ``t + 3`` and the
-    saturated output at ``t + 4``, after which ``o.valid`` is high (with
-    ``o.ready`` held high). Without ``out`` the sum passes both registers
-    unchanged.
+    :attr:`latency` cycles: :attr:`LATENCY` = 4 with ``output_registers``: the
+    beat carrying ``last`` is accepted on clock edge ``t`` (operand
+    registers), the product is registered at ``t + 1``, the accumulator at
+    ``t + 2``, the rounded sum at ``t + 3`` and the saturated output at
+    ``t + 4``, after which ``o.valid`` is high (with ``o.ready`` held high).
+    Without ``out`` the sum passes both registers unchanged. Without
+    ``output_registers``: :attr:`LATENCY_UNREGISTERED` = 2 (``o.valid`` after
+    the accumulator's edge ``t + 2``).
 
     Throughput
     ----------
@@ -98,9 +106,12 @@ class MacArray(wiring.Component):
 
     #: Cycles from the clock edge accepting a ``last`` beat to ``o.valid`` (with ``o.ready`` high).
     LATENCY = 4
+    #: The same without ``output_registers``.
+    LATENCY_UNREGISTERED = 2
 
     def __init__(self, lanes: int, *, a_width: int = 16, b_width: int = 16, broadcast: bool = True,
-                 acc_width: int = 48, acc_frac: int = 0, out: Q | None = None) -> None:
+                 acc_width: int = 48, acc_frac: int = 0, out: Q | None = None,
+                 output_registers: bool = True) -> None:
         _check_int("lanes", lanes, 1)
         _check_int("a_width", a_width, 1)
         _check_int("b_width", b_width, 1)
@@ -110,6 +121,8 @@ class MacArray(wiring.Component):
         _check_int("acc_frac", acc_frac, 0)
         if out is not None and not isinstance(out, Q):
             raise ValueError(f"out: must be a fixed.Q format or None, got {out!r}")
+        if not isinstance(output_registers, bool):
+            raise ValueError(f"output_registers: must be a bool, got {output_registers!r}")
         self.lanes = lanes
         self.a_width = a_width
         self.b_width = b_width
@@ -117,6 +130,7 @@ class MacArray(wiring.Component):
         self.acc_width = acc_width
         self.acc_frac = acc_frac
         self.out = out
+        self.output_registers = output_registers
         b_layout = signed(b_width) if broadcast else data.ArrayLayout(signed(b_width), lanes)
         in_layout = data.StructLayout({
             "a": data.ArrayLayout(signed(a_width), lanes),
@@ -130,6 +144,11 @@ class MacArray(wiring.Component):
             "i": In(stream.Signature(in_layout)),
             "o": Out(stream.Signature(out_layout)),
         })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the clock edge accepting a ``last`` beat to ``o.valid`` (with ``o.ready`` high)."""
+        return self.LATENCY if self.output_registers else self.LATENCY_UNREGISTERED
 
     @staticmethod
     def model(a: np.ndarray, b: np.ndarray, first: np.ndarray, last: np.ndarray, *, acc_frac: int = 0,
@@ -202,8 +221,7 @@ class MacArray(wiring.Component):
                 first2.eq(first1),
                 last2.eq(last1),
                 done3.eq(v2 & last2),
-                done4.eq(done3),
-                self.o.valid.eq(done4),
+                *([done4.eq(done3), self.o.valid.eq(done4)] if self.output_registers else []),
             ]
             for lane in range(lanes):
                 m.d.sync += [
@@ -214,14 +232,20 @@ class MacArray(wiring.Component):
             with m.If(v2):
                 for lane in range(lanes):
                     m.d.sync += acc3[lane].eq(Mux(first2, prod2[lane], acc3[lane] + prod2[lane]))
-            # Stage 4: the completed sum, rounded to the output format's LSB (not yet saturated).
-            with m.If(done3):
-                for lane in range(lanes):
-                    m.d.sync += round4[lane].eq(self._round(acc3[lane]))
-            # Stage 5: the output register, saturated.
-            with m.If(done4):
-                for lane in range(lanes):
-                    m.d.sync += self.o.payload.value[lane].eq(self._saturate(round4[lane]))
+            if self.output_registers:
+                # Stage 4: the completed sum, rounded to the output format's LSB (not yet saturated).
+                with m.If(done3):
+                    for lane in range(lanes):
+                        m.d.sync += round4[lane].eq(self._round(acc3[lane]))
+                # Stage 5: the output register, saturated.
+                with m.If(done4):
+                    for lane in range(lanes):
+                        m.d.sync += self.o.payload.value[lane].eq(self._saturate(round4[lane]))
+        if not self.output_registers:
+            # the accumulator holds a completed sum for one cycle (or while stalled)
+            m.d.comb += [self.o.valid.eq(done3),
+                         *(self.o.payload.value[lane].eq(self._saturate(self._round(acc3[lane])))
+                           for lane in range(lanes))]
         return m
 
     def _round(self, acc: Value) -> Value:
