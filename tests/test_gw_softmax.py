@@ -14,7 +14,7 @@ from stream_util import gaps, get, put
 from specbp_rtl.fixed import SQ, UQ
 from specbp_rtl.gateware.softmax import Softmax
 from specbp_rtl.model import golden
-from specbp_rtl.numerics import Numerics
+from specbp_rtl.numerics import NUMERICS, Numerics
 
 NX = Numerics()
 ACT = NX.act
@@ -121,7 +121,10 @@ def test_long_backpressure(n):
     Numerics(act=SQ(3, 6), exp_lut_frac=6, exp_range=4, prob=UQ(1, 12), out_delta=SQ(0, 12)),
     # shift by 3, two integer bits in prob
     Numerics(act=SQ(4, 8), exp_lut_frac=5, exp_range=3, prob=UQ(2, 10), out_delta=SQ(0, 10)),
-], ids=["shift0", "shift3"])
+    # the board presets (their LUTs store every entry but 1.0 a bit narrower)
+    NUMERICS["compact"],
+    NUMERICS["lean"],
+], ids=["shift0", "shift3", "compact", "lean"])
 def test_other_numerics(nx):
     """Other formats, where the LUT clamp (d beyond the LUT) changes results."""
     rng = np.random.default_rng(5)

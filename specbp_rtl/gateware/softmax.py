@@ -140,8 +140,20 @@ class Softmax(wiring.Component):
         lut_size = nx.exp_lut_size
 
         # -- memories ---------------------------------------------------------
-        m.submodules.lut = lut = Memory(shape=unsigned(max(self._lut).bit_length()), depth=lut_size, init=self._lut)
+        # LUT[0] = 1.0 is the only entry with the top bit set (where the rounding keeps the others below it): it
+        # is not stored, so the memory is a bit narrower (the iCEBreaker's 9-bit entries fit 512 x 8 block RAM)
+        lut_width = max(self._lut).bit_length()
+        narrow = max(self._lut[1:], default=0).bit_length() < lut_width
+        stored = [0] + self._lut[1:] if narrow else self._lut
+        m.submodules.lut = lut = Memory(shape=unsigned(max(stored).bit_length() or 1), depth=lut_size, init=stored)
         lut_rd = lut.read_port(domain="sync")
+        lut_data = Signal(lut_width)  # the entry read
+        if narrow:
+            lut_zero = Signal()  # the entry read is LUT[0]
+            m.d.sync += lut_zero.eq(lut_rd.addr == 0)
+            m.d.comb += lut_data.eq(Mux(lut_zero, self._lut[0], lut_rd.data))
+        else:
+            m.d.comb += lut_data.eq(lut_rd.data)
         buf_width = max(act.width, prob.width)
         m.submodules.buf = buf = Memory(shape=unsigned(buf_width), depth=n, init=[])
         buf_rd = buf.read_port(domain="sync")
@@ -157,7 +169,7 @@ class Softmax(wiring.Component):
         half = 1 << (shift - 1) if shift > 0 else 0
         zmax_h = Signal(signed(act.width + 1))
         v1 = Signal()  # EXP: buf_rd.data holds z_k
-        v2 = Signal()  # EXP: lut_rd.data holds e_k
+        v2 = Signal()  # EXP: lut_data holds e_k
         s_sum = Signal(range(n * max(self._lut) + 1))
         dividend = 1 << (2 * f)
         rem = Signal(range(2 * n * max(self._lut) + 1))  # restoring-divider partial remainder (< 2 S)
@@ -177,7 +189,7 @@ class Softmax(wiring.Component):
         # stage 3 (EXP, and DIV's first cycle for the last one): e_k from a register into the buffer, in place of
         # z_k (DIV reads the buffer only in its last cycle, and quotient_bits >= 2)
         v3 = Signal()
-        e3 = Signal.like(lut_rd.data)
+        e3 = Signal.like(lut_data)
         kw3 = Signal.like(kw)
         m.d.sync += v3.eq(0)
 
@@ -248,7 +260,7 @@ class Softmax(wiring.Component):
                 idx = d >> shift if shift > 0 else hdl_round_shift(d, shift)
                 m.d.comb += lut_rd.addr.eq(Mux(idx > lut_size - 1, lut_size - 1, idx))
                 # stage 2: S += e_k; e_k registered for the buffer
-                e_k = lut_rd.data
+                e_k = lut_data
                 m.d.sync += [v3.eq(v2), e3.eq(e_k), kw3.eq(kw)]
                 with m.If(v2):
                     m.d.sync += [s_sum.eq(s_sum + e_k), kw.eq(kw + 1)]

@@ -181,7 +181,9 @@ class Trainer(wiring.Component):
         sx_scratch = cfg.passes(0) > 1
         sx = Memory(shape=unsigned(8), depth=(cfg.slots if sx_scratch else cfg.scratch_slot) * cfg.n_in(0), init=[])
         m.submodules.sx = sx
-        sx_w, sx_r0, sx_r1 = sx.write_port(), sx.read_port(), sx.read_port()
+        # the forward engine reads the input bytes back only in a first layer of several passes
+        sx_w, sx_r1 = sx.write_port(), sx.read_port()
+        sx_r0 = sx.read_port() if sx_scratch else None
         # hidden pre-activations: one memory per layer and lane group (cfg.sz_groups), each addressed by its own
         # copies of the engines' address registers
         groups = cfg.sz_groups
@@ -204,11 +206,12 @@ class Trainer(wiring.Component):
         m.d.comb += [
             sx_w.addr.eq(fwd.sx_waddr), sx_w.data.eq(fwd.sx_wdata),
             sx_w.en.eq(fwd.sx_wen & (~infer | sx_scratch)),
-            sx_r0.addr.eq(fwd.sx_raddr), fwd.sx_rdata.eq(sx_r0.data),
             sx_r1.addr.eq(bwd.sx_raddr), bwd.sx_rdata.eq(sx_r1.data),
             sp_w.addr.eq(fwd.sp_waddr), sp_w.data.eq(fwd.sp_wdata), sp_w.en.eq(fwd.sp_wen),
             sp_r1.addr.eq(bwd.sp_raddr), bwd.sp_rdata.eq(sp_r1.data),
         ]
+        if sx_r0 is not None:
+            m.d.comb += [sx_r0.addr.eq(fwd.sx_raddr), fwd.sx_rdata.eq(sx_r0.data)]
         for layer in range(n_layers - 1):
             for n in range(groups):
                 w, r0, r1 = sz_w[layer][n], sz_r0[layer][n], sz_r1[layer][n]
