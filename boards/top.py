@@ -82,8 +82,10 @@ class BoardSpec:
     update_lanes: int | None = None
     #: where the event counters live (:attr:`TrainerConfig.counter_memory`; ``None``: registers)
     counter_memory: str | None = None
-    #: the backward engine's registers for timing (:attr:`TrainerConfig.backward_registers`)
-    backward_registers: bool = True
+    #: the engines' registers for timing (:attr:`TrainerConfig.timing_registers`)
+    timing_registers: bool = True
+    #: area trims (:attr:`TrainerConfig.area_trims`)
+    area_trims: bool = False
 
     def make_platform(self):
         module, _, cls = self.platform.rpartition(".")
@@ -96,7 +98,7 @@ BOARDS: dict[str, BoardSpec] = {
         description="1BitSquared iCEBreaker, Lattice iCE40UP5K-SG48, 12 MHz",
         platform="amaranth_boards.icebreaker.ICEBreakerPlatform",
         clock_mhz=12.0,
-        lanes=2,
+        lanes=4,
         layers=(16, 4, 2),
         luts=5280, dsps=8, brams=30,
         toolchain_opts=(("synth_opts", "-dsp"),
@@ -107,12 +109,13 @@ BOARDS: dict[str, BoardSpec] = {
         programmer=("iceprog",),
         bitstream="bin",
         counter_width=32,
-        numerics="compact",
+        numerics="lean",
         delay_ram_min=3,
         register_host=False,
         update_lanes=1,
         counter_memory="spram",
-        backward_registers=False,
+        timing_registers=False,
+        area_trims=True,
         trades=(
             "iCE40UP5K (5280 logic cells, 30 EBR of 4 kbit, 8 SB_MAC16, 4 SPRAM). Traded to fit: TWO lanes per "
             "engine, not 4 (16-4-2 x4 needs 6,080 logic cells and 34 EBR: 115 % and 113 %); the "
@@ -176,7 +179,7 @@ def trainer_config(board: str, lanes: int | None = None, layers: tuple[int, ...]
                          numerics=numerics_preset(spec.numerics), delay_ram_min=spec.delay_ram_min,
                          sz_groups=math.gcd(lanes, spec.sz_groups) if isinstance(lanes, int) else 1,
                          update_lanes=spec.update_lanes, counter_memory=spec.counter_memory,
-                         backward_registers=spec.backward_registers)
+                         timing_registers=spec.timing_registers, area_trims=spec.area_trims)
 
 
 class BoardTop(Elaboratable):

@@ -135,24 +135,26 @@ def test_link_rejects_bad_parameters() -> None:
 
 # -- end to end ---------------------------------------------------------------------------------------------------
 def test_icebreaker_core_over_uart_matches_golden() -> None:
-    """The iCEBreaker's own trainer (16-4-2 x2, ``compact`` formats, delay lines in memories, the update unit one
-    lane at a time, the event counters in a counter bank, host bus not registered) behind its link: PING names
-    the formats, and the driver trains it to the fixed model's weights and counters in those formats."""
-    cfg = trainer_config("icebreaker", train=TrainConfig(layers=(16, 4, 2), batch=3, threshold=0.002))
-    assert cfg.numerics == NUMERICS["compact"] and cfg.delay_ram_min == 3 and cfg.lanes == 2
-    assert cfg.update_lanes == 1 and cfg.counter_memory == "spram"
+    """The iCEBreaker's own trainer (16-4-2 x4, ``lean`` formats, delay lines in memories, the update unit one
+    lane at a time, the event counters in a counter bank, no timing registers, host bus not registered) behind
+    its link: PING names the formats, and the driver trains it to the fixed model's weights and counters in those
+    formats."""
+    # (threshold 0.01: the lean formats' probabilities have 8 fractional bits; 0.002 would hit only equal outputs)
+    cfg = trainer_config("icebreaker", train=TrainConfig(layers=(16, 4, 2), batch=3, threshold=0.01))
+    assert cfg.numerics == NUMERICS["lean"] and cfg.delay_ram_min == 3 and cfg.lanes == 4
+    assert cfg.update_lanes == 1 and cfg.counter_memory == "spram" and not cfg.timing_registers
     dut = LinkedTrainer(cfg, DIVISOR, TIMEOUT, register_host=BOARDS["icebreaker"].register_host)
     ser = SimSerial(dut, DIVISOR, read_timeout=30)
     try:
         bt = BoardTrainer(stream=ser)
-        assert bt.ping().numerics == "compact"
+        assert bt.ping().numerics == "lean"
         x, y = random_set(10, seed=5)
         y = y % 2
         ds = Dataset("blobs", x[:7], y[:7], x[7:], y[7:])
         result = bt.train(cfg.train, ds, epochs=1).as_json()
     finally:
         ser.close()
-    fixed = run_training("fixed", cfg.train, ds, 1, numerics="compact").as_json()
+    fixed = run_training("fixed", cfg.train, ds, 1, numerics="lean").as_json()
     for key in ("weights_sha256", "accuracy_per_epoch", "steps", "hits", "misses", "first_sightings", "sequential",
                 "updates", "numerics"):
         assert result[key] == fixed[key], key

@@ -121,18 +121,19 @@ def test_long_backpressure(n):
     Numerics(act=SQ(3, 6), exp_lut_frac=6, exp_range=4, prob=UQ(1, 12), out_delta=SQ(0, 12)),
     # shift by 3, two integer bits in prob
     Numerics(act=SQ(4, 8), exp_lut_frac=5, exp_range=3, prob=UQ(2, 10), out_delta=SQ(0, 10)),
-    # the board presets (their LUTs store every entry but 1.0 a bit narrower)
+    # the board presets (with lut_top_in_logic, their LUTs store every entry but 1.0 a bit narrower)
     NUMERICS["compact"],
     NUMERICS["lean"],
 ], ids=["shift0", "shift3", "compact", "lean"])
-def test_other_numerics(nx):
-    """Other formats, where the LUT clamp (d beyond the LUT) changes results."""
+@pytest.mark.parametrize("lut_top_in_logic", [False, True])
+def test_other_numerics(nx, lut_top_in_logic):
+    """Other formats, where the LUT clamp (d beyond the LUT) changes results; the LUT's 1.0 in logic or not."""
     rng = np.random.default_rng(5)
     vectors = rng.integers(nx.act.min, nx.act.max + 1, size=(40, 6))
     vectors[:20] = np.clip(np.round(rng.normal(0, 2 << nx.act.frac_bits, size=(20, 6))), nx.act.min, nx.act.max)
     vectors[20] = [nx.act.max] + [nx.act.min] * 5
     vectors[21] = nx.act.min
-    check(Softmax(6, nx), vectors, rng, nx)
+    check(Softmax(6, nx, lut_top_in_logic=lut_top_in_logic), vectors, rng, nx)
 
 
 def test_latency_and_throughput():

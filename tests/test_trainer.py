@@ -133,7 +133,7 @@ def test_lane_serial_update(layers: tuple[int, ...], lanes: int, update_lanes: i
     bit-exact, and the cycle model's longer update holds."""
     x, y = random_set(16, layers[-1], 30, seed=9)
     options = {"numerics": NUMERICS["compact"], "delay_ram_min": 3, "counter_memory": "spram",
-               "backward_registers": False} if compact else {}
+               "timing_registers": False} if compact else {}
     hw = check(TrainConfig(layers=layers, threshold=0.002, batch=4), lanes, [(x, y), (x[:9], y[:9])],
                update_lanes=update_lanes, **options)
     assert hw.counters["updates"] >= 8
@@ -227,7 +227,7 @@ def test_cli_pysim_vcd(tmp_path) -> None:
     ({"lanes": 16, "sz_groups": 3}, "sz_groups"),
     ({"update_lanes": 0}, "update_lanes"),
     ({"counter_memory": "distributed"}, "counter_memory"),
-    ({"backward_registers": 0}, "backward_registers"),
+    ({"timing_registers": 0}, "timing_registers"),
     ({"lanes": 4, "update_lanes": 3}, "update_lanes"),
     ({"train": TrainConfig(layers=(16, 8, 17))}, "layers"),
     ({"train": TrainConfig(threshold=0.1, metric="cross-entropy")}, "metric"),

@@ -91,7 +91,7 @@ class BackwardEngine(wiring.Component):
         lanes, n_layers, classes = cfg.lanes, cfg.n_layers, cfg.classes
         m = Module()
         m.submodules.mac = mac = MacArray(lanes, broadcast=False, acc_width=cfg.backward_acc_width,
-                                          output_registers=cfg.backward_registers)
+                                          output_registers=cfg.timing_registers)
         m.submodules.act = act = Activation(1, plan, latency=1)
         m.d.comb += mac.o.ready.eq(1)
         # cycles from the issue of a beat (its stage-1 registers) to o.valid of its result
@@ -149,7 +149,7 @@ class BackwardEngine(wiring.Component):
             return word
 
         # stage 2: registered raw operands (no path from a memory read through the activation into the MACs).
-        # Without backward_registers, the weights are read a cycle later (straight into the stage-3 operand
+        # Without timing_registers, the weights are read a cycle later (straight into the stage-3 operand
         # register) and the delta word is selected at stage 3 from the delta registers.
         s2_valid, s2_first, s2_last, s2_grad, s2_bias = Signal(), Signal(), Signal(), Signal(), Signal()
         s2_layer = Signal.like(s1_layer)
@@ -159,7 +159,7 @@ class BackwardEngine(wiring.Component):
             s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_last.eq(s1_last), s2_grad.eq(s1_grad),
             s2_bias.eq(s1_bias), s2_layer.eq(s1_layer), s2_x.eq(self.sx_rdata), s2_z.eq(z_sel),
         ]
-        if cfg.backward_registers:
+        if cfg.timing_registers:
             delta_word = select_delta(s1_layer, s1_p, "delta_word")
             s2_w = Signal.like(w_raw)
             s2_delta = Signal.like(delta_word)
@@ -172,14 +172,14 @@ class BackwardEngine(wiring.Component):
         m.d.comb += act.z[0].eq(s2_z)
         stage3 = [(s2_valid, "valid"), (s2_first, "first"), (s2_last, "last"), (s2_grad, "grad"), (s2_bias, "bias"),
                   (s2_layer, "layer"), (s2_x, "x")]
-        if cfg.backward_registers:
+        if cfg.timing_registers:
             stage3.append((s2_delta, "delta"))
         else:
             stage3.append((s2_p, "p"))
         s3_valid, s3_first, s3_last, s3_grad, s3_bias, s3_layer, s3_x, s3_dsel = (
             delay(m, v, 1, f"s3_{name}") for v, name in stage3)
-        # s3_dsel: the registered delta word, or (no backward_registers) the pass whose word is selected here
-        s3_delta = s3_dsel if cfg.backward_registers else select_delta(s3_layer, s3_dsel, "s3_delta")
+        # s3_dsel: the registered delta word, or (no timing_registers) the pass whose word is selected here
+        s3_delta = s3_dsel if cfg.timing_registers else select_delta(s3_layer, s3_dsel, "s3_delta")
         s3_w = weight_operands(m, s2_w, nx, lanes, "s3_w")
         # stage 3: the MAC beat
         grad_in = Signal(16)  # the broadcast input x_i of a GRAD beat
@@ -212,9 +212,9 @@ class BackwardEngine(wiring.Component):
         g_addr_d, g_layer_d = g_tag[:len(g_addr)], g_tag[len(g_addr):]
         # the G word of the layer and the MAC result are registered, added (in the layer's format) into a
         # register, and written from it a cycle later: no adder between the flip-flops and the block RAMs (the
-        # backward pass ends three cycles after the last write, GDRAIN). Without backward_registers, the
+        # backward pass ends three cycles after the last write, GDRAIN). Without timing_registers, the
         # word and the result are added as they arrive, and the write is a cycle earlier.
-        if cfg.backward_registers:
+        if cfg.timing_registers:
             g_valid_w = delay(m, g_valid_d, 3, "g_valid_w")
             g_addr_w = delay(m, g_addr_d, 3, "g_addr_w")
             g_layer_w = delay(m, g_layer_d, 2, "g_layer_w")
@@ -289,7 +289,7 @@ class BackwardEngine(wiring.Component):
         # read addresses straight from the counters, in every state (no state decoding in front of the
         # memories; a read outside GRAD/DELTA is never used)
         m.d.comb += self.sx_raddr.eq(idx.addr["sx"])
-        if cfg.backward_registers:
+        if cfg.timing_registers:
             m.d.comb += self.w_raddr.eq(addr)
         else:  # the weights a cycle later, read straight into the stage-3 operand register
             m.d.comb += self.w_raddr.eq(delay(m, addr, 1, "w_raddr"))

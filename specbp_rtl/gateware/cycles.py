@@ -13,7 +13,7 @@ With ``L`` layers, ``beats_f = sum_l passes(l) * (n_in(l) + 1)``:
   normalise);
 * backward pass ``B = classes + beats_f + sum_{l>=1} passes(l) * n_in(l) + (9 + M) * L - 2``
   (output error, gradient words, error propagation, drains; ``M`` the backward MAC array's latency:
-  4, or 2 without :attr:`~.layout.TrainerConfig.backward_registers`);
+  4, or 2 without :attr:`~.layout.TrainerConfig.timing_registers`);
 * sequential step ``F + B + 4``; hit step ``max(F + 7, B + 3)`` (the comparator
   decides 7 cycles after the forward pass); miss step ``max(F + 7, B + 3) + B + 2``;
 * update ``beats * sum_l words(l) + UpdateUnit.LATENCY + 4`` (the layers in turn through one pipelined
@@ -54,7 +54,7 @@ class CycleModel:
         cfg = self.cfg
         beats = cfg.classes + sum(cfg.words(layer) for layer in range(cfg.n_layers))
         beats += sum(cfg.passes(layer) * cfg.n_in(layer) for layer in range(1, cfg.n_layers))
-        mac_latency = MacArray.LATENCY if cfg.backward_registers else MacArray.LATENCY_UNREGISTERED
+        mac_latency = MacArray.LATENCY if cfg.timing_registers else MacArray.LATENCY_UNREGISTERED
         return beats + (9 + mac_latency) * cfg.n_layers - 2
 
     @property

@@ -100,7 +100,7 @@ class ForwardEngine(wiring.Component):
         m.submodules.mac = mac = MacArray(lanes, broadcast=True, acc_width=cfg.forward_acc_width, acc_frac=acc_frac,
                                           out=nx.act)
         m.submodules.act = act = Activation(1, plan, latency=1)
-        m.submodules.softmax = softmax = Softmax(cfg.classes, nx)
+        m.submodules.softmax = softmax = Softmax(cfg.classes, nx, lut_top_in_logic=cfg.area_trims)
         m.d.comb += mac.o.ready.eq(1)
 
         slot = Signal.like(self.slot)
@@ -139,10 +139,12 @@ class ForwardEngine(wiring.Component):
         s2_pixel = Signal(8)
         s2_sx = Signal(8)  # slot input byte, straight from the memory into a flip-flop
         s2_hidden = Signal(nx.act.shape)
-        s2_w = Signal.like(weights)
+        # (without timing_registers the trainer reads the weights a cycle later, straight into the operand register)
+        s2_w = Signal.like(weights, name="s2_w") if cfg.timing_registers else weights
         m.d.sync += [
             s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_last.eq(s1_last), s2_src.eq(s1_src),
-            s2_pixel.eq(s1_pixel), s2_sx.eq(self.sx_rdata), s2_hidden.eq(hidden), s2_w.eq(weights),
+            s2_pixel.eq(s1_pixel), s2_sx.eq(self.sx_rdata), s2_hidden.eq(hidden),
+            *([s2_w.eq(weights)] if cfg.timing_registers else []),
         ]
 
         # stage 2 -> 3: leaky ReLU of the hidden input (registered inside the unit); weights requantised

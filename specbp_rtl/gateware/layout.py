@@ -69,7 +69,7 @@ class TrainerConfig:
     the three step-cycle sums) in a :class:`~.counters.CounterBank`, one adder
     for all. Counter reads over the host bus then wait for the counter's visit
     (:mod:`.host`), and the trainer has no ``counters`` port.
-    ``backward_registers``: the backward engine registers memory data before
+    ``timing_registers``: the backward engine registers memory data before
     using it, for the ECP5's timing: the gradient read-modify-write's operands
     (the old word from the block RAM, the MAC result) before their adder, the
     weights a stage before their operand register, the delta word before the
@@ -77,9 +77,19 @@ class TrainerConfig:
     operands as they arrive, reads the weights a cycle later straight into the
     operand register, selects the delta word at the MAC's input and takes the
     MAC array's sums straight from its accumulators (``MacArray``'s
-    ``output_registers``): fewer registers per lane and bit. Results do not
-    depend on it; the backward pass is two cycles shorter per layer
-    (:attr:`.cycles.CycleModel.backward`).
+    ``output_registers``): fewer registers per lane and bit. The forward
+    engine's weights, too, are read a cycle later straight into its operand
+    register, and a host read of a weight selects its lane at the block RAMs'
+    output. Results do not depend on it; the backward pass is two cycles
+    shorter per layer (:attr:`.cycles.CycleModel.backward`).
+    ``area_trims`` (for the iCE40): no forward read port on the slots' input
+    bytes when the first layer has one pass (the engine never reads them
+    back), and the softmax's exp LUT without its first entry (1.0, the only
+    one with the top bit: :class:`~.softmax.Softmax`'s ``lut_top_in_logic``).
+    Both save a block RAM on the UP5K. The ECP5 build leaves them off, though
+    they would hold there too: its routed netlist is the measured one, and a
+    netlist with them routed at 61.95 MHz instead of 81.02 (placement, not
+    logic depth).
     """
 
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -90,7 +100,8 @@ class TrainerConfig:
     sz_groups: int = 1
     update_lanes: int | None = None
     counter_memory: str | None = None
-    backward_registers: bool = True
+    timing_registers: bool = True
+    area_trims: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.lanes, int) or not 1 <= self.lanes <= 64:
@@ -110,8 +121,10 @@ class TrainerConfig:
         if self.counter_memory not in COUNTER_MEMORIES:
             raise ConfigError(f"counter_memory: must be one of {', '.join(map(repr, COUNTER_MEMORIES))}, "
                               f"got {self.counter_memory!r}")
-        if not isinstance(self.backward_registers, bool):
-            raise ConfigError(f"backward_registers: must be a boolean, got {self.backward_registers!r}")
+        if not isinstance(self.timing_registers, bool):
+            raise ConfigError(f"timing_registers: must be a boolean, got {self.timing_registers!r}")
+        if not isinstance(self.area_trims, bool):
+            raise ConfigError(f"area_trims: must be a boolean, got {self.area_trims!r}")
         if self.train.classes > 16:
             raise ConfigError(f"layers: at most 16 output classes (4-bit labels), got {self.train.classes}")
         if max(self.train.layers[1:]) > 4096 or self.train.layers[0] > 65536:

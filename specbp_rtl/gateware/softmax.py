@@ -58,6 +58,11 @@ class Softmax(wiring.Component):
     numerics:
         Number formats: logits in ``numerics.act``, probabilities in
         ``numerics.prob``, exp LUT from :meth:`Numerics.exp_lut`.
+    lut_top_in_logic:
+        Keep ``LUT[0]`` (1.0, the largest entry) out of the memory and store
+        the others a bit narrower where they fit (with the ``lean`` formats,
+        384 x 8 bits: one iCE40 block RAM instead of two). Same results, same
+        timing.
 
     Ports
     -----
@@ -85,13 +90,16 @@ class Softmax(wiring.Component):
     buffer read of the current one, while its last outputs are still draining.
     """
 
-    def __init__(self, n: int, numerics: Numerics) -> None:
+    def __init__(self, n: int, numerics: Numerics, lut_top_in_logic: bool = False) -> None:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n: must be a positive integer, got {n!r}")
         if not isinstance(numerics, Numerics):
             raise ValueError(f"numerics: must be a Numerics instance, got {type(numerics).__name__}")
+        if not isinstance(lut_top_in_logic, bool):
+            raise ValueError(f"lut_top_in_logic: must be a bool, got {lut_top_in_logic!r}")
         self._n = n
         self._numerics = numerics
+        self._lut_top_in_logic = lut_top_in_logic
         self._lut = [int(v) for v in numerics.exp_lut()]
         f = numerics.prob.frac_bits
         # S >= LUT[0] (the max logit's entry), so the quotient is < 2**quotient_bits
@@ -140,20 +148,19 @@ class Softmax(wiring.Component):
         lut_size = nx.exp_lut_size
 
         # -- memories ---------------------------------------------------------
-        # LUT[0] = 1.0 is the only entry with the top bit set (where the rounding keeps the others below it): it
-        # is not stored, so the memory is a bit narrower (the iCEBreaker's 9-bit entries fit 512 x 8 block RAM)
+        # lut_top_in_logic: LUT[0] = 1.0, the only entry with the top bit set (where the rounding keeps the others
+        # below it), is not stored, so the memory is a bit narrower (the iCEBreaker's 9-bit entries fit 512 x 8)
         lut_width = max(self._lut).bit_length()
-        narrow = max(self._lut[1:], default=0).bit_length() < lut_width
+        narrow = self._lut_top_in_logic and max(self._lut[1:], default=0).bit_length() < lut_width
         stored = [0] + self._lut[1:] if narrow else self._lut
         m.submodules.lut = lut = Memory(shape=unsigned(max(stored).bit_length() or 1), depth=lut_size, init=stored)
         lut_rd = lut.read_port(domain="sync")
-        lut_data = Signal(lut_width)  # the entry read
+        lut_data = lut_rd.data  # the entry read
         if narrow:
             lut_zero = Signal()  # the entry read is LUT[0]
+            lut_data = Signal(lut_width, name="lut_data")
             m.d.sync += lut_zero.eq(lut_rd.addr == 0)
             m.d.comb += lut_data.eq(Mux(lut_zero, self._lut[0], lut_rd.data))
-        else:
-            m.d.comb += lut_data.eq(lut_rd.data)
         buf_width = max(act.width, prob.width)
         m.submodules.buf = buf = Memory(shape=unsigned(buf_width), depth=n, init=[])
         buf_rd = buf.read_port(domain="sync")

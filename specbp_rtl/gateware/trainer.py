@@ -181,9 +181,13 @@ class Trainer(wiring.Component):
         sx_scratch = cfg.passes(0) > 1
         sx = Memory(shape=unsigned(8), depth=(cfg.slots if sx_scratch else cfg.scratch_slot) * cfg.n_in(0), init=[])
         m.submodules.sx = sx
-        # the forward engine reads the input bytes back only in a first layer of several passes
-        sx_w, sx_r1 = sx.write_port(), sx.read_port()
-        sx_r0 = sx.read_port() if sx_scratch else None
+        # the forward engine reads the input bytes back only in a first layer of several passes (area_trims: no
+        # read port otherwise)
+        if cfg.area_trims and not sx_scratch:
+            sx_w, sx_r1 = sx.write_port(), sx.read_port()
+            sx_r0 = None
+        else:
+            sx_w, sx_r0, sx_r1 = sx.write_port(), sx.read_port(), sx.read_port()
         # hidden pre-activations: one memory per layer and lane group (cfg.sz_groups), each addressed by its own
         # copies of the engines' address registers
         groups = cfg.sz_groups
@@ -206,12 +210,11 @@ class Trainer(wiring.Component):
         m.d.comb += [
             sx_w.addr.eq(fwd.sx_waddr), sx_w.data.eq(fwd.sx_wdata),
             sx_w.en.eq(fwd.sx_wen & (~infer | sx_scratch)),
+            *([sx_r0.addr.eq(fwd.sx_raddr), fwd.sx_rdata.eq(sx_r0.data)] if sx_r0 is not None else []),
             sx_r1.addr.eq(bwd.sx_raddr), bwd.sx_rdata.eq(sx_r1.data),
             sp_w.addr.eq(fwd.sp_waddr), sp_w.data.eq(fwd.sp_wdata), sp_w.en.eq(fwd.sp_wen),
             sp_r1.addr.eq(bwd.sp_raddr), bwd.sp_rdata.eq(sp_r1.data),
         ]
-        if sx_r0 is not None:
-            m.d.comb += [sx_r0.addr.eq(fwd.sx_raddr), fwd.sx_rdata.eq(sx_r0.data)]
         for layer in range(n_layers - 1):
             for n in range(groups):
                 w, r0, r1 = sz_w[layer][n], sz_r0[layer][n], sz_r1[layer][n]
@@ -585,14 +588,19 @@ class Trainer(wiring.Component):
         r0_addr = Signal(addr_layout)
         r1_valid = Signal()
         r1_addr = Signal(addr_layout)
-        r1_word = Signal(w_word)
+        # the word read, or (without timing_registers) its lane, selected at the block RAMs' output
+        r1_word = Signal(w_word, name="r1_word") if cfg.timing_registers else Signal(nx.weight.shape, name="r1_weight")
         m.d.sync += [r0_valid.eq(a_valid & ~a_bank), r0_addr.eq(a_addr),
-                     r1_valid.eq(r0_valid), r1_addr.eq(r0_addr), r1_word.eq(wr0.data)]
+                     r1_valid.eq(r0_valid), r1_addr.eq(r0_addr),
+                     r1_word.eq(wr0.data if cfg.timing_registers else wr0.data[r0_addr.low[:lane_bits]])]
         # the weight memory's shared read port (forward engine, update sequencer, host) gets its address from
         # a register: the multiplexer works on the sources' next values, a cycle ahead (no multiplexer between
         # the register and the block RAMs)
         w0_addr = Signal(range(total), name="w0_addr")
-        m.d.sync += w0_addr.eq(Mux(a_mem_next, h_addr, Mux(upd_sel_next, upd_addr_next, fwd.w_raddr_next)))
+        # (without timing_registers the forward engine's address a cycle later: its weights go straight into its
+        # operand register)
+        fwd_w_addr = fwd.w_raddr_next if cfg.timing_registers else delay(m, fwd.w_raddr_next, 1, "fwd_w_addr")
+        m.d.sync += w0_addr.eq(Mux(a_mem_next, h_addr, Mux(upd_sel_next, upd_addr_next, fwd_w_addr)))
         m.d.comb += wr0.addr.eq(w0_addr)
         r_region = r1_addr.region
         r_lane = r1_addr.low[:lane_bits]
@@ -619,7 +627,7 @@ class Trainer(wiring.Component):
                 m.d.comb += reg_value.eq(Mux(r1_addr.low[0], r1_ctr[32:], r1_ctr[:32]))
         weight_value = Signal(32)
         with m.If((r_region != 0) & (r_region <= n_layers)):
-            m.d.comb += weight_value.eq(r1_word[r_lane].as_signed())
+            m.d.comb += weight_value.eq(r1_word[r_lane].as_signed() if cfg.timing_registers else r1_word)
         r2_valid, r2_is_reg = Signal(), Signal()
         r2_reg, r2_weight = Signal(32), Signal(32)
         m.d.sync += [
