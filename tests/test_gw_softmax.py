@@ -109,11 +109,12 @@ def test_other_sizes(n):
     check(Softmax(n, NX), random_logits(rng, 25, n), rng)
 
 
+@pytest.mark.parametrize("serial", [False, True])
 @pytest.mark.parametrize("n", [1, 2, 10])
-def test_long_backpressure(n):
+def test_long_backpressure(n, serial):
     """Output held off for up to 60 cycles while the next vector loads (the last logit must wait)."""
     rng = np.random.default_rng(100 + n)
-    check(Softmax(n, NX), random_logits(rng, 30, n), rng, stall=60)
+    check(Softmax(n, NX, serial_multiplier=serial), random_logits(rng, 30, n), rng, stall=60)
 
 
 @pytest.mark.parametrize("nx", [
@@ -125,23 +126,26 @@ def test_long_backpressure(n):
     NUMERICS["compact"],
     NUMERICS["lean"],
 ], ids=["shift0", "shift3", "compact", "lean"])
-@pytest.mark.parametrize("lut_top_in_logic", [False, True])
-def test_other_numerics(nx, lut_top_in_logic):
-    """Other formats, where the LUT clamp (d beyond the LUT) changes results; the LUT's 1.0 in logic or not."""
+@pytest.mark.parametrize(("lut_top_in_logic", "serial"), [(False, False), (True, False), (True, True)])
+def test_other_numerics(nx, lut_top_in_logic, serial):
+    """Other formats, where the LUT clamp (d beyond the LUT) changes results; the LUT's 1.0 in logic or not, the
+    serial multiplier."""
     rng = np.random.default_rng(5)
     vectors = rng.integers(nx.act.min, nx.act.max + 1, size=(40, 6))
     vectors[:20] = np.clip(np.round(rng.normal(0, 2 << nx.act.frac_bits, size=(20, 6))), nx.act.min, nx.act.max)
     vectors[20] = [nx.act.max] + [nx.act.min] * 5
     vectors[21] = nx.act.min
-    check(Softmax(6, nx, lut_top_in_logic=lut_top_in_logic), vectors, rng, nx)
+    check(Softmax(6, nx, lut_top_in_logic=lut_top_in_logic, serial_multiplier=serial), vectors, rng, nx, stall=4)
 
 
-def test_latency_and_throughput():
-    """No gaps: o.valid ``latency`` cycles after the last logit, one softmax every ``period`` cycles."""
-    for n in (1, 10):
-        dut = Softmax(n, NX)
-        if n == 10:
-            assert dut.latency == 31 and dut.period == 47  # the documented figures for the default numerics
+@pytest.mark.parametrize("serial", [False, True])
+def test_latency_and_throughput(serial: bool):
+    """No gaps: o.valid ``latency`` cycles after the last logit, one softmax every ``period`` cycles, the
+    probabilities ``interval`` cycles apart (``serial_multiplier``: one multiplier bit per cycle)."""
+    for n in (1, 2, 10):
+        dut = Softmax(n, NX, serial_multiplier=serial)
+        if n == 10:  # the documented figures for the default numerics
+            assert (dut.latency, dut.period, dut.interval) == ((46, 174, 16) if serial else (31, 47, 1))
         rng = np.random.default_rng(7)
         vectors = random_logits(rng, 4, n)
         flat = [int(v) for v in vectors.ravel()]
@@ -169,12 +173,12 @@ def test_latency_and_throughput():
         sim.run()
         np.testing.assert_array_equal(np.array([p for _, p in emitted]).reshape(vectors.shape),
                                       Softmax.model(vectors, NX))
-        starts = accepted[::n]
-        assert np.diff(starts).tolist() == [dut.period] * (len(starts) - 1)
+        lasts = accepted[n - 1::n]
+        assert np.diff(lasts).tolist() == [dut.period] * (len(lasts) - 1)
         out_cycles = [c for c, _ in emitted]
         for v in range(len(vectors)):
             assert out_cycles[v * n] - accepted[v * n + n - 1] == dut.latency
-            assert np.diff(out_cycles[v * n:(v + 1) * n]).tolist() == [1] * (n - 1)  # one per cycle
+            assert np.diff(out_cycles[v * n:(v + 1) * n]).tolist() == [dut.interval] * (n - 1)
 
 
 def test_no_multiplier_cell():
@@ -190,6 +194,10 @@ def test_invalid_parameters():
         Softmax(2.0, NX)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="^numerics:"):
         Softmax(10, None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="^lut_top_in_logic:"):
+        Softmax(10, NX, lut_top_in_logic=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="^serial_multiplier:"):
+        Softmax(10, NX, serial_multiplier="yes")  # type: ignore[arg-type]
 
 
 def test_verilog_convert_clean():

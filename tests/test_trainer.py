@@ -123,17 +123,19 @@ def test_lane_grouped_pre_activation_memories(layers: tuple[int, ...], lanes: in
     assert hw.counters["hits"] > 0 and hw.counters["misses"] > 0
 
 
-@pytest.mark.parametrize(("layers", "lanes", "update_lanes", "compact"), [
-    ((16, 4, 2), 4, 1, True),  # the iCEBreaker's options: compact, memory delay lines and counters, lean gradient
+@pytest.mark.parametrize(("layers", "lanes", "update_lanes", "ice40"), [
+    ((16, 4, 2), 4, 1, True),  # the iCEBreaker's options: lean formats, memory delay lines and counters, no timing
+    ((16, 8, 3), 4, 2, True),  # registers, area trims (a third class: the serial softmax multiplier)
     ((16, 20, 8, 8, 4), 16, 4, False),  # four groups of four, two passes in the first layer
     ((16, 8, 8, 4), 4, 2, False),
 ])
-def test_lane_serial_update(layers: tuple[int, ...], lanes: int, update_lanes: int, compact: bool) -> None:
+def test_lane_serial_update(layers: tuple[int, ...], lanes: int, update_lanes: int, ice40: bool) -> None:
     """``update_lanes``: each weight word goes through a narrower update unit one lane group per cycle;
-    bit-exact, and the cycle model's longer update holds."""
+    bit-exact, and the cycle model's longer update holds (with the iCEBreaker's other options, its forward and
+    backward passes too)."""
     x, y = random_set(16, layers[-1], 30, seed=9)
-    options = {"numerics": NUMERICS["compact"], "delay_ram_min": 3, "counter_memory": "spram",
-               "timing_registers": False} if compact else {}
+    options = {"numerics": NUMERICS["lean"], "delay_ram_min": 3, "counter_memory": "spram",
+               "timing_registers": False, "area_trims": True} if ice40 else {}
     hw = check(TrainConfig(layers=layers, threshold=0.002, batch=4), lanes, [(x, y), (x[:9], y[:9])],
                update_lanes=update_lanes, **options)
     assert hw.counters["updates"] >= 8
@@ -228,6 +230,7 @@ def test_cli_pysim_vcd(tmp_path) -> None:
     ({"update_lanes": 0}, "update_lanes"),
     ({"counter_memory": "distributed"}, "counter_memory"),
     ({"timing_registers": 0}, "timing_registers"),
+    ({"area_trims": 1}, "area_trims"),
     ({"lanes": 4, "update_lanes": 3}, "update_lanes"),
     ({"train": TrainConfig(layers=(16, 8, 17))}, "layers"),
     ({"train": TrainConfig(threshold=0.1, metric="cross-entropy")}, "metric"),

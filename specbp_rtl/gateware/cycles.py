@@ -10,7 +10,8 @@ With ``L`` layers, ``beats_f = sum_l passes(l) * (n_in(l) + 1)``:
 
 * forward pass ``F = beats_f + 3 * classes + 8 * L + quotient_bits + 4``
   (MAC beats, per-layer pipeline drains, softmax: load, exp, reciprocal,
-  normalise);
+  normalise), plus ``classes * (quotient_bits - 1)`` with
+  :attr:`~.layout.TrainerConfig.area_trims` (the softmax's serial multiplier);
 * backward pass ``B = classes + beats_f + sum_{l>=1} passes(l) * n_in(l) + (9 + M) * L - 2``
   (output error, gradient words, error propagation, drains; ``M`` the backward MAC array's latency:
   4, or 2 without :attr:`~.layout.TrainerConfig.timing_registers`);
@@ -47,7 +48,9 @@ class CycleModel:
     def forward(self) -> int:
         cfg = self.cfg
         beats = sum(cfg.words(layer) for layer in range(cfg.n_layers))
-        return beats + 3 * cfg.classes + 8 * cfg.n_layers + self._quotient_bits + 4
+        # area_trims: the softmax's serial multiplier takes quotient_bits cycles per probability, not one
+        serial = cfg.classes * (self._quotient_bits - 1) if cfg.area_trims else 0
+        return beats + 3 * cfg.classes + 8 * cfg.n_layers + self._quotient_bits + 4 + serial
 
     @property
     def backward(self) -> int:

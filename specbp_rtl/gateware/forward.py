@@ -100,7 +100,8 @@ class ForwardEngine(wiring.Component):
         m.submodules.mac = mac = MacArray(lanes, broadcast=True, acc_width=cfg.forward_acc_width, acc_frac=acc_frac,
                                           out=nx.act)
         m.submodules.act = act = Activation(1, plan, latency=1)
-        m.submodules.softmax = softmax = Softmax(cfg.classes, nx, lut_top_in_logic=cfg.area_trims)
+        m.submodules.softmax = softmax = Softmax(cfg.classes, nx, lut_top_in_logic=cfg.area_trims,
+                                                  serial_multiplier=cfg.area_trims)
         m.d.comb += mac.o.ready.eq(1)
 
         slot = Signal.like(self.slot)

@@ -85,11 +85,14 @@ class TrainerConfig:
     ``area_trims`` (for the iCE40): no forward read port on the slots' input
     bytes when the first layer has one pass (the engine never reads them
     back), and the softmax's exp LUT without its first entry (1.0, the only
-    one with the top bit: :class:`~.softmax.Softmax`'s ``lut_top_in_logic``).
-    Both save a block RAM on the UP5K. The ECP5 build leaves them off, though
-    they would hold there too: its routed netlist is the measured one, and a
-    netlist with them routed at 61.95 MHz instead of 81.02 (placement, not
-    logic depth).
+    one with the top bit: :class:`~.softmax.Softmax`'s ``lut_top_in_logic``),
+    which save a block RAM each on the UP5K; the softmax's multiplier one bit
+    per cycle (``serial_multiplier``: about 250 logic cells fewer, and
+    ``classes * (quotient_bits - 1)`` cycles more per forward pass,
+    :attr:`.cycles.CycleModel.forward`). Results do not depend on them. The
+    ECP5 build leaves them off: its routed netlist is the measured one, and
+    a netlist with the first two routed at 61.95 MHz instead of 81.02
+    (placement, not logic depth).
     """
 
     train: TrainConfig = field(default_factory=TrainConfig)

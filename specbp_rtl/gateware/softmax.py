@@ -58,6 +58,11 @@ class Softmax(wiring.Component):
     numerics:
         Number formats: logits in ``numerics.act``, probabilities in
         ``numerics.prob``, exp LUT from :meth:`Numerics.exp_lut`.
+    serial_multiplier:
+        ``e_k * r`` one multiplier bit per cycle (:attr:`quotient_bits` cycles
+        per probability, :attr:`interval`) in a few dozen logic cells instead
+        of the two-stage shift-add array (several hundred on iCE40). Same
+        results.
     lut_top_in_logic:
         Keep ``LUT[0]`` (1.0, the largest entry) out of the memory and store
         the others a bit narrower where they fit (with the ``lean`` formats,
@@ -77,9 +82,11 @@ class Softmax(wiring.Component):
     Latency
     -------
     :attr:`latency` ``= n + quotient_bits + 5`` cycles (31 for ``n = 10``
-    with the default numerics) from the clock edge that accepts the ``n``-th
+    with the default numerics; ``quotient_bits - 1`` more with
+    ``serial_multiplier``) from the clock edge that accepts the ``n``-th
     logit to the first cycle ``o.valid`` is high with ``p_0``; the following
-    probabilities come one per cycle while ``o.ready`` is high.
+    probabilities come one per cycle (every :attr:`interval` cycles) while
+    ``o.ready`` is high.
 
     Throughput
     ----------
@@ -88,15 +95,23 @@ class Softmax(wiring.Component):
     one more cycle for ``n = 1``), i.e. ``n / period`` logits per cycle. The
     first logit of the next vector is accepted on the cycle after the last
     buffer read of the current one, while its last outputs are still draining.
+    With ``serial_multiplier`` the last logit waits until the multiplier has
+    taken the current vector's last ``e``: :attr:`period` ``= n + q + 3 +
+    max((n - 1) q + 1, (n - 2) q + n)`` with ``q = quotient_bits`` (174 for
+    ``n = 10``), counted between the last logits of consecutive vectors.
     """
 
-    def __init__(self, n: int, numerics: Numerics, lut_top_in_logic: bool = False) -> None:
+    def __init__(self, n: int, numerics: Numerics, lut_top_in_logic: bool = False,
+                 serial_multiplier: bool = False) -> None:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n: must be a positive integer, got {n!r}")
         if not isinstance(numerics, Numerics):
             raise ValueError(f"numerics: must be a Numerics instance, got {type(numerics).__name__}")
         if not isinstance(lut_top_in_logic, bool):
             raise ValueError(f"lut_top_in_logic: must be a bool, got {lut_top_in_logic!r}")
+        if not isinstance(serial_multiplier, bool):
+            raise ValueError(f"serial_multiplier: must be a bool, got {serial_multiplier!r}")
+        self._serial = serial_multiplier
         self._n = n
         self._numerics = numerics
         self._lut_top_in_logic = lut_top_in_logic
@@ -127,12 +142,21 @@ class Softmax(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from accepting the ``n``-th logit to ``o.valid`` with the first probability."""
-        return self._n + self._quotient_bits + 5
+        return self._n + self._quotient_bits + 5 + (self._quotient_bits - 1 if self._serial else 0)
+
+    @property
+    def interval(self) -> int:
+        """Cycles between consecutive probabilities of a vector (with ``o.ready`` high)."""
+        return self._quotient_bits if self._serial else 1
 
     @property
     def period(self) -> int:
-        """Cycles per softmax with ``i.valid`` and ``o.ready`` always high."""
-        return 3 * self._n + self._quotient_bits + 1 + (1 if self._n == 1 else 0)
+        """Cycles per softmax with ``i.valid`` and ``o.ready`` always high (between the last logits of
+        consecutive vectors)."""
+        n, q = self._n, self._quotient_bits
+        if self._serial:
+            return n + q + 3 + max((n - 1) * q + 1, (n - 2) * q + n)
+        return 3 * n + q + 1 + (1 if n == 1 else 0)
 
     @staticmethod
     def model(z: np.ndarray, numerics: Numerics) -> np.ndarray:
@@ -208,26 +232,53 @@ class Softmax(wiring.Component):
         ]
 
         # -- output stage (also drains while the next vector loads) --------------
-        # e_k * r + half an LSB as a shift-add multiplier in two registered stages (no DSP): stage 1 holds
-        # four partial sums of four gated partial products each, stage 2 (the output register) adds them
         advance = Signal()  # the output register can take a new value
         take = Signal()  # stage 1 takes the e_k on buf_rd.data
-        s1_valid = Signal()
         e = buf_rd.data[: prob.width]
-        terms = [Mux(quo[j], e << j, 0) for j in range(qbits)] + [1 << (f - 1)]
-        groups = [terms[g:g + 4] for g in range(0, len(terms), 4)]
-        partial = [Signal(prob.width + qbits + 1, name=f"partial{g}") for g in range(len(groups))]
-        m.d.comb += [
-            advance.eq(~self.o.valid | self.o.ready),
-            take.eq(pend & (~s1_valid | advance)),
-        ]
-        with m.If(take):
-            m.d.sync += [p.eq(tree_sum(group)) for p, group in zip(partial, groups)]
-        m.d.sync += s1_valid.eq(take | (s1_valid & ~advance))
-        with m.If(advance):
-            m.d.sync += self.o.valid.eq(s1_valid)
-            with m.If(s1_valid):
-                m.d.sync += self.o.payload.eq((tree_sum(partial) >> f)[: prob.width])
+        if self._serial:
+            # e_k * r + half an LSB one multiplier bit per cycle: the multiplicand shifts left, the multiplier
+            # (a copy of r) right; the last of the quotient_bits steps writes the rounded product into the output
+            # register, and the next e_k is taken in the same cycle
+            busy = Signal()
+            mc = Signal(prob.width + qbits)
+            mq = Signal(qbits)
+            macc = Signal(prob.width + qbits + 1)
+            mstep = Signal(range(qbits))
+            fin = Signal()  # the last step is due
+            mgo = Signal()  # a step happens (the last one only when the output register is free)
+            addend = Mux(mq[0], mc, 0)
+            m.d.comb += [
+                advance.eq(~self.o.valid | self.o.ready),
+                fin.eq(busy & (mstep == qbits - 1)),
+                mgo.eq(busy & (~fin | advance)),
+                take.eq(pend & (~busy | (fin & advance))),
+            ]
+            with m.If(advance):
+                m.d.sync += self.o.valid.eq(0)
+            with m.If(mgo):
+                m.d.sync += [macc.eq(macc + addend), mc.eq(mc << 1), mq.eq(mq >> 1), mstep.eq(mstep + 1)]
+                with m.If(fin):
+                    m.d.sync += [busy.eq(0), self.o.valid.eq(1), self.o.payload.eq(((macc + addend) >> f)[: prob.width])]
+            with m.If(take):
+                m.d.sync += [busy.eq(1), mc.eq(e), mq.eq(quo), macc.eq(1 << (f - 1)), mstep.eq(0)]
+        else:
+            # e_k * r + half an LSB as a shift-add multiplier in two registered stages (no DSP): stage 1 holds
+            # four partial sums of four gated partial products each, stage 2 (the output register) adds them
+            s1_valid = Signal()
+            terms = [Mux(quo[j], e << j, 0) for j in range(qbits)] + [1 << (f - 1)]
+            groups = [terms[g:g + 4] for g in range(0, len(terms), 4)]
+            partial = [Signal(prob.width + qbits + 1, name=f"partial{g}") for g in range(len(groups))]
+            m.d.comb += [
+                advance.eq(~self.o.valid | self.o.ready),
+                take.eq(pend & (~s1_valid | advance)),
+            ]
+            with m.If(take):
+                m.d.sync += [p.eq(tree_sum(group)) for p, group in zip(partial, groups)]
+            m.d.sync += s1_valid.eq(take | (s1_valid & ~advance))
+            with m.If(advance):
+                m.d.sync += self.o.valid.eq(s1_valid)
+                with m.If(s1_valid):
+                    m.d.sync += self.o.payload.eq((tree_sum(partial) >> f)[: prob.width])
         m.d.sync += pend.eq(issue_out | (pend & ~take))
 
         with m.FSM(init="LOAD"):
