@@ -258,7 +258,8 @@ class Softmax(wiring.Component):
             with m.If(mgo):
                 m.d.sync += [macc.eq(macc + addend), mc.eq(mc << 1), mq.eq(mq >> 1), mstep.eq(mstep + 1)]
                 with m.If(fin):
-                    m.d.sync += [busy.eq(0), self.o.valid.eq(1), self.o.payload.eq(((macc + addend) >> f)[: prob.width])]
+                    m.d.sync += [busy.eq(0), self.o.valid.eq(1),
+                                 self.o.payload.eq(((macc + addend) >> f)[: prob.width])]
             with m.If(take):
                 m.d.sync += [busy.eq(1), mc.eq(e), mq.eq(quo), macc.eq(1 << (f - 1)), mstep.eq(0)]
         else:
