@@ -17,7 +17,7 @@
 * :mod:`.simserial` -- :class:`~.simserial.SimSerial`, a byte stream backed by
   a bit-level UART into Amaranth's simulator (tests, debugging without a board).
 
-Status: both boards build. The iCEBreaker holds the smallest trainer (16-4-2,
-two lanes per engine, ``compact`` number formats) at 96 % of its logic cells; see
+Status: both boards build. The iCEBreaker holds a small trainer (16-4-2, four
+lanes per engine, ``lean`` number formats) at 97 % of its logic cells; see
 :data:`~.top.BOARDS` for the measured trades.
 """

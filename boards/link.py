@@ -84,14 +84,15 @@ class Link(wiring.Component):
         The trainer's configuration (input width, classes, lanes, for checks and ``PING``).
     timeout : int
         Inter-byte timeout in clock cycles: a frame with no new byte for this
-        long is dropped with a ``TIMEOUT`` response.
+        long (plus two cycles) is dropped with a ``TIMEOUT`` response.
     max_payload : int or None
         Receive-buffer bytes (block RAM); default :func:`default_max_payload`.
 
     Ports
     -----
     rx : In(stream.Signature(8))
-        Bytes from the UART receiver; ``rx_error`` is its framing-error pulse.
+        Bytes from the UART receiver, at least two cycles apart (a UART's are
+        ten bit times apart); ``rx_error`` is its framing-error pulse.
     tx : Out(stream.Signature(8))
         Bytes to the UART transmitter.
     sample, result, host
@@ -189,6 +190,38 @@ class Link(wiring.Component):
             m.d.sync += status.eq(code)
             m.next = "R_SYNC"
 
+        # comparisons the state machine acts on, from registers into flip-flops (no counter comparator in front
+        # of its next-state logic): the timer has expired (it stops there; a cycle later than the comparison), the
+        # payload byte about to arrive is the last one, it still fits the buffer (rx bytes are at least two cycles
+        # apart: a UART's are ten bit times), and the frame checks (command, length and arguments are final from the
+        # last payload byte on, two bytes before CHECK)
+        expired, pay_last, pay_room = Signal(), Signal(), Signal()
+        m.d.sync += [expired.eq(timer == self.timeout), pay_last.eq(count == length - 1),
+                     pay_room.eq(count < self.max_payload)]
+        chk_known, chk_length, chk_arg = Signal(), Signal(), Signal()
+        known, length_ok, arg_ok = Signal(), Signal(), Signal(init=1)
+        m.d.sync += [chk_known.eq(known), chk_length.eq(length_ok), chk_arg.eq(arg_ok)]
+        with m.Switch(cmd):
+            for codes, length_check, arg_check in (
+                ((Cmd.PING, Cmd.READ_COUNTERS), length == 0, None),
+                ((Cmd.WRITE_WEIGHTS,), (length >= 4) & (length <= self.max_payload) & (length[:2] == 0), None),
+                ((Cmd.READ_WEIGHTS,), length == 6, arg[32:48] <= MAX_READ_WORDS),
+                ((Cmd.SET_THRESHOLD,), length == 4, None),
+                ((Cmd.SET_METRIC,), length == 1, arg[:8] <= 2),
+                ((Cmd.SET_SPEC,), length == 1, arg[:8] <= SPEC_EN_MAX),
+                ((Cmd.TRAIN_SAMPLE,), length == n_in + 1, ~(arg[:8] & 0x70).any() & (label < classes)),
+                ((Cmd.INFER_SAMPLE,), length == n_in, None),
+            ):
+                with m.Case(*codes):
+                    m.d.comb += [known.eq(1), length_ok.eq(length_check)]
+                    if arg_check is not None:
+                        m.d.comb += arg_ok.eq(arg_check)
+
+        def count_time() -> None:
+            """The timer counts up to the timeout and stays there."""
+            with m.If(~expired):
+                m.d.sync += timer.eq(timer + 1)
+
         def guard() -> None:
             """Inter-byte timeout and UART framing errors inside a frame (last, so it wins)."""
             with m.If(self.rx_error):
@@ -196,11 +229,11 @@ class Link(wiring.Component):
                 m.next = "DRAIN"
             with m.Elif(rx_take):
                 m.d.sync += timer.eq(0)
-            with m.Elif(timer == self.timeout):
+            with m.Elif(expired):
                 m.d.sync += status.eq(Status.TIMEOUT)
                 m.next = "R_SYNC"
             with m.Else():
-                m.d.sync += timer.eq(timer + 1)
+                count_time()
 
         # the sample stream: valid and the per-sample fields are flip-flops (set in S_PRIME, epoch_start
         # cleared after the first pixel), only the pixel comes from the buffer memory
@@ -220,7 +253,8 @@ class Link(wiring.Component):
             # ---- receive -----------------------------------------------------------------
             with m.State("HUNT"):
                 m.d.comb += self.rx.ready.eq(1)
-                m.d.sync += [timer.eq(0), crc.eq(0xFFFF), cmd.eq(0), count.eq(0), op.eq(_Op.NONE), resp_len.eq(1)]
+                m.d.sync += [timer.eq(0), crc.eq(0xFFFF), cmd.eq(0), count.eq(0), op.eq(_Op.NONE), resp_len.eq(1),
+                             expired.eq(0)]
                 with m.If(rx_take & (rx_byte == SYNC)):
                     m.next = "CMD"
 
@@ -248,13 +282,13 @@ class Link(wiring.Component):
             with m.State("PAYLOAD"):
                 m.d.comb += self.rx.ready.eq(1)
                 m.d.comb += [buf_w.addr.eq(count), buf_w.data.eq(rx_byte),
-                             buf_w.en.eq(rx_take & (count < self.max_payload))]
+                             buf_w.en.eq(rx_take & pay_room)]
                 with m.If(rx_take):
                     m.d.sync += [count.eq(count + 1), crc.eq(crc16_update(crc, rx_byte))]
                     for i in range(6):
                         with m.If(count == i):
                             m.d.sync += arg[8 * i:8 * i + 8].eq(rx_byte)
-                    with m.If(count == length - 1):
+                    with m.If(pay_last):
                         m.next = "CRC0"
                 guard()
             with m.State("CRC0"):
@@ -276,47 +310,28 @@ class Link(wiring.Component):
                 m.d.comb += self.rx.ready.eq(1)
                 with m.If(rx_take):
                     m.d.sync += timer.eq(0)
-                with m.Elif(timer == self.timeout):
+                with m.Elif(expired):
                     m.next = "R_SYNC"
                 with m.Else():
-                    m.d.sync += timer.eq(timer + 1)
+                    count_time()
 
             # ---- check: a complete frame with a good CRC --------------------------------
             with m.State("CHECK"):
-                words = (length - 4)[2:]
-
-                def accept(length_ok, arg_ok=None, load=()) -> None:
-                    """BAD_LENGTH, then BAD_ARG, else load the command's counters and execute."""
-                    with m.If(~length_ok):
-                        respond(Status.BAD_LENGTH)
-                    if arg_ok is not None:
-                        with m.Elif(~arg_ok):
-                            respond(Status.BAD_ARG)
-                    with m.Else():
-                        m.d.sync += list(load)
-                        m.next = "EXEC"
-
-                with m.Switch(cmd):
-                    with m.Case(Cmd.PING, Cmd.READ_COUNTERS):
-                        accept(length == 0)
-                    with m.Case(Cmd.WRITE_WEIGHTS):
-                        accept((length >= 4) & (length <= self.max_payload) & (length[:2] == 0),
-                               load=[count.eq(words), ptr.eq(4), addr.eq(arg[:24]), k.eq(0)])
-                    with m.Case(Cmd.READ_WEIGHTS):
-                        accept(length == 6, arg[32:48] <= MAX_READ_WORDS)
-                    with m.Case(Cmd.SET_THRESHOLD):
-                        accept(length == 4)
-                    with m.Case(Cmd.SET_METRIC):
-                        accept(length == 1, arg[:8] <= 2)
-                    with m.Case(Cmd.SET_SPEC):
-                        accept(length == 1, arg[:8] <= SPEC_EN_MAX)
-                    with m.Case(Cmd.TRAIN_SAMPLE):
-                        accept(length == n_in + 1, ~(arg[:8] & 0x70).any() & (label < classes),
-                               load=[count.eq(n_in), ptr.eq(1)])
-                    with m.Case(Cmd.INFER_SAMPLE):
-                        accept(length == n_in, load=[count.eq(n_in), ptr.eq(0)])
-                    with m.Default():
-                        respond(Status.UNKNOWN_CMD)
+                with m.If(~chk_known):
+                    respond(Status.UNKNOWN_CMD)
+                with m.Elif(~chk_length):
+                    respond(Status.BAD_LENGTH)
+                with m.Elif(~chk_arg):
+                    respond(Status.BAD_ARG)
+                with m.Else():
+                    with m.Switch(cmd):  # load the command's counters
+                        with m.Case(Cmd.WRITE_WEIGHTS):
+                            m.d.sync += [count.eq((length - 4)[2:]), ptr.eq(4), addr.eq(arg[:24]), k.eq(0)]
+                        with m.Case(Cmd.TRAIN_SAMPLE):
+                            m.d.sync += [count.eq(n_in), ptr.eq(1)]
+                        with m.Case(Cmd.INFER_SAMPLE):
+                            m.d.sync += [count.eq(n_in), ptr.eq(0)]
+                    m.next = "EXEC"
 
             # ---- execute (only frames that passed every check) --------------------------
             with m.State("EXEC"):

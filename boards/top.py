@@ -111,28 +111,28 @@ BOARDS: dict[str, BoardSpec] = {
         counter_width=32,
         numerics="lean",
         delay_ram_min=3,
-        register_host=False,
+        register_host=True,
         update_lanes=1,
         counter_memory="spram",
         timing_registers=False,
         area_trims=True,
         trades=(
-            "iCE40UP5K (5280 logic cells, 30 EBR of 4 kbit, 8 SB_MAC16, 4 SPRAM). Traded to fit: TWO lanes per "
-            "engine, not 4 (16-4-2 x4 needs 6,080 logic cells and 34 EBR: 115 % and 113 %); the "
-            "'compact' number formats (16-bit master weights, 12-bit activations, deltas and probabilities; "
-            "digits 64-16-10, 5 epochs, threshold 0.1: 85.83 % against 86.94 % with 'standard'); 32-bit "
-            "counters (the cycle counter wraps after 6 minutes at 12 MHz); the update unit takes one lane per "
-            "cycle (an update takes 2 x 39 + 9 = 87 cycles instead of 48; it runs once every 'batch' samples, "
-            "and a sequential step takes 150). The event "
-            "counters live in a counter bank in SPRAM (2 of the 4; one adder for all; host counter reads wait "
-            "up to 33 cycles); the backward engine has none of the operand registers the ECP5 needs for 80 MHz "
-            "(gradient word and MAC result, weights, delta word). Every other memory is in block RAM (Yosys would "
-            "build the small ones from flip-flops), the long delay lines too, and the link's host-bus requests "
-            "are not registered. Kept: "
-            "every feature of the link and the trainer (speculation, the pipelined mode, three metrics, both "
-            "gradient banks, all 15 counters). The weight and gradient memories are not in SPRAM: both engines "
-            "read the weights every cycle, and the gradient read-modify-write reads one bank and writes the other "
-            "every cycle, where an SPRAM has one port; at 16-4-2 x2 they are 39 words."
+            "iCE40UP5K (5280 logic cells, 30 EBR of 4 kbit, 8 SB_MAC16, 4 SPRAM): 16-4-2 with four lanes per "
+            "engine. Traded to fit: the 'lean' number formats (16-bit master weights, 11-bit activations SQ(4,6) "
+            "from 6-bit inputs, 8- and 9-bit deltas and probabilities; digits 64-16-10, 5 epochs, threshold 0.1: "
+            "90.00 %, 'standard' 86.94 %, 'compact' 85.83 % but collapsing in longer runs); 32-bit counters (the "
+            "cycle counter wraps after 6 minutes at 12 MHz); the update unit takes one lane per cycle (an update "
+            "takes 4 x 22 + 9 = 97 cycles instead of 31, once every 'batch' samples; a sequential step takes 125); "
+            "the softmax multiplies one bit per cycle (16 cycles more per forward pass); the event counters live in "
+            "a counter bank in SPRAM (2 of the 4; one adder for all; host counter reads wait up to 33 cycles); none "
+            "of the engines' timing registers the ECP5 needs for 80 MHz (backward: gradient word, MAC results, "
+            "weights, delta word; forward: weights; host reads: the weight word). Every other memory is in block "
+            "RAM (Yosys would build the small ones from flip-flops), the long delay lines too; the exp LUT's 1.0 is "
+            "logic (its other entries fit 8 bits). Kept: every feature of the link and the trainer (speculation, "
+            "the pipelined mode, three metrics, both gradient banks, all 15 counters). The weight and gradient "
+            "memories are not in SPRAM: both engines read the weights every cycle, and the gradient "
+            "read-modify-write reads one bank and writes the other every cycle, where an SPRAM has one port; at "
+            "16-4-2 x4 they are 22 words."
         ),
     ),
     "ulx3s-85f": BoardSpec(
