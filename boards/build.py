@@ -181,7 +181,8 @@ def build_board(board: str, lanes: int | None = None, layers: tuple | None = Non
     }
     start = time.perf_counter()
     platform = spec.make_platform()
-    top = BoardTop(cfg, baud=baud, pll_mhz=pll_mhz, register_host=spec.register_host)
+    top = BoardTop(cfg, baud=baud, pll_mhz=pll_mhz, register_host=spec.register_host,
+                   check_registers=spec.link_check_registers)
     plan = platform.build(top, name="top", do_build=False, **dict(spec.toolchain_opts))
     failure = None
     try:

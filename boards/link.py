@@ -87,6 +87,13 @@ class Link(wiring.Component):
         long (plus two cycles) is dropped with a ``TIMEOUT`` response.
     max_payload : int or None
         Receive-buffer bytes (block RAM); default :func:`default_max_payload`.
+    check_registers : bool
+        The state machine reads the comparisons it acts on from flip-flops:
+        the timer's expiry (a cycle later), the payload's last byte and room,
+        the frame checks (no counter comparator in front of its next-state
+        logic: the iCEBreaker's critical path). Off by default: the ULX3S
+        build's measured netlist does not have them (with them it routed at
+        75.45 MHz instead of 81.02, its critical path elsewhere).
 
     Ports
     -----
@@ -115,7 +122,8 @@ class Link(wiring.Component):
     cycles, far more than a training step.
     """
 
-    def __init__(self, cfg: TrainerConfig, timeout: int, max_payload: int | None = None) -> None:
+    def __init__(self, cfg: TrainerConfig, timeout: int, max_payload: int | None = None,
+                 check_registers: bool = False) -> None:
         if not isinstance(timeout, int) or timeout < 2:
             raise ValueError(f"timeout: must be an integer number of cycles >= 2, got {timeout!r}")
         max_payload = default_max_payload(cfg) if max_payload is None else max_payload
@@ -123,6 +131,7 @@ class Link(wiring.Component):
             raise ValueError(f"max_payload: must hold a training frame ({cfg.n_in(0) + 1} bytes) "
                              f"and fit 16 bits, got {max_payload!r}")
         self.cfg, self.timeout, self.max_payload = cfg, timeout, max_payload
+        self.check_registers = check_registers
         self.info = PingInfo(PROTOCOL_VERSION, cfg.lanes, tuple(cfg.layers), max_payload, numerics_name(cfg.numerics))
         super().__init__({
             "rx": In(stream.Signature(8)),
@@ -190,19 +199,26 @@ class Link(wiring.Component):
             m.d.sync += status.eq(code)
             m.next = "R_SYNC"
 
-        # comparisons the state machine acts on, from registers into flip-flops (no counter comparator in front
-        # of its next-state logic): the timer has expired (it stops there; a cycle later than the comparison), the
+        # check_registers: comparisons the state machine acts on, from registers into flip-flops (no counter
+        # comparator in front of its next-state logic): the timer has expired (it stops there; a cycle later than the comparison), the
         # payload byte about to arrive is the last one, it still fits the buffer (rx bytes are at least two cycles
         # apart: a UART's are ten bit times), and the frame checks (command, length and arguments are final from the
         # last payload byte on, two bytes before CHECK)
-        expired, pay_last, pay_room = Signal(), Signal(), Signal()
-        m.d.sync += [expired.eq(timer == self.timeout), pay_last.eq(count == length - 1),
-                     pay_room.eq(count < self.max_payload)]
-        chk_known, chk_length, chk_arg = Signal(), Signal(), Signal()
-        known, length_ok, arg_ok = Signal(), Signal(), Signal(init=1)
-        m.d.sync += [chk_known.eq(known), chk_length.eq(length_ok), chk_arg.eq(arg_ok)]
-        with m.Switch(cmd):
-            for codes, length_check, arg_check in (
+        regs = self.check_registers
+        if regs:
+            expired, pay_last, pay_room = Signal(), Signal(), Signal()
+            m.d.sync += [expired.eq(timer == self.timeout), pay_last.eq(count == length - 1),
+                         pay_room.eq(count < self.max_payload)]
+            chk_known, chk_length, chk_arg = Signal(), Signal(), Signal()
+            known, length_ok, arg_ok = Signal(), Signal(), Signal(init=1)
+            m.d.sync += [chk_known.eq(known), chk_length.eq(length_ok), chk_arg.eq(arg_ok)]
+
+        def timed_out() -> Value:
+            return expired if regs else timer == self.timeout
+
+        def checks() -> list:
+            """``(commands, length check, argument check or None)`` of each command."""
+            return [
                 ((Cmd.PING, Cmd.READ_COUNTERS), length == 0, None),
                 ((Cmd.WRITE_WEIGHTS,), (length >= 4) & (length <= self.max_payload) & (length[:2] == 0), None),
                 ((Cmd.READ_WEIGHTS,), length == 6, arg[32:48] <= MAX_READ_WORDS),
@@ -211,15 +227,22 @@ class Link(wiring.Component):
                 ((Cmd.SET_SPEC,), length == 1, arg[:8] <= SPEC_EN_MAX),
                 ((Cmd.TRAIN_SAMPLE,), length == n_in + 1, ~(arg[:8] & 0x70).any() & (label < classes)),
                 ((Cmd.INFER_SAMPLE,), length == n_in, None),
-            ):
-                with m.Case(*codes):
-                    m.d.comb += [known.eq(1), length_ok.eq(length_check)]
-                    if arg_check is not None:
-                        m.d.comb += arg_ok.eq(arg_check)
+            ]
+
+        if regs:
+            with m.Switch(cmd):
+                for codes, length_check, arg_check in checks():
+                    with m.Case(*codes):
+                        m.d.comb += [known.eq(1), length_ok.eq(length_check)]
+                        if arg_check is not None:
+                            m.d.comb += arg_ok.eq(arg_check)
 
         def count_time() -> None:
-            """The timer counts up to the timeout and stays there."""
-            with m.If(~expired):
+            """The timer counts (with check_registers: up to the timeout, and stays there)."""
+            if regs:
+                with m.If(~expired):
+                    m.d.sync += timer.eq(timer + 1)
+            else:
                 m.d.sync += timer.eq(timer + 1)
 
         def guard() -> None:
@@ -229,7 +252,7 @@ class Link(wiring.Component):
                 m.next = "DRAIN"
             with m.Elif(rx_take):
                 m.d.sync += timer.eq(0)
-            with m.Elif(expired):
+            with m.Elif(timed_out()):
                 m.d.sync += status.eq(Status.TIMEOUT)
                 m.next = "R_SYNC"
             with m.Else():
@@ -253,8 +276,9 @@ class Link(wiring.Component):
             # ---- receive -----------------------------------------------------------------
             with m.State("HUNT"):
                 m.d.comb += self.rx.ready.eq(1)
-                m.d.sync += [timer.eq(0), crc.eq(0xFFFF), cmd.eq(0), count.eq(0), op.eq(_Op.NONE), resp_len.eq(1),
-                             expired.eq(0)]
+                m.d.sync += [timer.eq(0), crc.eq(0xFFFF), cmd.eq(0), count.eq(0), op.eq(_Op.NONE), resp_len.eq(1)]
+                if regs:
+                    m.d.sync += expired.eq(0)
                 with m.If(rx_take & (rx_byte == SYNC)):
                     m.next = "CMD"
 
@@ -282,13 +306,13 @@ class Link(wiring.Component):
             with m.State("PAYLOAD"):
                 m.d.comb += self.rx.ready.eq(1)
                 m.d.comb += [buf_w.addr.eq(count), buf_w.data.eq(rx_byte),
-                             buf_w.en.eq(rx_take & pay_room)]
+                             buf_w.en.eq(rx_take & (pay_room if regs else count < self.max_payload))]
                 with m.If(rx_take):
                     m.d.sync += [count.eq(count + 1), crc.eq(crc16_update(crc, rx_byte))]
                     for i in range(6):
                         with m.If(count == i):
                             m.d.sync += arg[8 * i:8 * i + 8].eq(rx_byte)
-                    with m.If(pay_last):
+                    with m.If(pay_last if regs else count == length - 1):
                         m.next = "CRC0"
                 guard()
             with m.State("CRC0"):
@@ -310,28 +334,46 @@ class Link(wiring.Component):
                 m.d.comb += self.rx.ready.eq(1)
                 with m.If(rx_take):
                     m.d.sync += timer.eq(0)
-                with m.Elif(expired):
+                with m.Elif(timed_out()):
                     m.next = "R_SYNC"
                 with m.Else():
                     count_time()
 
             # ---- check: a complete frame with a good CRC --------------------------------
             with m.State("CHECK"):
-                with m.If(~chk_known):
-                    respond(Status.UNKNOWN_CMD)
-                with m.Elif(~chk_length):
-                    respond(Status.BAD_LENGTH)
-                with m.Elif(~chk_arg):
-                    respond(Status.BAD_ARG)
-                with m.Else():
-                    with m.Switch(cmd):  # load the command's counters
-                        with m.Case(Cmd.WRITE_WEIGHTS):
-                            m.d.sync += [count.eq((length - 4)[2:]), ptr.eq(4), addr.eq(arg[:24]), k.eq(0)]
-                        with m.Case(Cmd.TRAIN_SAMPLE):
-                            m.d.sync += [count.eq(n_in), ptr.eq(1)]
-                        with m.Case(Cmd.INFER_SAMPLE):
-                            m.d.sync += [count.eq(n_in), ptr.eq(0)]
-                    m.next = "EXEC"
+                if regs:
+                    with m.If(~chk_known):
+                        respond(Status.UNKNOWN_CMD)
+                    with m.Elif(~chk_length):
+                        respond(Status.BAD_LENGTH)
+                    with m.Elif(~chk_arg):
+                        respond(Status.BAD_ARG)
+                    with m.Else():
+                        with m.Switch(cmd):  # load the command's counters
+                            with m.Case(Cmd.WRITE_WEIGHTS):
+                                m.d.sync += [count.eq((length - 4)[2:]), ptr.eq(4), addr.eq(arg[:24]), k.eq(0)]
+                            with m.Case(Cmd.TRAIN_SAMPLE):
+                                m.d.sync += [count.eq(n_in), ptr.eq(1)]
+                            with m.Case(Cmd.INFER_SAMPLE):
+                                m.d.sync += [count.eq(n_in), ptr.eq(0)]
+                        m.next = "EXEC"
+                else:
+                    words = (length - 4)[2:]
+                    loads = {Cmd.WRITE_WEIGHTS: [count.eq(words), ptr.eq(4), addr.eq(arg[:24]), k.eq(0)],
+                             Cmd.TRAIN_SAMPLE: [count.eq(n_in), ptr.eq(1)], Cmd.INFER_SAMPLE: [count.eq(n_in), ptr.eq(0)]}
+                    with m.Switch(cmd):
+                        for codes, length_ok, arg_ok in checks():
+                            with m.Case(*codes):
+                                with m.If(~length_ok):
+                                    respond(Status.BAD_LENGTH)
+                                if arg_ok is not None:
+                                    with m.Elif(~arg_ok):
+                                        respond(Status.BAD_ARG)
+                                with m.Else():
+                                    m.d.sync += loads.get(codes[0], [])
+                                    m.next = "EXEC"
+                        with m.Default():
+                            respond(Status.UNKNOWN_CMD)
 
             # ---- execute (only frames that passed every check) --------------------------
             with m.State("EXEC"):
@@ -510,6 +552,8 @@ class LinkedTrainer(wiring.Component):
         Link receive buffer (default :func:`default_max_payload`).
     init : list of (W, b) or None
         Initial weights of the trainer (default: the golden model's for ``cfg.train.seed``).
+    check_registers : bool
+        The link's ``check_registers``.
     register_host : bool
         Register the link's host-bus requests on their way into the trainer (default; one cycle more per
         access, for timing on large devices).
@@ -527,11 +571,11 @@ class LinkedTrainer(wiring.Component):
     """
 
     def __init__(self, cfg: TrainerConfig, divisor: int, timeout: int, max_payload: int | None = None,
-                 init: list | None = None, register_host: bool = True) -> None:
+                 init: list | None = None, register_host: bool = True, check_registers: bool = False) -> None:
         self.cfg, self.register_host = cfg, register_host
         self.uart_rx = UARTRx(divisor)
         self.uart_tx = UARTTx(divisor)
-        self.link = Link(cfg, timeout, max_payload)
+        self.link = Link(cfg, timeout, max_payload, check_registers)
         self.trainer = Trainer(cfg, init)
         super().__init__({
             "rx": In(1, init=1),

@@ -75,6 +75,8 @@ class BoardSpec:
     delay_ram_min: int = 0
     #: register the link's host-bus requests (:class:`~.link.LinkedTrainer`'s ``register_host``)
     register_host: bool = True
+    #: the link's state machine reads its comparisons from flip-flops (:class:`~.link.Link`'s ``check_registers``)
+    link_check_registers: bool = False
     #: lane groups of the hidden pre-activation memories (:attr:`TrainerConfig.sz_groups`), at most: the
     #: configuration uses ``gcd(lanes, sz_groups)``
     sz_groups: int = 1
@@ -111,7 +113,7 @@ BOARDS: dict[str, BoardSpec] = {
         counter_width=32,
         numerics="lean",
         delay_ram_min=3,
-        register_host=True,
+        link_check_registers=True,
         update_lanes=1,
         counter_memory="spram",
         timing_registers=False,
@@ -198,12 +200,14 @@ class BoardTop(Elaboratable):
         ``None`` clocks it from the board's crystal.
     register_host : bool
         Register the link's host-bus requests (:class:`~.link.LinkedTrainer`).
+    check_registers : bool
+        The link's ``check_registers`` (:class:`~.link.Link`).
     """
 
     def __init__(self, cfg: TrainerConfig, baud: int = DEFAULT_BAUD, timeout_ms: float = 50.0,
-                 pll_mhz: float | None = None, register_host: bool = True) -> None:
+                 pll_mhz: float | None = None, register_host: bool = True, check_registers: bool = False) -> None:
         self.cfg, self.baud, self.timeout_ms, self.pll_mhz = cfg, baud, timeout_ms, pll_mhz
-        self.register_host = register_host
+        self.register_host, self.check_registers = register_host, check_registers
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -215,7 +219,8 @@ class BoardTop(Elaboratable):
             clk_freq = self.pll_mhz * 1e6
         divisor = divisor_for(clk_freq, self.baud)
         timeout = max(int(clk_freq * self.timeout_ms / 1000), 20 * divisor)
-        m.submodules.core = core = LinkedTrainer(self.cfg, divisor, timeout, register_host=self.register_host)
+        m.submodules.core = core = LinkedTrainer(self.cfg, divisor, timeout, register_host=self.register_host,
+                                                 check_registers=self.check_registers)
 
         uart = platform.request("uart", 0, dir="-")
         m.submodules.uart_rx = rx_buf = io.Buffer("i", uart.rx)

@@ -77,7 +77,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 def _add_numerics_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--numerics", choices=list(NUMERICS), default="standard",
-                   help="number formats of the fixed-point backends (default standard; compact: the iCEBreaker's)")
+                   help="number formats of the fixed-point backends (default standard; lean: the iCEBreaker's)")
 
 
 def _config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
@@ -361,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the trainer configuration of a board's build (its lanes, number formats, layers "
                               "and area options), without the link")
     verilog.add_argument("--numerics", choices=list(NUMERICS),
-                         help="number formats (default standard, or the board's; compact: the iCEBreaker's)")
+                         help="number formats (default standard, or the board's; lean: the iCEBreaker's)")
     _add_config_args(verilog)
     verilog.set_defaults(func=_cmd_verilog, epochs=1, train=None, test=None)
 

@@ -54,8 +54,8 @@ def random_set(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture
 def board(request):
-    """``(dut, sim serial, driver)``; ``@pytest.mark.parametrize("board", [max_payload], indirect=True)``."""
-    dut = LinkedTrainer(CFG, DIVISOR, TIMEOUT, max_payload=getattr(request, "param", None))
+    """``(dut, sim serial, driver)``; ``@pytest.mark.parametrize("board", [{link options}], indirect=True)``."""
+    dut = LinkedTrainer(CFG, DIVISOR, TIMEOUT, **getattr(request, "param", {}))
     ser = SimSerial(dut, DIVISOR, read_timeout=30)
     yield dut, ser, BoardTrainer(stream=ser)
     ser.close()
@@ -143,7 +143,9 @@ def test_icebreaker_core_over_uart_matches_golden() -> None:
     cfg = trainer_config("icebreaker", train=TrainConfig(layers=(16, 4, 2), batch=3, threshold=0.01))
     assert cfg.numerics == NUMERICS["lean"] and cfg.delay_ram_min == 3 and cfg.lanes == 4
     assert cfg.update_lanes == 1 and cfg.counter_memory == "spram" and not cfg.timing_registers
-    dut = LinkedTrainer(cfg, DIVISOR, TIMEOUT, register_host=BOARDS["icebreaker"].register_host)
+    spec = BOARDS["icebreaker"]
+    dut = LinkedTrainer(cfg, DIVISOR, TIMEOUT, register_host=spec.register_host,
+                        check_registers=spec.link_check_registers)
     ser = SimSerial(dut, DIVISOR, read_timeout=30)
     try:
         bt = BoardTrainer(stream=ser)
@@ -203,7 +205,9 @@ def snapshot(dut, ctx) -> tuple[list, dict]:
     return weights, counters
 
 
-@pytest.mark.parametrize("board", [MAX_PAYLOAD], indirect=True)
+@pytest.mark.parametrize("board", [{"max_payload": MAX_PAYLOAD},
+                                   {"max_payload": MAX_PAYLOAD, "check_registers": True}],
+                         indirect=True, ids=["comparators", "check-registers"])
 def test_corrupted_frames_change_nothing(board) -> None:
     """Bad CRC, truncation, unknown command, wrong length, bad argument, framing error: each gets its error
     response, no state changes, and the next good frame works."""

@@ -153,7 +153,7 @@ def test_verilog_of_a_board_trainer(tmp_path: Path, capsys) -> None:
 
     il = tmp_path / "ice.il"
     code, out, _ = run_main(["verilog", "-o", str(il), "--format", "il", "--board", "icebreaker"], capsys)
-    assert code == 0 and "layers 16,4,2, 2 lanes per engine" in out
+    assert code == 0 and "layers 16,4,2, 4 lanes per engine" in out
     text = il.read_text()
     assert text == rtlil.convert(Trainer(trainer_config("icebreaker")), name="specbp_trainer")
     assert 'ram_style "huge"' in text
