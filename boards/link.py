@@ -200,10 +200,10 @@ class Link(wiring.Component):
             m.next = "R_SYNC"
 
         # check_registers: comparisons the state machine acts on, from registers into flip-flops (no counter
-        # comparator in front of its next-state logic): the timer has expired (it stops there; a cycle later than the comparison), the
-        # payload byte about to arrive is the last one, it still fits the buffer (rx bytes are at least two cycles
-        # apart: a UART's are ten bit times), and the frame checks (command, length and arguments are final from the
-        # last payload byte on, two bytes before CHECK)
+        # comparator in front of its next-state logic): the timer has expired (it stops there; a cycle later than
+        # the comparison), the payload byte about to arrive is the last one, it still fits the buffer (rx bytes are
+        # at least two cycles apart: a UART's are ten bit times), and the frame checks (command, length and
+        # arguments are final from the last payload byte on, two bytes before CHECK)
         regs = self.check_registers
         if regs:
             expired, pay_last, pay_room = Signal(), Signal(), Signal()
@@ -360,7 +360,8 @@ class Link(wiring.Component):
                 else:
                     words = (length - 4)[2:]
                     loads = {Cmd.WRITE_WEIGHTS: [count.eq(words), ptr.eq(4), addr.eq(arg[:24]), k.eq(0)],
-                             Cmd.TRAIN_SAMPLE: [count.eq(n_in), ptr.eq(1)], Cmd.INFER_SAMPLE: [count.eq(n_in), ptr.eq(0)]}
+                             Cmd.TRAIN_SAMPLE: [count.eq(n_in), ptr.eq(1)],
+                             Cmd.INFER_SAMPLE: [count.eq(n_in), ptr.eq(0)]}
                     with m.Switch(cmd):
                         for codes, length_ok, arg_ok in checks():
                             with m.Case(*codes):
