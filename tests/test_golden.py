@@ -401,7 +401,9 @@ def test_numerics_that_overflow_the_mac_operand_are_refused(kwargs: dict, messag
 
 def test_named_format_sets() -> None:
     assert numerics_preset("standard") == Numerics() and numerics_name(NUMERICS["compact"]) == "compact"
-    with pytest.raises(ConfigError, match=r"^numerics: unknown format set 'tiny' \(choose from standard, compact\)"):
+    assert numerics_name(numerics_preset("lean")) == "lean"
+    with pytest.raises(ConfigError,
+                       match=r"^numerics: unknown format set 'tiny' \(choose from standard, compact, lean\)"):
         numerics_preset("tiny")
     with pytest.raises(ConfigError, match="^numerics: not one of the named format sets"):
         numerics_name(Numerics(const_bits=12))
