@@ -341,6 +341,10 @@ class Link(wiring.Component):
 
             # ---- check: a complete frame with a good CRC --------------------------------
             with m.State("CHECK"):
+                # the counters each command loads before it executes
+                loads = {Cmd.WRITE_WEIGHTS: [count.eq((length - 4)[2:]), ptr.eq(4), addr.eq(arg[:24]), k.eq(0)],
+                         Cmd.TRAIN_SAMPLE: [count.eq(n_in), ptr.eq(1)],
+                         Cmd.INFER_SAMPLE: [count.eq(n_in), ptr.eq(0)]}
                 if regs:
                     with m.If(~chk_known):
                         respond(Status.UNKNOWN_CMD)
@@ -349,19 +353,12 @@ class Link(wiring.Component):
                     with m.Elif(~chk_arg):
                         respond(Status.BAD_ARG)
                     with m.Else():
-                        with m.Switch(cmd):  # load the command's counters
-                            with m.Case(Cmd.WRITE_WEIGHTS):
-                                m.d.sync += [count.eq((length - 4)[2:]), ptr.eq(4), addr.eq(arg[:24]), k.eq(0)]
-                            with m.Case(Cmd.TRAIN_SAMPLE):
-                                m.d.sync += [count.eq(n_in), ptr.eq(1)]
-                            with m.Case(Cmd.INFER_SAMPLE):
-                                m.d.sync += [count.eq(n_in), ptr.eq(0)]
+                        with m.Switch(cmd):
+                            for code, load in loads.items():
+                                with m.Case(code):
+                                    m.d.sync += load
                         m.next = "EXEC"
                 else:
-                    words = (length - 4)[2:]
-                    loads = {Cmd.WRITE_WEIGHTS: [count.eq(words), ptr.eq(4), addr.eq(arg[:24]), k.eq(0)],
-                             Cmd.TRAIN_SAMPLE: [count.eq(n_in), ptr.eq(1)],
-                             Cmd.INFER_SAMPLE: [count.eq(n_in), ptr.eq(0)]}
                     with m.Switch(cmd):
                         for codes, length_ok, arg_ok in checks():
                             with m.Case(*codes):
