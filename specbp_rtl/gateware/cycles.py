@@ -57,8 +57,7 @@ class CycleModel:
         cfg = self.cfg
         beats = cfg.classes + sum(cfg.words(layer) for layer in range(cfg.n_layers))
         beats += sum(cfg.passes(layer) * cfg.n_in(layer) for layer in range(1, cfg.n_layers))
-        mac_latency = MacArray.LATENCY if cfg.timing_registers else MacArray.LATENCY_UNREGISTERED
-        return beats + (9 + mac_latency) * cfg.n_layers - 2
+        return beats + (9 + MacArray.latency_for(cfg.timing_registers)) * cfg.n_layers - 2
 
     @property
     def sequential_step(self) -> int:

@@ -148,7 +148,12 @@ class MacArray(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from the clock edge accepting a ``last`` beat to ``o.valid`` (with ``o.ready`` high)."""
-        return self.LATENCY if self.output_registers else self.LATENCY_UNREGISTERED
+        return self.latency_for(self.output_registers)
+
+    @classmethod
+    def latency_for(cls, output_registers: bool) -> int:
+        """:attr:`latency` of an array with or without ``output_registers``."""
+        return cls.LATENCY if output_registers else cls.LATENCY_UNREGISTERED
 
     @staticmethod
     def model(a: np.ndarray, b: np.ndarray, first: np.ndarray, last: np.ndarray, *, acc_frac: int = 0,
