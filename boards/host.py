@@ -11,6 +11,14 @@ The trainer's label-state memory, ``seen`` flags and gradient accumulators are
 not reachable over the host bus: a reproducible run needs a freshly
 configured (or reset) board, and :meth:`BoardTrainer.train` refuses a board
 that has already trained (``fresh=False`` overrides).
+
+A noisy line costs nothing: a frame the board rejects (``BAD_CRC``,
+``TIMEOUT``, ``FRAMING``: the link changed no state) is sent again, and a
+response that is lost or garbled is recovered: the driver resynchronises with
+a ``PING``, and a training step whose answer was lost is looked up in the
+step counter (run again only if the board did not run it). Every other
+command is idempotent and simply sent again. Each request is tried at most
+``1 + retries`` times; :attr:`BoardTrainer.link_stats` counts what happened.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import numpy as np
 
 from ..config import TrainConfig
 from ..data import Dataset
-from ..gateware.host import COUNTERS, weight_address
+from ..gateware.host import COUNTERS, access_error, weight_address
 from ..gateware.layout import TrainerConfig
 from ..gateware.trainer import METRIC_CODES
 from ..model.golden import FixedEngine
@@ -33,10 +41,14 @@ from ..numerics import numerics_preset
 from ..sim.runner import RunResult, hardware_fields
 from . import protocol as proto
 
-__all__ = ["BoardTrainer", "ByteStream", "BoardError", "KIND_NAMES"]
+__all__ = ["BoardTrainer", "ByteStream", "BoardError", "KIND_NAMES", "RETRY_STATUSES"]
 
 #: :class:`~specbp_rtl.gateware.trainer.StepKind` codes as the other backends name them
 KIND_NAMES = {0: "sequential", 1: "first_sighting", 2: "hit", 3: "miss"}
+#: the step counter each step kind increments (to name the kind of a step whose answer was lost)
+_KIND_COUNTERS = {"sequential": "sequential", "first_sighting": "first_sightings", "hit": "hits", "miss": "misses"}
+#: statuses of a frame the link rejected without touching any state: safe to send again
+RETRY_STATUSES = frozenset({proto.Status.BAD_CRC, proto.Status.TIMEOUT, proto.Status.FRAMING})
 
 
 class ByteStream(Protocol):
@@ -62,10 +74,15 @@ class BoardTrainer:
         Use this byte stream instead of opening ``port``.
     timeout : float
         Seconds to wait for a response byte.
+    retries : int
+        Times a request is sent again after a rejected frame or a lost
+        response (then the error is raised).
     """
 
     def __init__(self, port: str | None = None, baud: int = 1_000_000, *, stream: ByteStream | None = None,
-                 timeout: float = 2.0) -> None:
+                 timeout: float = 2.0, retries: int = 4) -> None:
+        if not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries: must be an integer >= 0, got {retries!r}")
         if stream is None:
             if port is None:
                 raise BoardError("board: give a serial port or a byte stream")
@@ -75,7 +92,13 @@ class BoardTrainer:
                 raise BoardError("board: pyserial is not installed (pip install pyserial)") from None
             stream = serial.Serial(port, baud, timeout=timeout)
         self.stream = stream
+        self.retries = retries
         self._info: proto.PingInfo | None = None
+        #: the board's step counter as far as this driver knows (``None``: not read yet)
+        self._steps: int | None = None
+        self._counters: dict[str, int] | None = None
+        #: frames the board rejected, responses lost or garbled, requests sent again
+        self.link_stats = {"rejected": 0, "lost": 0, "retries": 0}
 
     def close(self) -> None:
         close = getattr(self.stream, "close", None)
@@ -94,9 +117,52 @@ class BoardTrainer:
         self.stream.write(frame)
         return proto.Response.parse(proto.read_frame(self.stream.read))
 
-    def request(self, frame: bytes) -> bytes:
-        """Send one request frame; return the response data or raise :class:`~.protocol.StatusError`."""
-        return self.transact(frame).check(frame[1])
+    def request(self, frame: bytes, recover: Callable[[], bytes | None] | None = None) -> bytes:
+        """Send one request frame; return the response data or raise :class:`~.protocol.StatusError`.
+
+        A rejected frame (:data:`RETRY_STATUSES`) is sent again. A lost or
+        garbled response raises unless the request may be sent again:
+        idempotent commands may; for the others ``recover()`` says, after a
+        resynchronisation, whether the board executed the request (it returns
+        the response data to use) or not (``None``: send it again).
+        """
+        cmd = frame[1]
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.link_stats["retries"] += 1
+            try:
+                response = self.transact(frame)
+                if response.cmd != cmd | proto.RESPONSE:  # a stale answer: its own request's is lost
+                    response.check(cmd)
+            except proto.ProtocolError:
+                self.link_stats["lost"] += 1
+                if attempt == self.retries:
+                    raise
+                self._resync()
+                data = recover() if recover is not None else None
+                if data is not None:
+                    return data
+                continue
+            if response.status in RETRY_STATUSES and attempt < self.retries:
+                self.link_stats["rejected"] += 1
+                continue
+            return response.check(cmd)
+        raise AssertionError("unreachable")
+
+    def _resync(self) -> None:
+        """Send PINGs until one good PING response arrives (stale and garbled bytes are read and dropped)."""
+        for _ in range(self.retries + 1):
+            self.stream.write(proto.ping())
+            for _ in range(4):  # stale frames before the PING's answer
+                try:
+                    response = proto.Response.parse(proto.read_frame(self.stream.read))
+                except proto.ProtocolError as exc:
+                    if str(exc).startswith("timeout"):
+                        break  # nothing more arrives: send another PING
+                    continue
+                if response.cmd == proto.Cmd.PING | proto.RESPONSE and response.ok:
+                    return
+        raise proto.ProtocolError("the board does not answer PING after a lost response")
 
     # -- commands -------------------------------------------------------------------------------------------
     def ping(self) -> proto.PingInfo:
@@ -107,14 +173,25 @@ class BoardTrainer:
     def info(self) -> proto.PingInfo:
         return self._info or self.ping()
 
+    def _check_access(self, base: int, count: int, write: bool) -> None:
+        """Refuse a run outside the board's address map before it is sent (the link would answer BAD_ARG)."""
+        info = self.info
+        words = tuple(TrainerConfig(train=TrainConfig(layers=info.layers), lanes=info.lanes).words(layer)
+                      for layer in range(len(info.layers) - 1))
+        error = access_error(words, info.lanes, base, count, write)
+        if error:
+            raise ValueError(f"address: {error}")
+
     def write_words(self, base: int, values) -> None:
         """Host-bus writes to ``base, base + 1, ...``, split to fit the board's receive buffer."""
         values = [int(v) for v in values]
+        self._check_access(base, len(values), write=True)
         per_frame = (self.info.max_payload - 4) // 4
         for start in range(0, len(values), per_frame):
             self.request(proto.write_words(base + start, values[start:start + per_frame]))
 
     def read_words(self, base: int, count: int, signed: bool = False) -> list[int]:
+        self._check_access(base, count, write=False)
         out: list[int] = []
         while len(out) < count:
             n = min(count - len(out), 1024)
@@ -133,17 +210,41 @@ class BoardTrainer:
     def set_spec(self, on: bool, pipeline: bool = False) -> None:
         self.request(proto.set_spec(on, pipeline))
 
-    def train_sample(self, label: int, pixels, epoch_start: bool = False) -> tuple[int, str]:
-        """One training step; returns ``(prediction, step kind)``."""
-        data = self.request(proto.train_sample(label, pixels, epoch_start))
-        return data[0], KIND_NAMES[data[1]]
+    def train_sample(self, label: int, pixels, epoch_start: bool = False) -> tuple[int | None, str]:
+        """One training step; returns ``(prediction, step kind)``.
+
+        When the step's answer was lost on the line and the step counter
+        shows the board ran it, the kind comes from the counters and the
+        prediction is ``None``.
+        """
+        def recover() -> bytes | None:
+            known = self._counters
+            if known is None:
+                raise proto.ProtocolError("a training step's answer was lost and the step counter was not read "
+                                          "before it: cannot tell whether the board ran the step")
+            now = self.read_counters()
+            if now["steps"] == known["steps"]:
+                return None  # the board did not run it: send it again
+            if now["steps"] != known["steps"] + 1:
+                raise BoardError(f"board: the step counter moved from {known['steps']} to {now['steps']} "
+                                 f"over one training step")
+            kind = next(k for k, c in _KIND_COUNTERS.items() if now[c] != known[c])
+            return bytes([0xFF, next(code for code, name in KIND_NAMES.items() if name == kind)])
+
+        data = self.request(proto.train_sample(label, pixels, epoch_start), recover)
+        if data[0] != 0xFF and self._counters is not None:  # answered: the counters it moved, as the board has them
+            c = _KIND_COUNTERS[KIND_NAMES[data[1]]]
+            self._counters = self._counters | {"steps": self._counters["steps"] + 1, c: self._counters[c] + 1}
+        return (None if data[0] == 0xFF else data[0]), KIND_NAMES[data[1]]
 
     def infer(self, pixels) -> int:
         return self.request(proto.infer_sample(pixels))[0]
 
     def read_counters(self) -> dict[str, int]:
         data = self.request(proto.read_counters())
-        return dict(zip(COUNTERS, struct.unpack(f"<{len(COUNTERS)}Q", data)))
+        counters = dict(zip(COUNTERS, struct.unpack(f"<{len(COUNTERS)}Q", data)))
+        self._counters = counters
+        return counters
 
     # -- weights ------------------------------------------------------------------------------------------
     def _runs(self, cfg: TrainerConfig, layer: int) -> list[tuple[int, int, int]]:
@@ -197,7 +298,13 @@ class BoardTrainer:
         initialisation of its topology). ``cycles`` and
         ``cycles_per_sample`` count the trainer's busy cycles (training steps
         and updates); ``board_cycles`` is the free-running cycle counter,
-        which also counts the time spent waiting for the UART.
+        which also counts the time spent waiting for the UART; ``link`` counts
+        the frames rejected, the responses lost and the requests sent again.
+
+        A link failure after training began (the retries exhausted, the port
+        gone) or Ctrl-C ends the run with ``interrupted`` set and, for a
+        failure, ``error`` in the record: the completed epochs, the counters
+        and the weights the board still reports are kept.
         """
         start = time.perf_counter()
         cfg = self.configure(config)
@@ -211,15 +318,18 @@ class BoardTrainer:
                            numerics=self.info.numerics)
         train_time = 0.0
         params: list = []
+        error: str | None = None
         try:
             for epoch in range(epochs):
                 tick = progress(epoch, len(dataset.train_y)) if progress else None
                 t0 = time.perf_counter()
-                for n, (x, y) in enumerate(zip(dataset.train_x, dataset.train_y)):
-                    self.train_sample(int(y), bytes(np.asarray(x, dtype=np.uint8)), epoch_start=n == 0)
-                    if tick:
-                        tick(1)
-                train_time += time.perf_counter() - t0
+                try:
+                    for n, (x, y) in enumerate(zip(dataset.train_x, dataset.train_y)):
+                        self.train_sample(int(y), bytes(np.asarray(x, dtype=np.uint8)), epoch_start=n == 0)
+                        if tick:
+                            tick(1)
+                finally:
+                    train_time += time.perf_counter() - t0
                 params = self.read_params(cfg)
                 eng = FixedEngine(config, cfg.numerics)
                 for (w, b), (hw, hb) in zip(eng.params, params):
@@ -229,8 +339,18 @@ class BoardTrainer:
                 result.accuracy_per_epoch.append(float(np.mean(eng.predict(dataset.test_x) == dataset.test_y)))
         except KeyboardInterrupt:
             result.interrupted = True
-        c = self.read_counters()
-        c = {k: c[k] - before[k] for k in COUNTERS}
+        except (proto.ProtocolError, proto.StatusError, BoardError, OSError) as exc:
+            # the link failed after training began: keep the completed epochs (and what the board still tells)
+            result.interrupted = True
+            error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        extra: dict[str, Any] = {"lanes": cfg.lanes, "link": dict(self.link_stats)}
+        try:
+            c = self.read_counters()
+            c = {k: c[k] - before[k] for k in COUNTERS}
+            params = self.read_params(cfg)
+        except (proto.ProtocolError, proto.StatusError, OSError) as exc:
+            error = error or str(exc).splitlines()[0]
+            c = {k: 0 for k in COUNTERS}
         busy = c["sequential_cycles"] + c["hit_cycles"] + c["miss_cycles"] + c["update_cycles"]
         fields = hardware_fields(c | {"cycles": busy})
         result.counters = {k: c[k] for k in STEP_COUNTERS}
@@ -238,7 +358,8 @@ class BoardTrainer:
         result.hit_rate = c["hits"] / spec if spec else 0.0
         result.train_seconds = train_time
         result.wall_seconds = time.perf_counter() - start
-        result.weights_sha256 = weights_sha256(params or self.read_params(cfg), "<i8")
-        result.extra = fields | {"lanes": cfg.lanes, "board_cycles": c["cycles"]}
+        result.weights_sha256 = weights_sha256(params, "<i8") if params else ""
+        result.extra = fields | extra | {"board_cycles": c["cycles"], "link": dict(self.link_stats)}
+        if error is not None:
+            result.extra["error"] = error
         return result
-

@@ -19,7 +19,18 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..gateware.host import COUNTERS, REG_COUNTERS, REG_METRIC, REG_SPEC_EN, REG_THRESHOLD, SPEC_EN_MAX, HostBus
+from ..gateware.host import (
+    COUNTERS,
+    READ_REGISTER_RUNS,
+    REG_COUNTERS,
+    REG_METRIC,
+    REG_SPEC_EN,
+    REG_THRESHOLD,
+    SPEC_EN_MAX,
+    WRITE_REGISTER_RUN,
+    HostBus,
+    lane_bits,
+)
 from ..gateware.layout import TrainerConfig
 from ..gateware.trainer import Trainer, result_layout, sample_layout
 from ..numerics import numerics_name
@@ -94,6 +105,13 @@ class Link(wiring.Component):
         logic: the iCEBreaker's critical path). Off by default: the ULX3S
         build's measured netlist does not have them (with them it routed at
         75.45 MHz instead of 81.02, its critical path elsewhere).
+    address_check : bool
+        ``WRITE_WEIGHTS`` and ``READ_WEIGHTS`` runs outside the host bus's
+        address map (:func:`~specbp_rtl.gateware.host.access_error`) are
+        answered ``BAD_ARG`` and change nothing. On by default; the board
+        builds leave it off for now (:attr:`.top.BoardSpec.link_address_check`:
+        measured, it cost the ULX3S its 80 MHz clock and the iCEBreaker its
+        fit), and there the host driver's own check is the only one.
 
     Ports
     -----
@@ -123,7 +141,7 @@ class Link(wiring.Component):
     """
 
     def __init__(self, cfg: TrainerConfig, timeout: int, max_payload: int | None = None,
-                 check_registers: bool = False) -> None:
+                 check_registers: bool = False, address_check: bool = True) -> None:
         if not isinstance(timeout, int) or timeout < 2:
             raise ValueError(f"timeout: must be an integer number of cycles >= 2, got {timeout!r}")
         max_payload = default_max_payload(cfg) if max_payload is None else max_payload
@@ -132,6 +150,7 @@ class Link(wiring.Component):
                              f"and fit 16 bits, got {max_payload!r}")
         self.cfg, self.timeout, self.max_payload = cfg, timeout, max_payload
         self.check_registers = check_registers
+        self.address_check = address_check
         self.info = PingInfo(PROTOCOL_VERSION, cfg.lanes, tuple(cfg.layers), max_payload, numerics_name(cfg.numerics))
         super().__init__({
             "rx": In(stream.Signature(8)),
@@ -216,12 +235,37 @@ class Link(wiring.Component):
         def timed_out() -> Value:
             return expired if regs else timer == self.timeout
 
+        # the address map (gateware.host.access_error): a WRITE_WEIGHTS or READ_WEIGHTS run must stay inside one
+        # region. Two register stages from `arg` and `length` (final from the last payload byte on, at least
+        # four cycles before CHECK reads `in_map`): the run's last address within its region (bit 20: it
+        # crosses into the next region), then the verdict.
+        in_map = None
+        if self.address_check:
+            run_words = Mux(cmd == Cmd.WRITE_WEIGHTS, (length - 4)[2:], arg[32:48])
+            run_base, run_end, run_empty, in_map = arg[:20], Signal(21), Signal(), Signal()
+            m.d.sync += [run_end.eq((run_base + run_words - 1)[:21]), run_empty.eq(run_words == 0)]
+            bits = lane_bits(cfg.lanes)
+            region, end_word = arg[20:24], run_end[bits:20]
+            (w_first, w_last), ((r_first, r_last),) = WRITE_REGISTER_RUN, READ_REGISTER_RUNS
+            registers_ok = (region == 0) & Mux(cmd == Cmd.WRITE_WEIGHTS,
+                                               (run_base >= w_first) & (run_end[:20] <= w_last),
+                                               (run_base >= r_first) & (run_end[:20] <= r_last))
+            layer_ok = []
+            for layer in range(cfg.n_layers):
+                ok = (region == layer + 1) & (end_word < cfg.words(layer))
+                if cfg.lanes != 1 << bits:  # a run stays inside one word and its lanes
+                    ok &= (run_base[bits:20] == end_word) & (run_end[:bits] < cfg.lanes)
+                layer_ok.append(ok)
+            m.d.sync += in_map.eq(run_empty | ((arg[24:32] == 0) & ~run_end[20]
+                                               & (registers_ok | Cat(*layer_ok).any())))
+
         def checks() -> list:
             """``(commands, length check, argument check or None)`` of each command."""
             return [
                 ((Cmd.PING, Cmd.READ_COUNTERS), length == 0, None),
-                ((Cmd.WRITE_WEIGHTS,), (length >= 4) & (length <= self.max_payload) & (length[:2] == 0), None),
-                ((Cmd.READ_WEIGHTS,), length == 6, arg[32:48] <= MAX_READ_WORDS),
+                ((Cmd.WRITE_WEIGHTS,), (length >= 4) & (length <= self.max_payload) & (length[:2] == 0), in_map),
+                ((Cmd.READ_WEIGHTS,), length == 6,
+                 arg[32:48] <= MAX_READ_WORDS if in_map is None else (arg[32:48] <= MAX_READ_WORDS) & in_map),
                 ((Cmd.SET_THRESHOLD,), length == 4, None),
                 ((Cmd.SET_METRIC,), length == 1, arg[:8] <= 2),
                 ((Cmd.SET_SPEC,), length == 1, arg[:8] <= SPEC_EN_MAX),
@@ -550,8 +594,8 @@ class LinkedTrainer(wiring.Component):
         Link receive buffer (default :func:`default_max_payload`).
     init : list of (W, b) or None
         Initial weights of the trainer (default: the golden model's for ``cfg.train.seed``).
-    check_registers : bool
-        The link's ``check_registers``.
+    check_registers, address_check : bool
+        The link's options (:class:`Link`).
     register_host : bool
         Register the link's host-bus requests on their way into the trainer (default; one cycle more per
         access, for timing on large devices).
@@ -569,11 +613,12 @@ class LinkedTrainer(wiring.Component):
     """
 
     def __init__(self, cfg: TrainerConfig, divisor: int, timeout: int, max_payload: int | None = None,
-                 init: list | None = None, register_host: bool = True, check_registers: bool = False) -> None:
+                 init: list | None = None, register_host: bool = True, check_registers: bool = False,
+                 address_check: bool = True) -> None:
         self.cfg, self.register_host = cfg, register_host
         self.uart_rx = UARTRx(divisor)
         self.uart_tx = UARTTx(divisor)
-        self.link = Link(cfg, timeout, max_payload, check_registers)
+        self.link = Link(cfg, timeout, max_payload, check_registers, address_check)
         self.trainer = Trainer(cfg, init)
         super().__init__({
             "rx": In(1, init=1),

@@ -40,9 +40,15 @@ command            code  request payload                      response data (aft
 =================  ====  ===================================  ===========================================
 
 ``WRITE_WEIGHTS``/``READ_WEIGHTS`` are runs of accesses on the trainer's
-:class:`~specbp_rtl.gateware.host.HostBus` (any address, registers too); a
-write run's payload must fit the link's receive buffer (``max_payload`` bytes,
-reported by ``PING``). The link executes a request only after its CRC, command,
+:class:`~specbp_rtl.gateware.host.HostBus`, registers too. A run must stay
+inside the bus's address map
+(:func:`~specbp_rtl.gateware.host.access_error`: the readable or the writable
+registers, or one layer's weights up to its last word): the host driver
+refuses any other before sending it, and a link built with its address check
+(:class:`~specbp_rtl.boards.link.Link`'s ``address_check``, the default;
+not yet in the board builds, see :data:`~specbp_rtl.boards.top.BOARDS`)
+answers it with ``BAD_ARG``. A write run's payload must fit the link's
+receive buffer (``max_payload`` bytes, reported by ``PING``). The link executes a request only after its CRC, command,
 length and arguments have been checked: a frame with a bad CRC, an unknown
 command, a wrong length or a bad argument, or one cut short (no byte for
 ``timeout`` clock cycles inside a frame) or hit by a UART framing error gets

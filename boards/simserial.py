@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 
 from amaranth.sim import Simulator
 
@@ -35,14 +36,20 @@ class SimSerial:
         Clock cycles per bit of the simulated host UART (the DUT's).
     read_timeout : float
         Wall-clock seconds :meth:`read` waits for a byte (simulation is slow).
+    read_cycles : int or None
+        Also end a :meth:`read` when this many simulated cycles have passed
+        without a byte: a timeout that means the same on a loaded machine
+        (a lost response is a line gone quiet, not a slow simulator).
 
     To keep the simulation short, simulated time only advances while bytes
     are being sent, while :meth:`read` waits for bytes, or during
     :meth:`idle`; otherwise the simulation thread sleeps.
     """
 
-    def __init__(self, dut, divisor: int, read_timeout: float = 60.0) -> None:
-        self.dut, self.divisor, self.read_timeout = dut, divisor, read_timeout
+    def __init__(self, dut, divisor: int, read_timeout: float = 60.0, read_cycles: int | None = None) -> None:
+        self.dut, self.divisor, self.read_timeout, self.read_cycles = dut, divisor, read_timeout, read_cycles
+        #: simulated cycles spent waiting in :meth:`read`
+        self._wait_cycles = 0
         self._out: queue.Queue = queue.Queue()
         self._in: queue.Queue[int] = queue.Queue()
         self._done: queue.Queue = queue.Queue()
@@ -72,6 +79,7 @@ class SimSerial:
             except queue.Empty:
                 if self._waiting.is_set():
                     await ctx.tick().repeat(self.divisor)
+                    self._wait_cycles += self.divisor
                     continue
                 try:
                     item = self._out.get(timeout=0.01)
@@ -129,7 +137,17 @@ class SimSerial:
             while len(out) < n:
                 self._check()
                 try:
-                    out.append(self._in.get(timeout=self.read_timeout))
+                    if self.read_cycles is None:
+                        out.append(self._in.get(timeout=self.read_timeout))
+                        continue
+                    start, deadline = self._wait_cycles, time.monotonic() + self.read_timeout
+                    while True:
+                        try:
+                            out.append(self._in.get(timeout=0.01))
+                            break
+                        except queue.Empty:
+                            if self._wait_cycles - start > self.read_cycles or time.monotonic() > deadline:
+                                raise
                 except queue.Empty:
                     break
         finally:

@@ -77,6 +77,11 @@ class BoardSpec:
     register_host: bool = True
     #: the link's state machine reads its comparisons from flip-flops (:class:`~.link.Link`'s ``check_registers``)
     link_check_registers: bool = False
+    #: the link answers runs outside the host bus's address map with BAD_ARG (:class:`~.link.Link`'s
+    #: ``address_check``). Off on both boards for now: with it the ULX3S default routed at 75.55 MHz (its
+    #: 80 MHz clock failed, the critical path moved into the softmax) and the iCEBreaker needed 5,350 of 5,280
+    #: logic cells; the host driver refuses such runs before sending them
+    link_address_check: bool = False
     #: lane groups of the hidden pre-activation memories (:attr:`TrainerConfig.sz_groups`), at most: the
     #: configuration uses ``gcd(lanes, sz_groups)``
     sz_groups: int = 1
@@ -130,8 +135,11 @@ BOARDS: dict[str, BoardSpec] = {
             "of the engines' timing registers the ECP5 needs for 80 MHz (backward: gradient word, MAC results, "
             "weights, delta word; forward: weights; host reads: the weight word). Every other memory is in block "
             "RAM (Yosys would build the small ones from flip-flops), the long delay lines too; the exp LUT's 1.0 is "
-            "logic (its other entries fit 8 bits). Kept: every feature of the link and the trainer (speculation, "
-            "the pipelined mode, three metrics, both gradient banks, all 15 counters). The weight and gradient "
+            "logic (its other entries fit 8 bits). The link does not check WRITE_WEIGHTS/READ_WEIGHTS runs "
+            "against the host bus's address map (Link's address_check: with it the design needs 5,350 of 5,280 "
+            "logic cells); the host driver refuses such runs before it sends them. Kept: every other feature of "
+            "the link and the trainer (speculation, the pipelined mode, three metrics, both gradient banks, all "
+            "15 counters). The weight and gradient "
             "memories are not in SPRAM: both engines read the weights every cycle, and the gradient "
             "read-modify-write reads one bank and writes the other every cycle, where an SPRAM has one port; at "
             "16-4-2 x4 they are 22 words."
@@ -200,14 +208,16 @@ class BoardTop(Elaboratable):
         ``None`` clocks it from the board's crystal.
     register_host : bool
         Register the link's host-bus requests (:class:`~.link.LinkedTrainer`).
-    check_registers : bool
-        The link's ``check_registers`` (:class:`~.link.Link`).
+    check_registers, address_check : bool
+        The link's options (:class:`~.link.Link`).
     """
 
     def __init__(self, cfg: TrainerConfig, baud: int = DEFAULT_BAUD, timeout_ms: float = 50.0,
-                 pll_mhz: float | None = None, register_host: bool = True, check_registers: bool = False) -> None:
+                 pll_mhz: float | None = None, register_host: bool = True, check_registers: bool = False,
+                 address_check: bool = True) -> None:
         self.cfg, self.baud, self.timeout_ms, self.pll_mhz = cfg, baud, timeout_ms, pll_mhz
         self.register_host, self.check_registers = register_host, check_registers
+        self.address_check = address_check
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -220,7 +230,8 @@ class BoardTop(Elaboratable):
         divisor = divisor_for(clk_freq, self.baud)
         timeout = max(int(clk_freq * self.timeout_ms / 1000), 20 * divisor)
         m.submodules.core = core = LinkedTrainer(self.cfg, divisor, timeout, register_host=self.register_host,
-                                                 check_registers=self.check_registers)
+                                                 check_registers=self.check_registers,
+                                                 address_check=self.address_check)
 
         uart = platform.request("uart", 0, dir="-")
         m.submodules.uart_rx = rx_buf = io.Buffer("i", uart.rx)

@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-from pathlib import Path
+import sys
 
 import numpy as np
 
 from .config import TrainConfig
 from .data import load_dataset
+from .files import write_atomic
 
 __all__ = ["bench_golden"]
 
@@ -36,7 +37,7 @@ def bench_golden(args: argparse.Namespace) -> int:
     from .sim.runner import run_training
 
     ds, layers = _bench_data(args)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = list(args.seeds)
     print(f"# golden-model benchmark: {ds.describe()}, layers {layers}, {args.epochs} epochs, "
           f"{platform.processor() or platform.machine()}, python {platform.python_version()}")
     print(f"{'backend':8} {'thr':>5} {'seed':>4} {'acc %':>7} {'hit rate':>8} {'samples/s':>10}")
@@ -49,6 +50,10 @@ def bench_golden(args: argparse.Namespace) -> int:
                 records.append(r)
                 print(f"{backend:8} {threshold:5.2f} {seed:4d} {100 * r['accuracy']:7.2f} "
                       f"{r['hit_rate']:8.4f} {r['samples_per_second']:10.0f}", flush=True)
+                if r["interrupted"]:  # Ctrl-C: keep the runs so far (the last one partial)
+                    _save(args.json, records)
+                    print(f"interrupted: {len(records)} runs recorded (the last one partial)", file=sys.stderr)
+                    return 130
 
     def mean_acc(backend: str, threshold: float) -> float:
         return float(np.mean([r["accuracy"] for r in records if r["backend"] == backend
@@ -67,9 +72,14 @@ def bench_golden(args: argparse.Namespace) -> int:
     for backend in ("float", "fixed"):
         sps = [r["samples_per_second"] for r in records if r["backend"] == backend]
         print(f"{backend}: {np.median(sps):.0f} samples/s (median of {len(sps)} runs)")
-    if args.json:
-        Path(args.json).write_text(json.dumps(records, indent=2) + "\n")
+    _save(args.json, records)
     return 0
+
+
+def _save(path: str | None, records: object) -> None:
+    """Write the bench records atomically (the path was checked before the bench started)."""
+    if path is not None:
+        write_atomic(path, json.dumps(records, indent=2) + "\n")
 
 
 def bench_trainer(args: argparse.Namespace) -> int:
@@ -103,6 +113,10 @@ def bench_trainer(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         hw.run([(x[:half], y[:half], False, True), (x[half:], y[half:], False, False)])
         seconds = time.perf_counter() - t0
+        if hw.interrupted:  # Ctrl-C: keep the modes measured so far
+            _save(args.json, {str(k): v for k, v in rows.items()})
+            print(f"interrupted: {len(rows)} modes recorded", file=sys.stderr)
+            return 130
         c_all = hw.counters
         f = hardware_fields(c_all)
         rows[mode] = f
@@ -134,6 +148,5 @@ def bench_trainer(args: argparse.Namespace) -> int:
     print(f"pipelined equal-multiplier baseline: steady {pipe:.0f} cycles/sample = "
           f"{pipe / base['steady_cycles_per_sample']:.3f} x baseline; 0.25 / pipelined = "
           f"{spec['steady_cycles_per_sample'] / pipe:.3f}")
-    if args.json:
-        Path(args.json).write_text(json.dumps({str(k): v for k, v in rows.items()}, indent=2) + "\n")
+    _save(args.json, {str(k): v for k, v in rows.items()})
     return 0

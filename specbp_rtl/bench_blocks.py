@@ -62,6 +62,7 @@ from pathlib import Path
 from amaranth.back import rtlil
 
 from .config import TrainConfig
+from .files import write_atomic
 from .numerics import Numerics, Plan
 from .toolchain import ECP5_CLASSIC_ABC
 
@@ -269,7 +270,7 @@ def bench_blocks(json_path: str | None = None, lanes: tuple[int, ...] = (4, 8, 1
                 print(f"# {r['block']} lanes={r['lanes']} {r['target']}: default script failed, used FALLBACK")
         print(f"# {len(records)} syntheses, {workers} workers, {time.perf_counter() - t0:.0f} s wall")
     if json_path is not None:
-        Path(json_path).write_text(json.dumps(records, indent=2) + "\n")
+        write_atomic(json_path, json.dumps(records, indent=2) + "\n")
     return records
 
 

@@ -31,11 +31,14 @@ trainer.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
+import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -43,14 +46,66 @@ from typing import Any
 import numpy as np
 
 from .config import TrainConfig
+from .files import write_atomic
 from .gateware.cycles import CycleModel
 from .gateware.layout import TrainerConfig
 
-__all__ = ["SweepPoint", "run_point", "sweep", "wide_datapath_cycles"]
+__all__ = ["SweepError", "SweepInterrupted", "SweepPoint", "SweepSettings", "run_point", "sweep",
+           "wide_datapath_cycles"]
 
 #: The authors' C/OpenMP implementation on a CPU, two threads, MNIST 784-16-16-10
 #: (figure given in the project's experiment issue, measured on this class of machine).
 AUTHORS_C_SAMPLES_PER_SECOND = 21_000
+#: seconds to wait for a running scheduler (``--scheduler``) before giving up
+SCHEDULER_TIMEOUT = 5
+
+
+class SweepError(Exception):
+    """A sweep that cannot start or resume (one line)."""
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep; ``records`` are the finished runs (written to the results files)."""
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        super().__init__(f"{len(records)} runs finished")
+        self.records = records
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """Everything but the grid axes that changes a run's result: one sweep folder holds one setting.
+
+    ``layers`` ``None`` means the dataset's inputs, then 16, 16, 10; ``train``
+    and ``test`` ``None`` mean :func:`~specbp_rtl.data.load_dataset`'s defaults;
+    ``numerics`` is ``None`` for the float backend (it has no formats).
+    """
+
+    backend: str = "fixed"
+    epochs: int = 10
+    dataset: str = "digits"
+    data: str | None = None
+    train: int | None = None
+    test: int | None = None
+    layers: tuple[int, ...] | None = None
+    lanes: int = 16
+    numerics: str | None = "standard"
+    batch: int = 15
+    lr: float = 0.01
+    clip: float = 5.0
+    slope: float = 0.01
+
+    def train_config(self, threshold: float, metric: str, seed: int, pipeline: bool = False,
+                     inputs: int | None = None) -> TrainConfig:
+        """The run configuration of one grid point."""
+        layers = self.layers or ((inputs or (784 if self.dataset == "mnist" else 64)), 16, 16, 10)
+        return TrainConfig(layers=tuple(layers), batch=self.batch, lr=self.lr, clip=self.clip, slope=self.slope,
+                           threshold=threshold, metric=metric, seed=seed, pipeline=pipeline)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["layers"] = None if self.layers is None else list(self.layers)
+        return d
 
 
 @dataclass(frozen=True)
@@ -82,24 +137,21 @@ def wide_datapath_cycles(cfg: TrainerConfig) -> float:
 
 
 @lru_cache(maxsize=4)
-def _dataset(data: str | None, train: int, test: int):
+def _dataset(dataset: str, data: str | None, train: int | None, test: int | None):
     from .data import load_dataset
 
-    if data:
-        return load_dataset("mnist", data, train, test)
-    return load_dataset("digits")
+    return load_dataset(dataset, data, train, test)
 
 
-def run_point(point: SweepPoint, backend: str, epochs: int, data: str | None, train: int, test: int,
-              lanes: int) -> dict[str, Any]:
+def run_point(point: SweepPoint, settings: SweepSettings) -> dict[str, Any]:
     """Train one grid point (runs in a Dask worker) and add the cycle figures."""
     from .sim.runner import run_training
 
-    ds = _dataset(data, train, test)
-    layers = (ds.inputs, 16, 16, 10)
-    cfg = TrainConfig(layers=layers, threshold=point.threshold, metric=point.metric, seed=point.seed,
-                      pipeline=point.pipeline)
-    record = run_training(backend, cfg, ds, epochs, lanes=lanes).as_json()
+    ds = _dataset(settings.dataset, settings.data, settings.train, settings.test)
+    cfg = settings.train_config(point.threshold, point.metric, point.seed, point.pipeline, inputs=ds.inputs)
+    lanes = settings.lanes
+    record = run_training(settings.backend, cfg, ds, settings.epochs, lanes=lanes,
+                          numerics=settings.numerics or "standard").as_json()
     tcfg = TrainerConfig(train=cfg, lanes=lanes)
     model = CycleModel(tcfg)
     modelled = model.run_total(record, cfg.pipeline)
@@ -116,6 +168,7 @@ def run_point(point: SweepPoint, backend: str, epochs: int, data: str | None, tr
     record["wide_model_cycles_per_sample"] = wide_datapath_cycles(tcfg) + 1 + record["updates"] * model.update / steps
     record["lanes"] = lanes
     record["key"] = point.key
+    record["sweep_settings"] = settings.as_dict()
     return record
 
 
@@ -132,58 +185,147 @@ def _grid(thresholds: list[float], metrics: list[str], seeds: list[int]) -> list
     return points
 
 
-def sweep(thresholds: list[float], metrics: list[str], seeds: list[int], epochs: int, backend: str,
-          out: str | Path, data: str | None = None, train: int = 8000, test: int = 2000, lanes: int = 16,
-          scheduler: str | None = None, workers: int = 2, fmax_mhz: float | None = None,
+#: record fields that must equal the sweep's settings for a run file to be reused (older run files have no
+#: ``sweep_settings``)
+_RECORD_FIELDS = {"backend": "backend", "epochs": "epochs", "dataset": "dataset", "batch": "batch", "lr": "lr",
+                  "clip": "clip", "slope": "slope", "numerics": "numerics", "lanes": "lanes"}
+
+
+def _mismatch(have: dict[str, Any], want: dict[str, Any]) -> str | None:
+    """The first setting in which ``have`` differs from ``want``, as text (``None``: they agree)."""
+    for name, value in want.items():
+        if name in have and have[name] != value:
+            return f"{name} {have[name]!r} (this sweep: {value!r})"
+    return None
+
+
+def _load_run(path: Path, point: SweepPoint, settings: SweepSettings) -> dict[str, Any] | None:
+    """A finished run's record, ``None`` (with a one-line note) when its file is corrupt."""
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict) or record.get("key") != point.key or "accuracy_per_epoch" not in record:
+            raise ValueError("not a run record of this grid point")
+    except (OSError, ValueError) as exc:
+        print(f"sweep: {path} is corrupt ({str(exc).splitlines()[0]}); running {point.key} again")
+        return None
+    want = settings.as_dict()
+    have = record.get("sweep_settings")
+    if have is None:  # a run file of an older version: compare the record's own fields
+        have = {s: record.get(r) for r, s in _RECORD_FIELDS.items() if r in record}
+        want = {k: v for k, v in want.items() if k in have}
+    diff = _mismatch(have, want)
+    if diff:
+        raise SweepError(f"{path.parent.parent}: holds runs with {diff}; use another --out for these settings")
+    return record
+
+
+@contextlib.contextmanager
+def _quiet_dask():
+    """Dask's own logging at ERROR: its start-up and shutdown chatter is not the user's business."""
+    loggers = [logging.getLogger(name) for name in ("distributed", "dask", "tornado", "asyncio")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _client(scheduler: str | None, workers: int):
+    """``(client, cluster or None)``; an unreachable scheduler is a :class:`SweepError` after a short wait."""
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            return Client(scheduler, timeout=SCHEDULER_TIMEOUT), None
+        except (OSError, ValueError, TypeError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise SweepError(f"--scheduler {scheduler}: cannot connect within {SCHEDULER_TIMEOUT} s "
+                             f"({reason})") from None
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                           silence_logs=logging.CRITICAL)
+    return Client(cluster), cluster
+
+
+def sweep(thresholds: list[float], metrics: list[str], seeds: list[int], settings: SweepSettings,
+          out: str | Path, scheduler: str | None = None, workers: int = 2, fmax_mhz: float | None = None,
           progress: bool = True) -> list[dict[str, Any]]:
-    """Run the grid (resuming finished points), write results and plots, return the records."""
+    """Run the grid (resuming finished points), write results and plots, return the records.
+
+    ``out`` keeps one setting: ``OUT/sweep.json`` records ``settings``, and a
+    sweep with other settings (epochs, backend, data, topology, formats,
+    hyper-parameters) is refused with :class:`SweepError` instead of reusing
+    runs that do not belong to it. Every run file is written atomically when
+    its run finishes; a corrupt one is named and run again. Ctrl-C raises
+    :class:`SweepInterrupted` after the results files of the finished runs
+    have been written.
+    """
     out = Path(out)
     runs = out / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
+    manifest = out / "sweep.json"
+    if manifest.exists():
+        try:
+            have = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            have = None
+        if isinstance(have, dict):
+            diff = _mismatch(have, settings.as_dict())
+            if diff:
+                raise SweepError(f"{out}: holds a sweep with {diff}; use another --out for these settings")
     points = _grid(thresholds, metrics, seeds)
     records: dict[str, dict] = {}
     todo = []
     for p in points:
         f = runs / f"{p.key}.json"
-        if f.exists():
-            records[p.key] = json.loads(f.read_text())
-        else:
+        record = _load_run(f, p, settings) if f.exists() else None
+        if record is None:
             todo.append(p)
-    print(f"sweep: {len(points)} runs, {len(points) - len(todo)} already done, backend {backend}, "
-          f"{epochs} epochs -> {out}")
-    if todo:
-        from dask.distributed import Client, LocalCluster, as_completed
-
-        t0 = time.perf_counter()
-        if scheduler:
-            client, cluster = Client(scheduler), None
         else:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=":0")
-            client = Client(cluster)
-        try:
-            futures = [client.submit(run_point, p, backend, epochs, data, train, test, lanes, key=f"specbp-{p.key}",
-                                     pure=False) for p in todo]
-            bar = None
-            if progress:
-                from tqdm import tqdm
+            records[p.key] = record
+    interrupted = False
+    with _quiet_dask():
+        client, cluster = _client(scheduler, workers) if todo else (None, None)
+        runs.mkdir(parents=True, exist_ok=True)
+        write_atomic(manifest, json.dumps(settings.as_dict(), indent=1) + "\n")
+        print(f"sweep: {len(points)} runs, {len(points) - len(todo)} already done, backend {settings.backend}, "
+              f"{settings.epochs} epochs -> {out}")
+        if client is not None:
+            from dask.distributed import as_completed
 
-                bar = tqdm(total=len(futures), desc="sweep", unit="run")
-            for future in as_completed(futures):
-                record = future.result()
-                (runs / f"{record['key']}.json").write_text(json.dumps(record, indent=1) + "\n")
-                records[record["key"]] = record
+            t0 = time.perf_counter()
+            bar = None
+            try:
+                futures = [client.submit(run_point, p, settings, key=f"specbp-{p.key}", pure=False) for p in todo]
+                if progress:
+                    from tqdm import tqdm
+
+                    bar = tqdm(total=len(futures), desc="sweep", unit="run")
+                for future in as_completed(futures):
+                    record = future.result()
+                    if record["interrupted"]:  # the worker saw the Ctrl-C too: a partial run is not a result
+                        raise KeyboardInterrupt
+                    write_atomic(runs / f"{record['key']}.json", json.dumps(record, indent=1) + "\n")
+                    records[record["key"]] = record
+                    if bar:
+                        bar.update(1)
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
                 if bar:
-                    bar.update(1)
-            if bar:
-                bar.close()
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
-        print(f"sweep: {len(todo)} runs in {time.perf_counter() - t0:.1f} s")
-    ordered = [records[p.key] for p in points]
-    write_results(ordered, out, metrics, fmax_mhz)
+                    bar.close()
+                with contextlib.suppress(Exception, KeyboardInterrupt):
+                    client.close(timeout=SCHEDULER_TIMEOUT)
+                if cluster is not None:
+                    with contextlib.suppress(Exception, KeyboardInterrupt):
+                        cluster.close(timeout=SCHEDULER_TIMEOUT)
+            print(f"sweep: {len(records) - (len(points) - len(todo))} runs in {time.perf_counter() - t0:.1f} s")
+    ordered = [records[p.key] for p in points if p.key in records]
+    if ordered:
+        write_results(ordered, out, metrics, fmax_mhz)
+    if interrupted:
+        raise SweepInterrupted(ordered)
     return ordered
 
 
@@ -224,20 +366,22 @@ def _summary(records: list[dict], metrics: list[str]) -> list[dict[str, Any]]:
 def write_results(records: list[dict], out: Path, metrics: list[str], fmax_mhz: float | None) -> None:
     """``results.json``, ``results.csv``, ``summary.csv`` and the PNG plots."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(records, indent=1) + "\n")
+    write_atomic(out / "results.json", json.dumps(records, indent=1) + "\n")
     fields = ["key", "backend", "threshold", "metric", "seed", "pipeline", "epochs", "accuracy", "hit_rate", "hits",
               "misses", "first_sightings", "sequential", "overlapped", "updates", "cycles", "cycles_source",
               "cycles_per_sample", "baseline_cycles_per_sample", "wide_model_cycles_per_sample", "weights_sha256"]
-    with open(out / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields + ["accuracy_per_epoch"], extrasaction="ignore")
-        w.writeheader()
-        for r in records:
-            w.writerow(r | {"accuracy_per_epoch": " ".join(f"{a:.4f}" for a in r["accuracy_per_epoch"])})
+    f = io.StringIO(newline="")
+    w = csv.DictWriter(f, fieldnames=fields + ["accuracy_per_epoch"], extrasaction="ignore")
+    w.writeheader()
+    for r in records:
+        w.writerow(r | {"accuracy_per_epoch": " ".join(f"{a:.4f}" for a in r["accuracy_per_epoch"])})
+    write_atomic(out / "results.csv", f.getvalue())
     summary = _summary(records, metrics)
-    with open(out / "summary.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(summary[0]) if summary else ["metric"])
-        w.writeheader()
-        w.writerows(summary)
+    f = io.StringIO(newline="")
+    w = csv.DictWriter(f, fieldnames=list(summary[0]) if summary else ["metric"])
+    w.writeheader()
+    w.writerows(summary)
+    write_atomic(out / "summary.csv", f.getvalue())
     print(f"{'metric':9} {'thr':>6} {'acc %':>7} {'d pp':>6} {'hit rate':>8} {'cyc/sample':>10} "
           f"{'vs seq':>7} {'vs eq-mult':>10} {'vs wide':>8}")
     for s in summary:
@@ -267,7 +411,7 @@ def _plots(records: list[dict], summary: list[dict], out: Path, metrics: list[st
         ax.legend(title="threshold", fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out / "accuracy_vs_epoch.png", dpi=110)
+    _savefig(fig, out / "accuracy_vs_epoch.png")
     plt.close(fig)
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
@@ -288,7 +432,7 @@ def _plots(records: list[dict], summary: list[dict], out: Path, metrics: list[st
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out / "hit_rate_and_cycles_vs_threshold.png", dpi=110)
+    _savefig(fig, out / "hit_rate_and_cycles_vs_threshold.png")
     plt.close(fig)
 
     if fmax_mhz:
@@ -306,5 +450,11 @@ def _plots(records: list[dict], summary: list[dict], out: Path, metrics: list[st
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        fig.savefig(out / "throughput.png", dpi=110)
+        _savefig(fig, out / "throughput.png")
         plt.close(fig)
+
+
+def _savefig(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    write_atomic(path, buf.getvalue())

@@ -133,6 +133,74 @@ def test_link_rejects_bad_parameters() -> None:
         Link(odd, timeout=100)
 
 
+def _link_status(link: Link, frames: list[bytes]) -> list[int]:
+    """Feed ``frames`` into a bare Link (rx bytes three cycles apart, a host bus that answers reads a cycle
+    later) and return each response's status byte."""
+    statuses: list[int] = []
+    tx = bytearray()
+
+    async def bus(ctx) -> None:
+        async for _clk, _rst, re, valid, byte in ctx.tick().sample(link.host.re, link.tx.valid, link.tx.payload):
+            ctx.set(link.host.rvalid, re)
+            ctx.set(link.host.rdata, 0x1234)
+            if valid:
+                tx.append(byte)
+
+    async def testbench(ctx) -> None:
+        ctx.set(link.trainer_idle, 1)
+        ctx.set(link.tx.ready, 1)
+        for frame in frames:
+            for byte in frame:
+                ctx.set(link.rx.payload, byte)
+                ctx.set(link.rx.valid, 1)
+                await ctx.tick().until(link.rx.ready)
+                ctx.set(link.rx.valid, 0)
+                await ctx.tick().repeat(2)
+            while len(tx) < 6 or len(tx) < 6 + int.from_bytes(tx[2:4], "little"):
+                await ctx.tick()
+            statuses.append(proto.Response.parse(bytes(tx)).status)
+            tx.clear()
+
+    sim = Simulator(link)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bus, background=True)
+    sim.add_testbench(testbench)
+    sim.run()
+    return statuses
+
+
+@pytest.mark.parametrize("lanes,check_registers", [(4, False), (3, True)])
+def test_link_refuses_runs_outside_the_address_map(lanes: int, check_registers: bool) -> None:
+    """WRITE_WEIGHTS and READ_WEIGHTS runs outside the host bus's map (past a layer's last word, into the next
+    layer, unmapped or read-only registers, the top address byte) get BAD_ARG, exactly where
+    ``gateware.host.access_error`` says; runs inside it get OK. With 3 lanes (not a power of two) a run must also
+    stay inside one word."""
+    from specbp_rtl.gateware.host import access_error, weight_address
+
+    cfg = TrainerConfig(train=TRAIN, lanes=lanes)
+    words = tuple(cfg.words(layer) for layer in range(cfg.n_layers))
+    link = Link(cfg, timeout=100, max_payload=64, check_registers=check_registers)
+    runs: list[tuple[int, int, bool]] = []
+    for layer, n in enumerate(words):
+        last = weight_address(layer, n - 1, lanes - 1, lanes)
+        runs += [(last, 1, True), (last, 2, True), (last + 1, 1, False), (last - 3, 4, False),
+                 (weight_address(layer, 0, 0, lanes), lanes, True), (weight_address(layer, 0, 1, lanes), lanes, False)]
+    runs += [(weight_address(len(words), 0, 0, lanes), 1, True), (0, 5, False), (0, 0x2E, False), (0x10, 30, False),
+             (0x2D, 2, False), (0x0F, 1, False), (1, 3, True), (0, 1, True), (3, 2, True), (2, 0, True),
+             (0x1000000 | weight_address(0, 0, 0, lanes), 1, False), (0xFFFFFF, 1, False), (0x0FFFFF, 2, False)]
+    rng = random.Random(lanes)
+    for _ in range(24):
+        layer = rng.randrange(len(words) + 1)
+        runs.append((((layer + 1) << 20) | rng.randrange(1 << 12), rng.randrange(1, 15), rng.random() < 0.5))
+    frames = [proto.write_words(base, [7] * count) if write else proto.read_words(base, count)
+              for base, count, write in runs]
+    got = _link_status(link, frames)
+    for (base, count, write), status in zip(runs, got):
+        want = proto.Status.BAD_ARG if access_error(words, lanes, base, count, write) else proto.Status.OK
+        assert status == want, (hex(base), count, write)
+    assert proto.Status.BAD_ARG in got and proto.Status.OK in got
+
+
 # -- end to end ---------------------------------------------------------------------------------------------------
 def test_icebreaker_core_over_uart_matches_golden() -> None:
     """The iCEBreaker's own trainer (16-4-2 x4, ``lean`` formats, delay lines in memories, the update unit one
@@ -267,6 +335,62 @@ def test_corrupted_frames_change_nothing(board) -> None:
     counters = bt.read_counters()
     assert counters["steps"] == 2 and counters["cycles"] > 0
     assert ser.framing_errors == 0
+
+
+class NoisyLine:
+    """A byte stream that corrupts a fraction of the frames in each direction (one bit of one byte): requests on
+    their way to the board, and the responses coming back. Which frames: two seeded generators, one per
+    direction; which bit: a third."""
+
+    def __init__(self, stream, rate: float, seed: int) -> None:
+        self.stream, self.rate = stream, rate
+        self.requests, self.responses, self.where = (random.Random(2 * seed + 1), random.Random(2 * seed + 2),
+                                                     random.Random(seed))
+        self.corrupted = {"requests": 0, "responses": 0}
+        self._flip_at: int | None = None  # index of the response byte to corrupt
+        self._read = 0
+
+    def write(self, data: bytes) -> int:
+        data = bytearray(data)
+        if self.requests.random() < self.rate:
+            data[self.where.randrange(len(data))] ^= 1 << self.where.randrange(8)
+            self.corrupted["requests"] += 1
+        self._flip_at = self.where.randrange(7) if self.responses.random() < self.rate else None
+        self._read = 0
+        return self.stream.write(bytes(data))
+
+    def read(self, n: int) -> bytes:
+        data = bytearray(self.stream.read(n))
+        if self._flip_at is not None and self._read <= self._flip_at < self._read + len(data):
+            data[self._flip_at - self._read] ^= 1 << self.where.randrange(8)
+            self.corrupted["responses"] += 1
+            self._flip_at = None
+        self._read += len(data)
+        return bytes(data)
+
+
+def test_training_survives_a_noisy_line() -> None:
+    """1 % of the frames corrupted in each direction: the driver sends rejected frames again, recovers lost
+    answers (a training step's from the step counter), and the weights equal a clean run's."""
+    x, y = random_set(36, seed=9)
+    ds = Dataset("blobs", x[:30], y[:30], x[30:], y[30:])
+    dut = LinkedTrainer(CFG, DIVISOR, TIMEOUT)
+    # a lost response: the host gives up after 4,000 quiet cycles (the longest answer, a READ_WEIGHTS of the
+    # largest layer, comes in about 100 cycles per byte)
+    ser = SimSerial(dut, DIVISOR, read_timeout=60, read_cycles=4000)
+    try:
+        line = NoisyLine(ser, rate=0.01, seed=2)  # (this seed corrupts a request and a response in this run)
+        bt = BoardTrainer(stream=line)
+        record = bt.train(TRAIN, ds, epochs=1).as_json()
+    finally:
+        ser.close()
+    fixed = run_training("fixed", TRAIN, ds, 1).as_json()
+    for key in ("weights_sha256", "accuracy_per_epoch", "steps", "hits", "misses", "first_sightings", "updates"):
+        assert record[key] == fixed[key], key
+    assert "error" not in record and not record["interrupted"]
+    assert line.corrupted["requests"] >= 1 and line.corrupted["responses"] >= 1, line.corrupted
+    assert record["link"]["retries"] >= line.corrupted["requests"], record["link"]
+    print(f"frames corrupted {line.corrupted}, link {record['link']}, weights {record['weights_sha256'][:16]}")
 
 
 # -- build and program ---------------------------------------------------------------------------------------

@@ -9,13 +9,13 @@ from specbp_rtl.data import load_dataset
 from specbp_rtl.gateware.cycles import CycleModel
 from specbp_rtl.gateware.layout import TrainerConfig
 from specbp_rtl.sim.runner import run_training
-from specbp_rtl.sweep import sweep, wide_datapath_cycles
+from specbp_rtl.sweep import SweepSettings, sweep, wide_datapath_cycles
 
 
 def test_sweep_grid_resume_and_outputs(tmp_path) -> None:
     out = tmp_path / "sweep"
-    records = sweep([0, 0.25], ["mean-abs", "max-abs"], [1], 1, "fixed", out, workers=1, progress=False,
-                    fmax_mhz=50.0)
+    records = sweep([0, 0.25], ["mean-abs", "max-abs"], [1], SweepSettings(epochs=1), out, workers=1,
+                    progress=False, fmax_mhz=50.0)
     assert [r["key"] for r in records] == ["t0_off_s1", "t0.25_mean-abs_s1", "t0.25_max-abs_s1", "pipelined_s1"]
     for name in ("results.csv", "results.json", "summary.csv", "accuracy_vs_epoch.png",
                  "hit_rate_and_cycles_vs_threshold.png", "throughput.png"):
@@ -44,5 +44,5 @@ def test_sweep_grid_resume_and_outputs(tmp_path) -> None:
     data = json.loads(marker.read_text())
     data["marker"] = True
     marker.write_text(json.dumps(data))
-    again = sweep([0, 0.25], ["mean-abs", "max-abs"], [1], 1, "fixed", out, workers=1, progress=False)
+    again = sweep([0, 0.25], ["mean-abs", "max-abs"], [1], SweepSettings(epochs=1), out, workers=1, progress=False)
     assert again[0].get("marker") is True

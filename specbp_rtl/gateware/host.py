@@ -31,6 +31,11 @@ lane_bits | lane``         rw    master weight of layer ``l`` (sign-extended); w
                                  layers) and the word is committed when its last lane
                                  (``lanes - 1``) is written: write a word's lanes in order
 =========================  ====  ==========================================================
+
+:func:`access_error` states which runs of accesses the map holds: the host
+drivers refuse anything else before it reaches the bus, and the board's link
+answers it with ``BAD_ARG`` (the bus itself has no error response: a write
+outside the map would otherwise land in the next layer's words).
 """
 
 from __future__ import annotations
@@ -39,8 +44,9 @@ from amaranth.hdl import unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["COUNTERS", "HostBus", "REG_STATUS", "REG_THRESHOLD", "REG_METRIC", "REG_SPEC_EN", "REG_LANES",
-           "REG_COUNTERS", "SPEC_EN_MAX", "SUM_COUNTERS", "spec_en_value", "weight_address"]
+__all__ = ["COUNTERS", "HostBus", "access_error", "check_addresses", "lane_bits", "REG_STATUS", "REG_THRESHOLD",
+           "REG_METRIC", "REG_SPEC_EN", "REG_LANES", "REG_COUNTERS", "READ_REGISTER_RUNS", "WRITE_REGISTER_RUN",
+           "SPEC_EN_MAX", "SUM_COUNTERS", "spec_en_value", "weight_address"]
 
 REG_STATUS = 0x0
 REG_THRESHOLD = 0x1
@@ -80,9 +86,58 @@ COUNTERS: tuple[str, ...] = (
 SUM_COUNTERS: tuple[str, ...] = ("hit_cycles", "miss_cycles", "sequential_cycles")
 
 
+def lane_bits(lanes: int) -> int:
+    """Address bits of the lane field (at least one)."""
+    return max(1, (lanes - 1).bit_length())
+
+
 def weight_address(layer: int, word: int, lane: int, lanes: int) -> int:
     """Bus address of one master weight."""
-    return ((layer + 1) << 20) | (word << max(1, (lanes - 1).bit_length())) | lane
+    return ((layer + 1) << 20) | (word << lane_bits(lanes)) | lane
+
+
+#: register runs that reads may cover (the register file's span; its unmapped addresses read 0), and writes
+#: (``[first, last]``)
+READ_REGISTER_RUNS: tuple[tuple[int, int], ...] = ((REG_STATUS, REG_COUNTERS + 2 * len(COUNTERS) - 1),)
+WRITE_REGISTER_RUN: tuple[int, int] = (REG_THRESHOLD, REG_SPEC_EN)
+
+
+def access_error(words: tuple[int, ...], lanes: int, base: int, count: int, write: bool) -> str | None:
+    """Why the accesses ``base, base + 1, ..., base + count - 1`` are outside the address map, or ``None``.
+
+    ``words`` holds each layer's number of memory words
+    (:meth:`~specbp_rtl.gateware.layout.TrainerConfig.words`). A run must stay
+    within one region: the readable registers (0..4, or the counters), the
+    writable ones (THRESHOLD..SPEC_EN), or one layer's weights, up to its last
+    word; with a lane count that is not a power of two, within one word and
+    its ``lanes`` lanes. :class:`~specbp_rtl.boards.link.Link` computes the
+    same rule in gateware.
+    """
+    if count == 0:
+        return None
+    end = base + count - 1
+    if base < 0 or end >= 1 << 24:
+        return f"addresses 0x{base:x}..0x{end:x} are outside the 24-bit bus"
+    region, end_region = base >> 20, end >> 20
+    what = f"{'write' if write else 'read'} of {count} words at 0x{base:06x}"
+    if region != end_region:
+        return f"{what} crosses from region {region} into region {end_region}"
+    if region == 0:
+        runs = (WRITE_REGISTER_RUN,) if write else READ_REGISTER_RUNS
+        if not any(first <= base and end <= last for first, last in runs):
+            allowed = ", ".join(f"0x{a:x}..0x{b:x}" for a, b in runs)
+            return f"{what} is outside the {'writable' if write else 'readable'} registers ({allowed})"
+        return None
+    layer = region - 1
+    if layer >= len(words):
+        return f"{what}: there is no layer {layer} (the trainer has {len(words)})"
+    bits = lane_bits(lanes)
+    end_word = (end & 0xFFFFF) >> bits
+    if end_word >= words[layer]:
+        return f"{what} goes past layer {layer}'s last word ({words[layer] - 1}) to word {end_word}"
+    if lanes != 1 << bits and ((base >> bits) != (end >> bits) or end & ((1 << bits) - 1) >= lanes):
+        return f"{what} leaves its word's {lanes} lanes (with {lanes} lanes, one word per run)"
+    return None
 
 
 class HostBus(wiring.Signature):
@@ -97,3 +152,15 @@ class HostBus(wiring.Signature):
             "rdata": In(unsigned(32)),
             "rvalid": In(1),
         })
+
+
+def check_addresses(words: tuple[int, ...], lanes: int, addrs, write: bool) -> None:
+    """Raise ``ValueError`` (naming the first bad one) unless every address in ``addrs`` is in the map.
+
+    The host drivers of the simulators call it before their bus accesses, as
+    the board's link refuses a run outside the map with ``BAD_ARG``.
+    """
+    for addr in sorted({int(a) for a in addrs}):
+        error = access_error(words, lanes, addr, 1, write)
+        if error:
+            raise ValueError(f"host bus: {error}")
