@@ -270,10 +270,10 @@ def test_bad_arguments(cli, tmp_path: Path, case: str) -> None:
     assert out == ""
 
 
-def test_no_command(cli) -> None:
+def test_no_command_prints_the_usage(cli) -> None:
     code, out, err = cli([])
-    assert code == 2
-    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert code == 0 and err == ""
+    assert out.startswith("usage: specbp") and all(c in out for c in ("train", "verilog", "build", "sweep"))
 
 
 # Not-so-obvious bad values: each must also be one clean line and exit 2. These
@@ -343,3 +343,52 @@ def test_sweep_fmax_from_a_build_report(tmp_path: Path) -> None:
                       ("0", "clock in MHz")):
         with pytest.raises(argparse.ArgumentTypeError, match=word):
             _fmax(bad)
+
+
+@pytest.mark.slow
+def test_demo_trains_the_rtl_and_matches_the_golden_model(tmp_path: Path) -> None:
+    """The README's first command: the RTL in Verilator, checked bit for bit against the golden model."""
+    r = run_cli(["demo", "--epochs", "2", "--json", str(tmp_path / "demo.json")], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "match the golden model's bit for bit" in r.stdout
+    record = json.loads((tmp_path / "demo.json").read_text())
+    assert record["bit_identical"] and record["rtl"]["weights_sha256"] == record["fixed"]["weights_sha256"]
+    assert record["rtl"]["backend"] == "rtl" and record["rtl"]["hits"] > 0
+
+
+def test_checkpoint_resume_equals_one_run(cli, tmp_path: Path) -> None:
+    """``--epochs 2 --save``, then ``--resume --epochs 3``: the 5-epoch run's weights, accuracies and counters;
+    ``infer`` reports the accuracy the training run reported."""
+    ck, first, resumed, whole = (str(tmp_path / n) for n in ("a.npz", "a.json", "r.json", "w.json"))
+    base = ["train", "--quiet", "--layers", "64,16,10", "--threshold", "0.1"]
+    assert cli([*base, "--epochs", "2", "--save", ck, "--json", first])[0] == 0
+    assert cli([*base, "--resume", ck, "--epochs", "3", "--json", resumed])[0] == 0
+    assert cli([*base, "--epochs", "5", "--json", whole])[0] == 0
+    r, w = json.loads(Path(resumed).read_text()), json.loads(Path(whole).read_text())
+    for key in ("weights_sha256", "accuracy_per_epoch", "steps", "hits", "misses", "updates", "epochs"):
+        assert r[key] == w[key], key
+    code, out, err = cli(["infer", "--weights", ck, "--json", str(tmp_path / "i.json")])
+    assert code == 0, err
+    trained = json.loads(Path(first).read_text())["accuracy"]
+    assert f"accuracy {100 * trained:.2f}%" in out
+    assert json.loads((tmp_path / "i.json").read_text())["accuracy"] == trained
+    code, out, err = cli([*base, "--resume", ck, "--seed", "2"])
+    assert code == 2 and err.strip() == f"specbp: error: checkpoint {ck}: seed 1 does not match the run's 2"
+
+
+@pytest.mark.slow
+def test_infer_on_the_rtl_equals_the_golden_model(tmp_path: Path) -> None:
+    """A fixed checkpoint's weights written into the Verilator trainer: its inference mode predicts exactly what
+    the golden model predicts (the same confusion matrix)."""
+    ck = str(tmp_path / "a.npz")
+    trained = run_cli(["train", "--quiet", "--layers", "64,16,10", "--epochs", "2", "--save", ck], tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    records = {}
+    for backend in ("fixed", "rtl"):
+        out = str(tmp_path / f"{backend}.json")
+        r = run_cli(["infer", "--weights", ck, "--backend", backend, "--json", out, "--png", out + ".png"], tmp_path)
+        assert r.returncode == 0, r.stderr
+        records[backend] = json.loads(Path(out).read_text())
+        assert Path(out + ".png").stat().st_size > 0
+    assert records["rtl"]["confusion"] == records["fixed"]["confusion"]
+    assert records["rtl"]["accuracy"] == records["fixed"]["accuracy"] > 0.2

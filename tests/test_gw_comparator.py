@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
-from stream_util import gaps, get, put
 
 from specbp_rtl.config import TrainConfig
 from specbp_rtl.gateware.comparator import Comparator, Metric
 from specbp_rtl.model import golden
 from specbp_rtl.numerics import HW_METRICS, Numerics, Plan
+from specbp_rtl.testing import gaps, get, put
 
 NX = Numerics()
 PROB = NX.prob

@@ -12,14 +12,14 @@ from amaranth.hdl import signed
 from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
-from stream_util import get, isolated_latency, put
-from stream_util import run_stream as stream_run
 
 from specbp_rtl.config import TrainConfig
 from specbp_rtl.fixed import SQ, UQ, Q
 from specbp_rtl.gateware.mac_array import MacArray
 from specbp_rtl.model import golden
 from specbp_rtl.numerics import Numerics
+from specbp_rtl.testing import get, isolated_latency, put
+from specbp_rtl.testing import run_stream as stream_run
 
 NX = Numerics()
 PLAN = NX.plan(TrainConfig())
@@ -52,7 +52,7 @@ def beats_of(dut: MacArray, a, b, first, last) -> list[dict]:
 
 
 def run_stream(dut: MacArray, beats: list[dict], n_out: int, seed: int | None = 0, tail: int = 8) -> np.ndarray:
-    """Feed ``beats`` and collect ``n_out`` outputs (see :func:`stream_util.run_stream`)."""
+    """Feed ``beats`` and collect ``n_out`` outputs (see :func:`specbp_rtl.testing.run_stream`)."""
     return stream_run(dut, beats, n_out, lambda p: [p.value[lane] for lane in range(dut.lanes)], seed, tail)
 
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from amaranth.back import rtlil, verilog
 from amaranth.sim import Simulator
-from stream_util import gaps, get, put
 
 from specbp_rtl.fixed import SQ, UQ
 from specbp_rtl.gateware.softmax import Softmax
 from specbp_rtl.model import golden
 from specbp_rtl.numerics import NUMERICS, Numerics
+from specbp_rtl.testing import gaps, get, put
 
 NX = Numerics()
 ACT = NX.act

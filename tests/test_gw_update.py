@@ -12,14 +12,14 @@ from amaranth.hdl import Fragment
 from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
-from stream_util import get, isolated_latency, put
-from stream_util import run_stream as stream_run
 
 from specbp_rtl.config import TrainConfig
 from specbp_rtl.fixed import SQ, UQ
 from specbp_rtl.gateware.update import UpdateUnit
 from specbp_rtl.model import golden
 from specbp_rtl.numerics import Numerics
+from specbp_rtl.testing import get, isolated_latency, put
+from specbp_rtl.testing import run_stream as stream_run
 
 PLAN = Numerics().plan(TrainConfig())
 WEIGHT = PLAN.numerics.weight

@@ -212,7 +212,8 @@ def test_cli_pysim_vcd(tmp_path) -> None:
     from specbp_rtl.cli import main
 
     vcd = tmp_path / "run.vcd"
-    args = ["train", "--quiet", "--backend", "pysim", "--train", "2", "--test", "2", "--epochs", "1", "--vcd", str(vcd)]
+    args = ["train", "--quiet", "--backend", "pysim", "--train", "2", "--test", "2", "--batch", "2", "--epochs", "1",
+            "--vcd", str(vcd)]
     assert main(args) == 0
     assert vcd.stat().st_size > 0 and (tmp_path / "run.gtkw").stat().st_size > 0
     assert "sample__payload" in vcd.read_text()[:200000]

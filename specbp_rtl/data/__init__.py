@@ -15,6 +15,10 @@ into a training part and a test part in file order.
   this package as ``digits.npz`` with pixels rescaled from 0..16 to 0..255
   (``round(v * 255 / 16)``). Default split: the first 1,437 train, the last 360
   test. Needs no download.
+
+The IDX readers (:func:`read_idx`, :func:`read_images`, :func:`read_labels`,
+from :mod:`.idx`) are exported too; every malformed input raises
+:class:`DataError`.
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .idx import DataError, read_images, read_labels
+from .idx import DataError, read_idx, read_images, read_labels
 
-__all__ = ["DataError", "Dataset", "load_dataset", "DATASETS"]
+__all__ = ["DATASETS", "DIGITS_TRAIN", "DataError", "Dataset", "load_dataset", "read_idx", "read_images", "read_labels"]
 
 DATASETS = ("digits", "mnist")
 DIGITS_TRAIN = 1437

@@ -28,7 +28,7 @@ from ..config import TrainConfig
 from ..fixed import Q, requantize, round_shift, saturate
 from ..numerics import Numerics, Plan
 from .reference import init_integers
-from .speculation import ForwardState, weights_sha256
+from .speculation import ForwardState, load_parameter_state, parameter_state, weights_sha256
 
 __all__ = [
     "FixedEngine",
@@ -200,6 +200,35 @@ class FixedEngine:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return np.argmax(self._logits(x), axis=1)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Copies of the master weights and the exact gradient accumulators (int64).
+
+        Keys ``w{l}``, ``b{l}`` (``numerics.weight`` integers, ``W`` of shape
+        ``(out, in)``) and ``gw{l}``, ``gb{l}`` (``plan.grad[l]`` integers); see
+        :func:`.speculation.parameter_state`. The MAC operands and the exp LUT
+        are derived, not state.
+        """
+        return parameter_state(self.params, self.grads)
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Replace weights and accumulators by a :meth:`state` dict and re-derive the MAC operands.
+
+        Raises
+        ------
+        ValueError
+            Naming the first entry that is missing, not an integer array of
+            the right shape, or outside its format (weights: ``numerics.weight``,
+            accumulators: ``plan.grad[l]``); nothing changes then.
+        """
+        weight, grad = self.numerics.weight, self.plan.grad
+
+        def bounds(key: str, layer: int) -> tuple[int, int]:
+            fmt = grad[layer] if key.startswith("g") else weight
+            return fmt.min, fmt.max
+
+        load_parameter_state(self.params, self.grads, state, "i", bounds)
+        self._refresh()
 
     def weights_sha256(self) -> str:
         """Hash of the master-weight integers as int64 LE (see :func:`.speculation.weights_sha256`);

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import TrainConfig
-from .speculation import ForwardState, weights_sha256
+from .speculation import ForwardState, load_parameter_state, parameter_state, weights_sha256
 
 __all__ = ["FloatEngine", "init_integers", "distance"]
 
@@ -129,6 +129,24 @@ class FloatEngine:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return np.argmax(self._logits(x), axis=1)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Copies of the weights and summed gradients (float64): keys ``w{l}``, ``b{l}``, ``gw{l}``, ``gb{l}``.
+
+        See :func:`.speculation.parameter_state`.
+        """
+        return parameter_state(self.params, self.grads)
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Replace weights and gradients by a :meth:`state` dict.
+
+        Raises
+        ------
+        ValueError
+            Naming the first entry that is missing or not a float array of
+            the right shape; nothing changes then.
+        """
+        load_parameter_state(self.params, self.grads, state, "f")
 
     def weights_sha256(self) -> str:
         """Hash of the weights as float64 LE (see :func:`.speculation.weights_sha256`)."""
