@@ -491,6 +491,49 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_board_pack(args: argparse.Namespace) -> int:
+    from .boards.flash import check_image_fits
+    from .boards.image import pack_image, parse_image
+
+    check_output_file("--out", args.out)
+    name = _dataset_name(args)
+    layers = parse_layers(args.layers) if args.layers is not None else None
+    if layers is not None and args.board is None:
+        raise UsageError("specbp board pack: error: --layers needs --board")
+    ds = load_dataset(name, args.data, args.train, args.test)
+    classes = layers[-1] if layers else 10
+    if args.board is not None:
+        from .boards.top import BOARDS
+
+        classes = (layers or BOARDS[args.board].layers)[-1]
+    top = int(max(ds.train_y.max(), ds.test_y.max()))
+    if top >= classes:
+        raise ConfigError(f"classes: the labels go up to {top}, the trainer has {classes} classes")
+    image = pack_image(ds, classes)
+    info = parse_image(image, args.out)
+    if args.board is not None:
+        check_image_fits(info, args.board, layers)
+    write_atomic(args.out, image)
+    print(f"wrote {info.describe()}")
+    return 0
+
+
+def _cmd_board_load(args: argparse.Namespace) -> int:
+    from .boards.build import BuildError
+    from .boards.flash import load_data
+
+    layers = parse_layers(args.layers) if args.layers is not None else None
+    try:
+        report = load_data(args.board, args.image, layers=layers, dry_run=args.dry_run)
+    except BuildError as exc:
+        print(f"specbp: error: {exc}".splitlines()[0], file=sys.stderr)
+        return 2
+    verb = "would run" if args.dry_run else "programmed"
+    print(f"{verb}: {' '.join(map(str, report['command']))} ({report['image_bytes']:,} bytes at offset "
+          f"0x{report['offset']:x}, region {report['region_bytes']:,} bytes)")
+    return 0
+
+
 def _cmd_board(args: argparse.Namespace) -> int:
     from .boards.host import BoardError, BoardTrainer
     from .boards.protocol import ProtocolError, StatusError
@@ -600,9 +643,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="trainer clock from the board's PLL (ULX3S; default: the board's, 80 MHz)")
     build.set_defaults(func=_cmd_build)
 
-    board = sub.add_parser("board", help="train on a board over its UART link",
-                           description="Train on a board running a `specbp build` bitstream, over its UART.")
-    board.add_argument("action", choices=["train"], help="what to do (train)")
+    board_parser = sub.add_parser("board", help="train on a board; pack a dataset image and load it into its flash",
+                                  description="Work with a board running a `specbp build` bitstream.")
+    actions = board_parser.add_subparsers(dest="action", required=True, parser_class=_Parser, metavar="ACTION")
+    board = actions.add_parser("train", help="train over the board's UART link",
+                               description="Train on a board over its UART link; the same record as every backend.")
     board.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB1")
     board.add_argument("--baud", type=_positive_int, default=1_000_000,
                        help="baud rate of the bitstream (default 1000000)")
@@ -612,6 +657,23 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--json", metavar="FILE", help="write the result record as JSON")
     board.add_argument("--quiet", action="store_true", help="no progress bar")
     board.set_defaults(func=_cmd_board)
+    pack = actions.add_parser("pack", help="write a packed dataset image (boards/image.py's format)",
+                              description="Pack a dataset (train split, then test split) into the image format "
+                                          "that `board load-data` programs into a board's flash.")
+    pack.add_argument("--out", required=True, metavar="FILE", help="the image file to write")
+    pack.add_argument("--board", choices=BOARD_NAMES,
+                      help="check that the image fits this board's default trainer and flash region")
+    pack.add_argument("--layers", metavar="L", help="with --board: the trainer's layers if not the board's default")
+    _add_data_args(pack)
+    pack.set_defaults(func=_cmd_board_pack)
+    load = actions.add_parser("load-data", help="program a dataset image into a board's flash, past its bitstream",
+                              description="Check a packed image against the board, then program it at the board's "
+                                          "data offset (iceprog / openFPGALoader; this resets the FPGA).")
+    load.add_argument("--board", required=True, choices=BOARD_NAMES, help="the board")
+    load.add_argument("--image", required=True, metavar="FILE", help="a `specbp board pack` image")
+    load.add_argument("--layers", metavar="L", help="the trainer's layers if not the board's default")
+    load.add_argument("--dry-run", action="store_true", help="check everything, print the command, program nothing")
+    load.set_defaults(func=_cmd_board_load)
 
     sw = sub.add_parser("sweep", help="threshold x metric x seed grid on a Dask cluster, with CSV/JSON and plots",
                         description="Train every threshold x metric x seed point (plus the pipelined baseline per "

@@ -66,7 +66,7 @@ def _good(dest: str, paths: dict[str, str]) -> list[str]:
             "fst": [paths["new"]], "port": ["/dev/ttyUSB1"], "data": [paths["mnist"]], "layers": ["64,16,10"],
             "epochs": ["1", "2"], "train": ["100"], "test": ["50"], "seed": ["1", "2"], "seeds": ["1,2"],
             "threshold": ["0", "0.1"], "thresholds": ["0,0.1"], "lanes": ["4", "16"], "batch": ["5", "15"],
-            "samples": ["10"]}.get(dest, [])
+            "samples": ["10"], "image": [paths["file"], paths["missing"]]}.get(dest, [])
 
 
 VALUES = ["0", "1", "2", "3", "15", "-1", "-7", "0.25", "0.1", "1e400", "nan", "inf", "-inf", "abc", "",
@@ -95,7 +95,11 @@ def argv_for(draw, command: str, paths: dict[str, str]) -> list[str]:
     for action in positionals:
         if action.choices and draw(st.integers(0, 9)):
             argv.append(draw(st.sampled_from(sorted(action.choices))))
+            if isinstance(action, argparse._SubParsersAction):  # `board train|pack|load-data`: its options
+                parser = action.choices[argv[-1]]
     options = _options(parser)
+    if not options:
+        return argv
     required = [a for a in options if a.required and draw(st.integers(0, 9))]
     chosen = draw(st.lists(st.sampled_from(options), max_size=5, unique_by=lambda a: a.dest))
     for action in required + [a for a in chosen if a not in required]:
@@ -118,6 +122,7 @@ def no_work(monkeypatch):
     import specbp_rtl.bench
     import specbp_rtl.bench_blocks
     import specbp_rtl.boards.build
+    import specbp_rtl.boards.flash
     import specbp_rtl.boards.host
     import specbp_rtl.gateware.trainer
     import specbp_rtl.infer
@@ -128,7 +133,7 @@ def no_work(monkeypatch):
                          (specbp_rtl.boards.build, "build_board"), (specbp_rtl.boards.host, "BoardTrainer"),
                          (specbp_rtl.bench, "bench_golden"), (specbp_rtl.bench, "bench_trainer"),
                          (specbp_rtl.bench_blocks, "bench_blocks"), (specbp_rtl.infer, "run_inference"),
-                         (specbp_rtl.gateware.trainer, "Trainer")):
+                         (specbp_rtl.gateware.trainer, "Trainer"), (specbp_rtl.boards.flash, "load_data")):
         monkeypatch.setattr(module, name, _start)
 
 
