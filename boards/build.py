@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..files import write_atomic
 from .pll import ecp5_pll_params
 from .top import BOARDS, DEFAULT_BAUD, BoardTop, trainer_config
 
@@ -182,7 +183,7 @@ def build_board(board: str, lanes: int | None = None, layers: tuple | None = Non
     start = time.perf_counter()
     platform = spec.make_platform()
     top = BoardTop(cfg, baud=baud, pll_mhz=pll_mhz, register_host=spec.register_host,
-                   check_registers=spec.link_check_registers)
+                   check_registers=spec.link_check_registers, address_check=spec.link_address_check)
     plan = platform.build(top, name="top", do_build=False, **dict(spec.toolchain_opts))
     failure = None
     try:
@@ -225,7 +226,7 @@ def build_board(board: str, lanes: int | None = None, layers: tuple | None = Non
 
 def _write(report: dict[str, Any], json_path: str | None) -> None:
     if json_path:
-        Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
+        write_atomic(json_path, json.dumps(report, indent=2) + "\n")
 
 
 def _programmer(spec) -> list[str]:

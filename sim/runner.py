@@ -63,6 +63,8 @@ class RunResult:
     extra: dict[str, Any] = field(default_factory=dict)
     #: number formats (:data:`specbp_rtl.numerics.NUMERICS`; the float backend has none)
     numerics: str | None = "standard"
+    #: steps a resumed run's checkpoint had already trained (counted in ``counters``, not in the speed)
+    steps_before: int = 0
 
     @property
     def accuracy(self) -> float:
@@ -104,7 +106,8 @@ class RunResult:
             "overlapped": c.get("overlapped", 0),
             "hit_rate": self.hit_rate,
             "wall_seconds": round(self.wall_seconds, 4),
-            "samples_per_second": round(self.samples_trained / self.train_seconds, 1) if self.train_seconds else 0.0,
+            "samples_per_second": (round((self.samples_trained - self.steps_before) / self.train_seconds, 1)
+                                   if self.train_seconds else 0.0),
             "weights_sha256": self.weights_sha256,
             "interrupted": self.interrupted,
         } | self.extra
@@ -121,8 +124,20 @@ def run_training(
     fst: str | None = None,
     trace_samples: tuple[int, int] = (0, 10),
     numerics: str = "standard",
+    save: str | None = None,
+    resume: str | None = None,
+    init: str | None = None,
 ) -> RunResult:
     """Train and test; ``progress(epoch, total)`` may return a per-group callback.
+
+    Checkpoints (:mod:`specbp_rtl.checkpoint`, the ``float`` and ``fixed``
+    backends): ``save`` writes one at the end, and also when the run is
+    interrupted (where it stopped, in the middle of an epoch too);
+    ``resume`` continues a saved run for ``epochs`` more epochs (finishing an
+    interrupted epoch counts as one), bit-identical to a run that never
+    stopped, and its record then covers the whole run (``epochs``, counters
+    and ``accuracy_per_epoch`` include the saved part); ``init`` starts from a
+    checkpoint's weights with fresh state.
 
     ``numerics`` names the number formats of the fixed-point backends (:data:`specbp_rtl.numerics.NUMERICS`);
     the float backend accepts only ``standard`` (it has none).
@@ -142,33 +157,62 @@ def run_training(
     numerics_preset(numerics)  # an unknown name fails here, naming the parameter (float: make_engine refuses
     # any formats but standard)
     if backend == "pysim":
-        return _run_pysim(config, dataset, epochs, progress, lanes, vcd, numerics)
+        return _run_pysim(config, dataset, epochs, progress, lanes, vcd, numerics, trace_samples)
     if backend == "rtl":
         from .verilator import run_rtl
 
         return run_rtl(config, dataset, epochs, progress, lanes, vcd=vcd, fst=fst, trace_samples=trace_samples,
                        numerics=numerics)
+    if (save or resume or init) and backend not in ENGINES:
+        raise ValueError(f"checkpoints: the {backend} backend does not save or resume yet (its label-state memory "
+                         f"and gradient banks are not reachable over the host bus); use fixed, whose numerics agree")
+    if resume and init:
+        raise ValueError("checkpoints: give --resume or --init, not both")
+    from ..checkpoint import load_checkpoint, save_checkpoint
+
+    nx = None if backend == "float" else numerics
     start = time.perf_counter()
     engine = make_engine(backend, config, numerics)
+    history: list[float] = []
+    done_before = 0
+    if init:
+        load_checkpoint(init).init_weights(engine)
     trainer = SpeculativeTrainer(engine)
-    result = RunResult(backend, dataset.name, config, epochs, len(dataset.train_y), len(dataset.test_y),
-                       numerics=None if backend == "float" else numerics)
+    if resume:
+        ck = load_checkpoint(resume)
+        ck.check_fits(config, nx, backend, resume=True, dataset=dataset)
+        ck.restore(trainer, dataset)
+        history = [float(a) for a in ck.extra.get("accuracy_per_epoch", [])]
+        done_before = ck.epochs_done
+    result = RunResult(backend, dataset.name, config, done_before + epochs, len(dataset.train_y),
+                       len(dataset.test_y), numerics=nx, steps_before=trainer.counters.as_dict()["steps"])
+    result.accuracy_per_epoch = list(history)
     train_time = 0.0
     try:
-        for epoch in range(epochs):
-            callback = progress(epoch, len(dataset.train_y)) if progress else None
-            t0 = time.perf_counter()
-            trainer.train_epoch(dataset.train_x, dataset.train_y, callback)
-            train_time += time.perf_counter() - t0
-            predicted = engine.predict(dataset.test_x)
-            result.accuracy_per_epoch.append(float(np.mean(predicted == dataset.test_y)))
+        with trainer.deferred_interrupts():
+            for epoch in range(epochs):
+                callback = progress(done_before + epoch, len(dataset.train_y)) if progress else None
+                if callback and trainer.position:
+                    callback(trainer.position)
+                t0 = time.perf_counter()
+                try:
+                    trainer.train_epoch(dataset.train_x, dataset.train_y, callback, start=trainer.position)
+                finally:
+                    train_time += time.perf_counter() - t0
+                predicted = engine.predict(dataset.test_x)
+                result.accuracy_per_epoch.append(float(np.mean(predicted == dataset.test_y)))
     except KeyboardInterrupt:
         result.interrupted = True
+    if save:
+        save_checkpoint(save, trainer, backend=backend, numerics=nx, dataset=dataset,
+                        extra={"accuracy_per_epoch": result.accuracy_per_epoch})
     result.counters = trainer.counters.as_dict()
     result.hit_rate = trainer.counters.hit_rate
     result.train_seconds = train_time
     result.wall_seconds = time.perf_counter() - start
     result.weights_sha256 = engine.weights_sha256()
+    if resume:
+        result.extra["resumed_from"] = {"checkpoint": str(resume), "epochs_done": done_before}
     return result
 
 
@@ -196,15 +240,26 @@ def hardware_fields(counters: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def _run_pysim(config, dataset, epochs, progress, lanes, vcd, numerics) -> RunResult:
+def _run_pysim(config, dataset, epochs, progress, lanes, vcd, numerics,
+               trace_samples: tuple[int, int] = (0, 10)) -> RunResult:
+    import sys
+
     from ..gateware.layout import TrainerConfig
     from .pysim import PysimTrainer
 
     start = time.perf_counter()
-    hw = PysimTrainer(TrainerConfig(train=config, lanes=lanes, numerics=numerics_preset(numerics)), vcd=vcd)
+    hw = PysimTrainer(TrainerConfig(train=config, lanes=lanes, numerics=numerics_preset(numerics)), vcd=vcd,
+                      trace_samples=trace_samples)
     result = RunResult("pysim", dataset.name, config, epochs, len(dataset.train_y), len(dataset.test_y),
                        numerics=numerics)
+    if vcd:
+        estimate = hw.estimate_trace(epochs * len(dataset.train_y))
+        first = hw.trace_samples[0]
+        window = f"samples {first}..{first + estimate.samples - 1}" if estimate.samples else "no samples"
+        print(f"pysim: tracing {window} of {epochs * len(dataset.train_y)} to {vcd}: ~{estimate.cycles:,} cycles, "
+              f"~{estimate.bytes / 1e6:.1f} MB (estimate)", file=sys.stderr)
     hw.run([(dataset.train_x, dataset.train_y, False, True)] * epochs, progress=progress)
+    result.interrupted = hw.interrupted
     train_time = time.perf_counter() - start
     for params in hw.snapshots:
         predicted = hw.golden_with_weights(params).predict(dataset.test_x)
@@ -217,4 +272,6 @@ def _run_pysim(config, dataset, epochs, progress, lanes, vcd, numerics) -> RunRe
     result.wall_seconds = time.perf_counter() - start
     result.weights_sha256 = hw.weights_sha256()
     result.extra = hardware_fields(c) | {"lanes": lanes, "sim_cycles_per_second": round(c["cycles"] / train_time, 1)}
+    if hw.trace is not None:
+        result.extra["trace"] = hw.trace.as_json()
     return result

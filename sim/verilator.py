@@ -67,6 +67,7 @@ from ..gateware.host import (
     REG_METRIC,
     REG_SPEC_EN,
     REG_THRESHOLD,
+    check_addresses,
     spec_en_value,
 )
 from ..gateware.layout import TrainerConfig
@@ -451,6 +452,7 @@ class VerilatorTrainer:
         self._lib: ctypes.CDLL | None = None
         self._handle: int | None = None
         self._closed = False
+        self._trace_since: float | None = None
         #: step kind of every training sample so far ("sequential", "first_sighting", "hit", "miss")
         self.kinds: list[str] = []
         #: clock cycles spent streaming training samples (and draining the last update of each call)
@@ -459,6 +461,7 @@ class VerilatorTrainer:
         self.snapshots: list[list[tuple[np.ndarray, np.ndarray]]] = []
         lanes = cfg.lanes
         self._lane_bits = max(1, (lanes - 1).bit_length())
+        self._words = tuple(cfg.words(n) for n in range(cfg.n_layers))
         self._max_wait = 64 * sum(cfg.words(n) for n in range(cfg.n_layers)) + 100_000
 
     # -- life cycle --------------------------------------------------------------------
@@ -475,6 +478,7 @@ class VerilatorTrainer:
         path = str(self.trace_path).encode() if self.trace_path else None
         if self.trace_path:
             self.trace_path.parent.mkdir(parents=True, exist_ok=True)
+            self._trace_since = time.time() - 1.0  # a waveform older than this is not this model's
         if self._lib.sb_trace_kind() != TRACE_CODES[self.trace]:
             raise SimulationError(f"{self.info.library} was built for another trace kind")
         handle = self._lib.sb_new(_ptr(layout), self._max_wait, path, *self.trace_samples)
@@ -487,11 +491,42 @@ class VerilatorTrainer:
         return self
 
     def close(self) -> None:
-        """Free the model (and flush the waveform)."""
+        """Free the model (and flush the waveform, then write its GTKWave save file: :meth:`write_gtkw`)."""
         if self._handle is not None and self._lib is not None:
             self._lib.sb_free(self._handle)
             self._closed = True
+            self.write_gtkw()
         self._handle = None
+
+    @property
+    def trace_written(self) -> bool:
+        """This model has written its waveform file (its sample window was reached)."""
+        path = self.trace_path
+        return (path is not None and self._trace_since is not None and path.is_file()
+                and path.stat().st_mtime >= self._trace_since)
+
+    def write_gtkw(self) -> Path | None:
+        """Write the GTKWave save file of the waveform (``.gtkw`` beside it), showing :data:`.waves.WAVES`.
+
+        The signals are named as Verilator's VCD header declares them (an FST
+        waveform: as the Amaranth design names them). Returns its path, or
+        ``None`` when this model wrote no waveform (the window was never reached).
+        """
+        from amaranth.hdl import Fragment
+
+        from ..gateware.trainer import Trainer
+        from .waves import RTL_SCOPE, design_variables, gtkw_path, gtkw_traces, vcd_variables, write_gtkw
+
+        path = self.trace_path
+        if path is None or not self.trace_written:
+            return None
+        if self.trace == "vcd":
+            variables = vcd_variables(path)
+        else:
+            variables = design_variables(Fragment.get(Trainer(canonical_config(self.cfg)), None).prepare())
+        save = gtkw_path(path)
+        write_gtkw(save, path, gtkw_traces(variables, RTL_SCOPE), treeopen="trainer.trainer.")
+        return save
 
     def __enter__(self) -> VerilatorTrainer:
         return self.build()
@@ -536,11 +571,13 @@ class VerilatorTrainer:
         v = np.ascontiguousarray(np.asarray(values, dtype=np.int64) & 0xFFFFFFFF, dtype=np.uint32)
         if a.shape != v.shape:
             raise ValueError("write_registers: addrs and values differ in length")
+        check_addresses(self._words, self.cfg.lanes, np.asarray(addrs, dtype=np.int64), write=True)
         self._idle()
         self._sim_lib().sb_host_write(self._need(), _ptr(a), _ptr(v), len(a))
 
     def read_registers(self, addrs: np.ndarray | list[int]) -> np.ndarray:
         """Host-bus reads (pipelined, one per cycle) once the trainer is idle; ``uint32`` values."""
+        check_addresses(self._words, self.cfg.lanes, np.asarray(addrs, dtype=np.int64), write=False)
         a = np.ascontiguousarray(addrs, dtype=np.uint32)
         out = np.zeros(len(a), dtype=np.uint32)
         self._idle()
@@ -740,5 +777,11 @@ def run_rtl(
         "cache_hit": hw.info.cache_hit,
         "weights_sha256_per_epoch": epoch_hashes,
     }
+    if hw.trace_path is not None:
+        from .waves import gtkw_path
+
+        written = hw.trace_written
+        extra["trace"] = {hw.trace: str(hw.trace_path), "gtkw": str(gtkw_path(hw.trace_path)) if written else None,
+                          "samples": list(trace_samples), "bytes": hw.trace_path.stat().st_size if written else 0}
     result.extra = extra
     return result

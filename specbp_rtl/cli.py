@@ -246,6 +246,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 2
     record = result.as_json()
     _print_summary(record, ds.describe())
+    trace = record.get("trace")
+    if trace:
+        wave = trace.get("vcd") or trace.get("fst")
+        if trace.get("bytes"):
+            print(f"wrote {wave} ({trace['bytes'] / 1e6:.1f} MB, samples {trace['samples']}) and {trace['gtkw']}")
+        else:
+            print("no waveform written: the trace window starts after the run's last sample", file=sys.stderr)
     written = _write_record("--json", args.json, record)
     if result.interrupted:
         print(f"interrupted after {record['samples_trained']} samples: the record covers "
@@ -588,10 +595,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lanes", type=_positive_int, default=16, help="MACs per engine (pysim, rtl; default 16)")
     _add_numerics_arg(train)
     train.add_argument("--vcd", metavar="FILE",
-                       help="write a waveform (pysim, rtl) and, for pysim, a GTKWave save file")
-    train.add_argument("--fst", metavar="FILE", help="rtl: write an FST waveform of the traced samples")
+                       help="pysim, rtl: a VCD of the samples of --trace-samples and a GTKWave save file (FILE.gtkw: "
+                            "streams, control state, engines and counters, grouped); pysim prints its estimated "
+                            "size first")
+    train.add_argument("--fst", metavar="FILE", help="rtl: an FST waveform of the traced samples (and a .gtkw)")
     train.add_argument("--trace-samples", type=int, nargs=2, default=[0, 10], metavar=("START", "COUNT"),
-                       help="rtl: samples to trace, in streaming order (default 0 10)")
+                       help="pysim, rtl: samples to trace, in streaming order (default 0 10); the rest of the run "
+                            "is untraced, with the same results")
     _add_data_args(train)
     _add_epochs_arg(train)
     _add_model_args(train)

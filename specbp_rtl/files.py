@@ -86,6 +86,7 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
     raw = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=target.resolve().parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, _new_file_mode(target))
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             f.flush()
@@ -97,3 +98,13 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def _new_file_mode(target: Path) -> int:
+    """The target's mode if it exists, else what ``open()`` would give (``0o666`` less the umask)."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask

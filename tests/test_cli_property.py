@@ -117,8 +117,9 @@ def argv_for(draw, command: str, paths: dict[str, str]) -> list[str]:
 
 
 @pytest.fixture
-def no_work(monkeypatch):
-    """Replace every entry point of long work with :func:`_start`."""
+def no_work(monkeypatch, tmp_path):
+    """Replace every entry point of long work with :func:`_start`; relative paths land in a temporary folder."""
+    monkeypatch.chdir(tmp_path)
     import specbp_rtl.bench
     import specbp_rtl.bench_blocks
     import specbp_rtl.boards.build
