@@ -92,6 +92,20 @@ def _add_model_args(p: argparse.ArgumentParser, grid: bool = False) -> None:
     p.add_argument("--slope", type=float, default=0.01, help="leaky-ReLU slope (default 0.01)")
 
 
+def _add_serial_args(p: argparse.ArgumentParser, required: bool) -> None:
+    """``--port`` and ``--baud`` of a board's UART (``required``: the command always talks to a board)."""
+    board = "" if required else "board: "
+    p.add_argument("--port", required=required, help=f"{board}serial port, e.g. /dev/ttyUSB1")
+    p.add_argument("--baud", type=_positive_int, default=1_000_000,
+                   help=f"{board}baud rate of the bitstream (default 1000000)")
+
+
+def _add_record_args(p: argparse.ArgumentParser, what: str) -> None:
+    """``--json`` (``what`` the record is) and ``--quiet`` of a command that trains."""
+    p.add_argument("--json", metavar="FILE", help=f"write {what} as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def _add_epochs_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=_positive_int, default=10, metavar="E", help="epochs (default 10)")
 
@@ -610,8 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="CK.npz",
                        help="float, fixed: continue a checkpoint's run for --epochs more epochs, exactly")
     train.add_argument("--init", metavar="CK.npz", help="float, fixed: start from a checkpoint's weights, fresh state")
-    train.add_argument("--json", metavar="FILE", help="write the result record as JSON")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_record_args(train, "the result record")
     train.set_defaults(func=_cmd_train)
 
     demo = sub.add_parser("demo", help="train the embedded digits on the RTL (Verilator) and check it bit for bit "
@@ -622,8 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=_positive_int, default=8, help="epochs (default 8)")
     demo.add_argument("--threshold", type=_nonneg_float, default=0.1,
                       help="speculation threshold (default 0.1; 0: off)")
-    demo.add_argument("--json", metavar="FILE", help="write both records as JSON")
-    demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_record_args(demo, "both records")
     demo.set_defaults(func=_cmd_demo)
 
     verilog = sub.add_parser("verilog", help="elaborate the Trainer to Verilog or RTLIL (for vendor tools)",
@@ -658,14 +670,11 @@ def build_parser() -> argparse.ArgumentParser:
     actions = board_parser.add_subparsers(dest="action", required=True, parser_class=_Parser, metavar="ACTION")
     board = actions.add_parser("train", help="train over the board's UART link",
                                description="Train on a board over its UART link; the same record as every backend.")
-    board.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB1")
-    board.add_argument("--baud", type=_positive_int, default=1_000_000,
-                       help="baud rate of the bitstream (default 1000000)")
+    _add_serial_args(board, required=True)
     _add_data_args(board)
     _add_epochs_arg(board)
     _add_model_args(board)
-    board.add_argument("--json", metavar="FILE", help="write the result record as JSON")
-    board.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_record_args(board, "the result record")
     board.set_defaults(func=_cmd_board)
     pack = actions.add_parser("pack", help="write a packed dataset image (boards/image.py's format)",
                               description="Pack a dataset (train split, then test split) into the image format "
@@ -716,8 +725,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--backend", choices=["float", "fixed", "rtl", "board"],
                        help="default: the checkpoint's (float or fixed); rtl: Verilator; board: over --port")
     infer.add_argument("--lanes", type=_positive_int, default=16, help="rtl: MACs per engine (default 16)")
-    infer.add_argument("--port", help="board: serial port")
-    infer.add_argument("--baud", type=_positive_int, default=1_000_000, help="board: baud rate (default 1000000)")
+    _add_serial_args(infer, required=False)
     _add_data_args(infer)
     infer.add_argument("--json", metavar="FILE", help="write the record (accuracy, confusion matrix) as JSON")
     infer.add_argument("--png", metavar="FILE", help="write the confusion matrix as a PNG")

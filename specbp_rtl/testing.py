@@ -143,10 +143,9 @@ async def get(ctx: Any, stream: Any, rng: np.random.Generator | None = None, mos
 
     Parameters
     ----------
-    ctx:
-        The testbench context.
-    stream:
-        The DUT's output :class:`~amaranth.lib.stream.Interface`.
+    ctx, stream:
+        The testbench context and the DUT's output
+        :class:`~amaranth.lib.stream.Interface`.
     rng, most:
         Random ``ready``-low stretch of ``0 .. most`` cycles before the beat.
 
