@@ -135,12 +135,13 @@ def format_report(report: dict[str, Any]) -> str:
 
 def build_board(board: str, lanes: int | None = None, layers: tuple | None = None, program: bool = False,
                 out_dir: str = "build", json_path: str | None = None, baud: int = DEFAULT_BAUD,
-                seed: int = 1, clock_mhz: float | None = None) -> dict[str, Any]:
+                seed: int = 1, clock_mhz: float | None = None, placer_seed: int | None = None) -> dict[str, Any]:
     """Build (and optionally program) ``board``; return the report.
 
     ``clock_mhz`` is the trainer clock made by the board's PLL (default :attr:`.BoardSpec.pll_mhz`;
     boards without PLL support run from their crystal and accept only its frequency). nextpnr times the
-    design at that clock, and a build that does not meet it fails.
+    design at that clock, and a build that does not meet it fails. ``seed`` is the initial weights' seed;
+    ``placer_seed`` is nextpnr's ``--seed`` (``None``: nextpnr's default, as the measured builds).
 
     Report keys: ``board, lanes, layers, fmax_mhz, clock_mhz, crystal_mhz, luts, luts_available, ffs, dsps,
     dsps_available, brams, brams_available, bitstream, bitstream_bytes, build_seconds, trades``
@@ -184,7 +185,11 @@ def build_board(board: str, lanes: int | None = None, layers: tuple | None = Non
     platform = spec.make_platform()
     top = BoardTop(cfg, baud=baud, pll_mhz=pll_mhz, register_host=spec.register_host,
                    check_registers=spec.link_check_registers, address_check=spec.link_address_check)
-    plan = platform.build(top, name="top", do_build=False, **dict(spec.toolchain_opts))
+    opts = dict(spec.toolchain_opts)
+    if placer_seed is not None:
+        opts["nextpnr_opts"] = f"{opts.get('nextpnr_opts', '')} --seed {int(placer_seed)}".strip()
+    report["placer_seed"] = placer_seed
+    plan = platform.build(top, name="top", do_build=False, **opts)
     failure = None
     try:
         plan.execute_local(out_dir, env=env)

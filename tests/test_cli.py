@@ -392,3 +392,29 @@ def test_infer_on_the_rtl_equals_the_golden_model(tmp_path: Path) -> None:
         assert Path(out + ".png").stat().st_size > 0
     assert records["rtl"]["confusion"] == records["fixed"]["confusion"]
     assert records["rtl"]["accuracy"] == records["fixed"]["accuracy"] > 0.2
+
+
+def test_build_seeds_reports_min_and_median(tmp_path: Path, monkeypatch, capsys) -> None:
+    """``build --seeds N``: one place and route per nextpnr seed; the verdict is the median's."""
+    import specbp_rtl.boards.build as build
+
+    fmax = {1: 30.52, 2: 31.67, 3: 29.45}  # the iCEBreaker default's measured seeds
+
+    def fake_build(board, *, placer_seed, out_dir, **kwargs):
+        assert Path(out_dir).name == f"seed{placer_seed}"
+        report = {"board": board, "fmax_mhz": fmax[placer_seed], "clock_mhz": 30.0, "lanes": 4, "layers": [16, 4, 2]}
+        if fmax[placer_seed] < 30:
+            raise build.BuildError("timing", report)
+        return report
+
+    monkeypatch.setattr(build, "build_board", fake_build)
+    monkeypatch.setattr(build, "format_report", lambda report: "report")
+    out = tmp_path / "seeds.json"
+    code, stdout, _ = run_main(["build", "--board", "icebreaker", "--seeds", "3", "--out-dir", str(tmp_path / "b"),
+                                "--json", str(out)], capsys)
+    assert code == 0 and "min 29.45, median 30.52 MHz; clock 30 MHz met at the median" in stdout
+    record = json.loads(out.read_text())
+    assert record["fmax_mhz"] == [30.52, 31.67, 29.45] and record["met_at_median"]
+    fmax[1] = 29.0
+    assert run_main(["build", "--board", "icebreaker", "--seeds", "3", "--out-dir", str(tmp_path / "b")],
+                    capsys)[0] == 1
