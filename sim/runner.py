@@ -203,9 +203,17 @@ def run_training(
                 result.accuracy_per_epoch.append(float(np.mean(predicted == dataset.test_y)))
     except KeyboardInterrupt:
         result.interrupted = True
+        if trainer.position == 0 and len(result.accuracy_per_epoch) < trainer.epochs_done:
+            # the epoch was complete (the Ctrl-C came during its test): test it, so the history stays aligned
+            result.accuracy_per_epoch.append(float(np.mean(engine.predict(dataset.test_x) == dataset.test_y)))
     if save:
-        save_checkpoint(save, trainer, backend=backend, numerics=nx, dataset=dataset,
-                        extra={"accuracy_per_epoch": result.accuracy_per_epoch})
+        from ..checkpoint import CheckpointError
+
+        try:
+            save_checkpoint(save, trainer, backend=backend, numerics=nx, dataset=dataset,
+                            extra={"accuracy_per_epoch": result.accuracy_per_epoch})
+        except CheckpointError as exc:  # the record of the run is kept; the caller reports this
+            result.extra["checkpoint_error"] = str(exc)
     result.counters = trainer.counters.as_dict()
     result.hit_rate = trainer.counters.hit_rate
     result.train_seconds = train_time

@@ -268,11 +268,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         else:
             print("no waveform written: the trace window starts after the run's last sample", file=sys.stderr)
     written = _write_record("--json", args.json, record)
+    if "checkpoint_error" in record:
+        print(f"specbp: error: {record['checkpoint_error']}", file=sys.stderr)
     if result.interrupted:
         print(f"interrupted after {record['samples_trained']} samples: the record covers "
               f"{record['epochs_completed']} completed epochs", file=sys.stderr)
         return 130
-    return 0 if written else 1
+    return 0 if written and "checkpoint_error" not in record else 1
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -292,6 +294,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print("specbp: interrupted", file=sys.stderr)
         return 130
     fixed = run_training("fixed", cfg, ds, args.epochs)
+    if fixed.interrupted:
+        print("specbp: interrupted", file=sys.stderr)
+        return 130
     r, f = rtl.as_json(), fixed.as_json()
     _print_summary(r, ds.describe())
     keys = ("weights_sha256", "accuracy_per_epoch", "steps", "hits", "misses", "first_sightings", "updates")
@@ -343,15 +348,32 @@ def _cmd_infer(args: argparse.Namespace) -> int:
         args.dataset = ck.dataset.get("name", "digits")
     ds = load_dataset(_dataset_name(args), args.data, args.train, args.test)
     ck.check_fits(ck.config, None if backend == "float" else ck.numerics, backend, resume=False)
-    result = run_inference(ck, backend, ds, lanes=args.lanes, port=args.port, baud=args.baud)
+    if backend == "board":
+        from .boards.host import BoardError
+        from .boards.protocol import ProtocolError, StatusError
+
+        try:
+            result = run_inference(ck, backend, ds, port=args.port, baud=args.baud)
+        except (BoardError, ProtocolError, StatusError, OSError) as exc:  # a bad port, a board that does not answer
+            print(f"specbp: error: board {args.port}: {exc}".splitlines()[0], file=sys.stderr)
+            return 2
+    else:
+        result = _simulate(lambda: run_inference(ck, backend, ds, lanes=args.lanes), None)
+        if result is None:
+            return 2
     record = result.as_json()
     print(f"backend {backend}  data {ds.describe()}  checkpoint {args.weights} "
           f"({ck.epochs_done} epochs, layers {','.join(map(str, ck.config.layers))})")
     print(result.format_confusion())
     print(f"accuracy {100 * result.accuracy:.2f}%  ({len(result.labels)} samples in {result.wall_seconds:.2f} s)")
+    written = _write_record("--json", args.json, record)
     if args.png is not None:
-        result.write_png(args.png)
-    return 0 if _write_record("--json", args.json, record) else 1
+        try:
+            result.write_png(args.png)
+        except (OSError, ImportError) as exc:
+            print(f"specbp: error: --png {args.png}: {exc}".splitlines()[0], file=sys.stderr)
+            return 1
+    return 0 if written else 1
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -412,6 +434,8 @@ def _float_list(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
     if any(not v >= 0 or v != v for v in values):
         raise argparse.ArgumentTypeError(f"thresholds must be >= 0, got {text!r}")
+    if len({f"{v:g}" for v in values}) != len(values):  # the run files are named by f"{threshold:g}"
+        raise argparse.ArgumentTypeError(f"thresholds repeat (to 6 significant digits): {text!r}")
     return values
 
 
@@ -522,7 +546,7 @@ def _build_seeds(args: argparse.Namespace, layers: tuple[int, ...] | None) -> in
 
     from .boards.build import BuildError, build_board, format_report
 
-    reports = []
+    reports: list[dict] = []
     for seed in range(1, args.seeds + 1):
         try:
             report = build_board(args.board, lanes=args.lanes, layers=layers, out_dir=str(Path(args.out_dir) /
@@ -530,8 +554,12 @@ def _build_seeds(args: argparse.Namespace, layers: tuple[int, ...] | None) -> in
         except BuildError as exc:
             report = exc.report or {}
             if report.get("fmax_mhz") is None:  # no timing to report (did not fit, a tool failed)
+                _write_record("--json", args.json, {"board": args.board, "builds": reports, "error": str(exc)})
                 print(f"specbp: error: {exc}".splitlines()[0], file=sys.stderr)
                 return 1
+        except KeyboardInterrupt:
+            _write_record("--json", args.json, {"board": args.board, "builds": reports, "interrupted": True})
+            raise
         reports.append(report)
         print(f"seed {seed}: fmax {report['fmax_mhz']:.2f} MHz (clock {report['clock_mhz']:g} MHz)", flush=True)
     fmax = [r["fmax_mhz"] for r in reports]
@@ -581,9 +609,9 @@ def _cmd_board_load(args: argparse.Namespace) -> int:
     layers = parse_layers(args.layers) if args.layers is not None else None
     try:
         report = load_data(args.board, args.image, layers=layers, dry_run=args.dry_run)
-    except BuildError as exc:
+    except BuildError as exc:  # the programmer is missing or failed (the image was checked): as for build
         print(f"specbp: error: {exc}".splitlines()[0], file=sys.stderr)
-        return 2
+        return 1
     verb = "would run" if args.dry_run else "programmed"
     print(f"{verb}: {' '.join(map(str, report['command']))} ({report['image_bytes']:,} bytes at offset "
           f"0x{report['offset']:x}, region {report['region_bytes']:,} bytes)")

@@ -37,6 +37,10 @@ def check_output_file(option: str, path: str | os.PathLike | None) -> Path | Non
     p = Path(text)
     if p.is_dir():
         raise OutputError(f"{option} {text}: is a directory, expected a file name")
+    if p.exists() and not p.is_file():  # a device or a pipe (/dev/stdout): written in place
+        if not os.access(p, os.W_OK):
+            raise OutputError(f"{option} {text}: not writable")
+        return p
     parent = p.resolve().parent
     if not parent.is_dir():
         raise OutputError(f"{option} {text}: directory {parent} does not exist")
@@ -82,9 +86,13 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
     Raises :class:`OSError` as the file system does; the target then keeps
     its previous contents (or does not exist) and no temporary file is left.
     """
-    target = Path(path)
     raw = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=target.resolve().parent, prefix=f".{target.name}.", suffix=".tmp")
+    if Path(path).exists() and not Path(path).is_file():  # a device or a pipe (/dev/stdout): in place
+        with open(path, "wb") as f:
+            f.write(raw)
+        return
+    target = Path(path).resolve()  # through a symlink: the file it points to is replaced, not the link
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, _new_file_mode(target))
         with os.fdopen(fd, "wb") as f:

@@ -152,7 +152,9 @@ def run_point(point: SweepPoint, settings: SweepSettings) -> dict[str, Any]:
     lanes = settings.lanes
     record = run_training(settings.backend, cfg, ds, settings.epochs, lanes=lanes,
                           numerics=settings.numerics or "standard").as_json()
-    tcfg = TrainerConfig(train=cfg, lanes=lanes)
+    from .numerics import numerics_preset
+
+    tcfg = TrainerConfig(train=cfg, lanes=lanes, numerics=numerics_preset(settings.numerics or "standard"))
     model = CycleModel(tcfg)
     modelled = model.run_total(record, cfg.pipeline)
     if "cycles" not in record:

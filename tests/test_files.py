@@ -47,3 +47,16 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_write_atomic_through_a_symlink_and_into_a_device(tmp_path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "rec.json").write_text("old\n")
+    link = tmp_path / "rec.json"
+    link.symlink_to(real / "rec.json")
+    assert check_output_file("--json", link) == link
+    write_atomic(link, "new\n")
+    assert link.is_symlink() and (real / "rec.json").read_text() == "new\n"  # the file it points to, replaced
+    assert check_output_file("--json", "/dev/null") is not None  # a device: written in place
+    write_atomic("/dev/null", "discarded\n")
