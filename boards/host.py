@@ -94,6 +94,8 @@ class BoardTrainer:
         self.stream = stream
         self.retries = retries
         self._info: proto.PingInfo | None = None
+        #: (PING answer, memory words per layer) for the address checks
+        self._words: tuple[proto.PingInfo, tuple[int, ...]] | None = None
         #: the board's step counter as far as this driver knows (``None``: not read yet)
         self._steps: int | None = None
         self._counters: dict[str, int] | None = None
@@ -176,9 +178,11 @@ class BoardTrainer:
     def _check_access(self, base: int, count: int, write: bool) -> None:
         """Refuse a run outside the board's address map before it is sent (the link would answer BAD_ARG)."""
         info = self.info
-        words = tuple(TrainerConfig(train=TrainConfig(layers=info.layers), lanes=info.lanes).words(layer)
-                      for layer in range(len(info.layers) - 1))
-        error = access_error(words, info.lanes, base, count, write)
+        if self._words is None or self._words[0] is not info:  # the map of this board, once per PING
+            words = tuple(TrainerConfig(train=TrainConfig(layers=info.layers), lanes=info.lanes).words(layer)
+                          for layer in range(len(info.layers) - 1))
+            self._words = (info, words)
+        error = access_error(self._words[1], info.lanes, base, count, write)
         if error:
             raise ValueError(f"address: {error}")
 

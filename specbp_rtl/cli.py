@@ -585,11 +585,11 @@ def _cmd_board_pack(args: argparse.Namespace) -> int:
     if layers is not None and args.board is None:
         raise UsageError("specbp board pack: error: --layers needs --board")
     ds = load_dataset(name, args.data, args.train, args.test)
-    classes = layers[-1] if layers else 10
     if args.board is not None:
         from .boards.top import BOARDS
 
-        classes = (layers or BOARDS[args.board].layers)[-1]
+        layers = layers or BOARDS[args.board].layers
+    classes = layers[-1] if layers else 10
     top = int(max(ds.train_y.max(), ds.test_y.max()))
     if top >= classes:
         raise ConfigError(f"classes: the labels go up to {top}, the trainer has {classes} classes")
