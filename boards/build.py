@@ -66,8 +66,10 @@ def _tool_env(board: str) -> dict[str, str]:
         else:
             tool = command.removeprefix("yowasp-")
         if shutil.which(tool) is None:
-            raise BuildError(f"build: {tool} not found (pip install {package.replace('_', '-')}, "
-                             f"or set {var} to a {command.removeprefix('yowasp-')} binary)")
+            raise BuildError(
+                f"build: {tool} not found (pip install {package.replace('_', '-')}, "
+                f"or set {var} to a {command.removeprefix('yowasp-')} binary)"
+            )
         env[var] = tool
     return env
 
@@ -93,9 +95,9 @@ def parse_nextpnr_log(text: str, board: str) -> dict[str, Any]:
 
 def _yosys_ffs(report: str) -> int | None:
     """Flip-flop count from Yosys's final ``stat`` (iCE40: nextpnr counts logic cells, not FFs)."""
-    stats = report[report.rfind("Printing statistics"):]
+    stats = report[report.rfind("Printing statistics") :]
     if "=== design hierarchy ===" in stats:  # the totals, not the per-module list before them
-        stats = stats[stats.rfind("=== design hierarchy ==="):]
+        stats = stats[stats.rfind("=== design hierarchy ===") :]
     counts = re.findall(r"^\s+(\d+)\s+SB_DFF\w*$", stats, re.M)
     return sum(int(c) for c in counts) if counts else None
 
@@ -112,19 +114,27 @@ def format_report(report: dict[str, Any]) -> str:
     fmax = report.get("fmax_mhz")
     rows = [
         ("board", report["board"]),
-        ("trainer", f"{'-'.join(map(str, report['layers']))}, {report['lanes']} "
-                    f"lane{'s' if report['lanes'] != 1 else ''} per engine, {report.get('numerics', 'standard')} "
-                    f"number formats"),
-        ("clock", f"{report['clock_mhz']:g} MHz" + (f" (PLL from {report['crystal_mhz']:g} MHz)"
-                                                    if report.get("crystal_mhz", report["clock_mhz"])
-                                                    != report["clock_mhz"] else "")),
+        (
+            "trainer",
+            f"{'-'.join(map(str, report['layers']))}, {report['lanes']} "
+            f"lane{'s' if report['lanes'] != 1 else ''} per engine, {report.get('numerics', 'standard')} "
+            f"number formats",
+        ),
+        (
+            "clock",
+            f"{report['clock_mhz']:g} MHz"
+            + (
+                f" (PLL from {report['crystal_mhz']:g} MHz)"
+                if report.get("crystal_mhz", report["clock_mhz"]) != report["clock_mhz"]
+                else ""
+            ),
+        ),
         ("fmax", f"{fmax:.2f} MHz" if fmax else "-"),
         ("LUTs", frac("luts")),
         ("FFs", str(report["ffs"]) if report.get("ffs") is not None else "-"),
         ("DSPs", frac("dsps")),
         ("BRAMs", frac("brams")),
-        ("bitstream", f"{report['bitstream']} ({report['bitstream_bytes']} bytes)" if report.get("bitstream")
-         else "-"),
+        ("bitstream", f"{report['bitstream']} ({report['bitstream_bytes']} bytes)" if report.get("bitstream") else "-"),
         ("build time", f"{report['build_seconds']:.0f} s"),
     ]
     if report.get("error"):
@@ -133,9 +143,18 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-def build_board(board: str, lanes: int | None = None, layers: tuple | None = None, program: bool = False,
-                out_dir: str = "build", json_path: str | None = None, baud: int = DEFAULT_BAUD,
-                seed: int = 1, clock_mhz: float | None = None, placer_seed: int | None = None) -> dict[str, Any]:
+def build_board(
+    board: str,
+    lanes: int | None = None,
+    layers: tuple | None = None,
+    program: bool = False,
+    out_dir: str = "build",
+    json_path: str | None = None,
+    baud: int = DEFAULT_BAUD,
+    seed: int = 1,
+    clock_mhz: float | None = None,
+    placer_seed: int | None = None,
+) -> dict[str, Any]:
     """Build (and optionally program) ``board``; return the report.
 
     ``clock_mhz`` is the trainer clock made by the board's PLL (default :attr:`.BoardSpec.pll_mhz`;
@@ -162,8 +181,9 @@ def build_board(board: str, lanes: int | None = None, layers: tuple | None = Non
     pll_mhz = clock_mhz if clock_mhz is not None else spec.pll_mhz
     if spec.pll_mhz is None and pll_mhz is not None:
         if pll_mhz != spec.clock_mhz:
-            raise BuildError(f"clock_mhz: {board} runs from its {spec.clock_mhz:g} MHz crystal (no PLL support); "
-                             f"got {pll_mhz:g} MHz")
+            raise BuildError(
+                f"clock_mhz: {board} runs from its {spec.clock_mhz:g} MHz crystal (no PLL support); got {pll_mhz:g} MHz"
+            )
         pll_mhz = None
     if pll_mhz is not None:
         try:
@@ -174,17 +194,38 @@ def build_board(board: str, lanes: int | None = None, layers: tuple | None = Non
     if program:
         _programmer(spec)  # fail before a long build
     report: dict[str, Any] = {
-        "board": board, "lanes": cfg.lanes, "layers": list(cfg.layers), "numerics": spec.numerics, "fmax_mhz": None,
-        "clock_mhz": pll_mhz or spec.clock_mhz, "crystal_mhz": spec.clock_mhz,
-        "luts": None, "luts_available": spec.luts, "ffs": None,
-        "dsps": None, "dsps_available": spec.dsps, "brams": None, "brams_available": spec.brams,
-        "bitstream": None, "bitstream_bytes": 0, "build_seconds": 0.0, "trades": spec.trades,
-        "baud": baud, "build_dir": str(Path(out_dir).resolve()), "programmed": False,
+        "board": board,
+        "lanes": cfg.lanes,
+        "layers": list(cfg.layers),
+        "numerics": spec.numerics,
+        "fmax_mhz": None,
+        "clock_mhz": pll_mhz or spec.clock_mhz,
+        "crystal_mhz": spec.clock_mhz,
+        "luts": None,
+        "luts_available": spec.luts,
+        "ffs": None,
+        "dsps": None,
+        "dsps_available": spec.dsps,
+        "brams": None,
+        "brams_available": spec.brams,
+        "bitstream": None,
+        "bitstream_bytes": 0,
+        "build_seconds": 0.0,
+        "trades": spec.trades,
+        "baud": baud,
+        "build_dir": str(Path(out_dir).resolve()),
+        "programmed": False,
     }
     start = time.perf_counter()
     platform = spec.make_platform()
-    top = BoardTop(cfg, baud=baud, pll_mhz=pll_mhz, register_host=spec.register_host,
-                   check_registers=spec.link_check_registers, address_check=spec.link_address_check)
+    top = BoardTop(
+        cfg,
+        baud=baud,
+        pll_mhz=pll_mhz,
+        register_host=spec.register_host,
+        check_registers=spec.link_check_registers,
+        address_check=spec.link_address_check,
+    )
     opts = dict(spec.toolchain_opts)
     if placer_seed is not None:
         opts["nextpnr_opts"] = f"{opts.get('nextpnr_opts', '')} --seed {int(placer_seed)}".strip()
@@ -207,8 +248,11 @@ def build_board(board: str, lanes: int | None = None, layers: tuple | None = Non
         report["bitstream"] = str(bitstream.resolve())
         report["bitstream_bytes"] = bitstream.stat().st_size
     if failure is not None or report.get("error"):
-        over = [f"{k} {report[k]}/{report[k + '_available']}" for k in ("luts", "brams", "dsps")
-                if report.get(k) is not None and report[k] > report[f"{k}_available"]]
+        over = [
+            f"{k} {report[k]}/{report[k + '_available']}"
+            for k in ("luts", "brams", "dsps")
+            if report.get(k) is not None and report[k] > report[f"{k}_available"]
+        ]
         if over:
             reason = "does not fit the device: " + ", ".join(over)
         elif report.get("error"):
@@ -254,6 +298,7 @@ def program_bitstream(board: str, bitstream: str | Path) -> list[str]:
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode:
         last = (result.stderr or result.stdout).strip().splitlines()
-        raise BuildError(f"program: {' '.join(command)} failed (exit status {result.returncode})"
-                         + (f": {last[-1]}" if last else ""))
+        raise BuildError(
+            f"program: {' '.join(command)} failed (exit status {result.returncode})" + (f": {last[-1]}" if last else "")
+        )
     return command

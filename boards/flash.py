@@ -85,10 +85,16 @@ class DataRegion:
 
 
 DATA_REGIONS: dict[str, DataRegion] = {
-    "icebreaker": DataRegion(offset=1 * MIB, size=15 * MIB, flash="W25Q128JV", flash_bytes=16 * MIB,
-                             max_bitstream_bytes=104_090),
-    "ulx3s-85f": DataRegion(offset=4 * MIB, size=12 * MIB - 64 * KIB, flash="IS25LP128F", flash_bytes=16 * MIB,
-                            max_bitstream_bytes=2_420_000),
+    "icebreaker": DataRegion(
+        offset=1 * MIB, size=15 * MIB, flash="W25Q128JV", flash_bytes=16 * MIB, max_bitstream_bytes=104_090
+    ),
+    "ulx3s-85f": DataRegion(
+        offset=4 * MIB,
+        size=12 * MIB - 64 * KIB,
+        flash="IS25LP128F",
+        flash_bytes=16 * MIB,
+        max_bitstream_bytes=2_420_000,
+    ),
 }
 
 
@@ -115,13 +121,17 @@ def check_image_fits(info: ImageInfo, board: str, layers: tuple[int, ...] | None
     _known(board)
     layers = tuple(layers) if layers else BOARDS[board].layers
     if (info.inputs, info.classes) != (layers[0], layers[-1]):
-        raise ImageError(f"dataset image {info.source}: {info.inputs} inputs and {info.classes} classes, but the "
-                         f"{board} trainer ({'-'.join(map(str, layers))}) takes {layers[0]} inputs and "
-                         f"{layers[-1]} classes")
+        raise ImageError(
+            f"dataset image {info.source}: {info.inputs} inputs and {info.classes} classes, but the "
+            f"{board} trainer ({'-'.join(map(str, layers))}) takes {layers[0]} inputs and "
+            f"{layers[-1]} classes"
+        )
     region = DATA_REGIONS[board]
     if info.size > region.size:
-        raise ImageError(f"dataset image {info.source}: {info.size:,} bytes do not fit the {board}'s data region "
-                         f"({region.size:,} bytes at flash offset 0x{region.offset:x})")
+        raise ImageError(
+            f"dataset image {info.source}: {info.size:,} bytes do not fit the {board}'s data region "
+            f"({region.size:,} bytes at flash offset 0x{region.offset:x})"
+        )
 
 
 def load_data_command(board: str, image_path: str | os.PathLike) -> list[str]:
@@ -142,8 +152,9 @@ def load_data_command(board: str, image_path: str | os.PathLike) -> list[str]:
     return [tool, "-b", "ulx3s", "-f", "--file-type", "bin", "-o", offset, os.fspath(image_path)]
 
 
-def load_data(board: str, image_path: str | os.PathLike, *, layers: tuple[int, ...] | None = None,
-              dry_run: bool = False) -> dict[str, Any]:
+def load_data(
+    board: str, image_path: str | os.PathLike, *, layers: tuple[int, ...] | None = None, dry_run: bool = False
+) -> dict[str, Any]:
     """Check the image at ``image_path`` for ``board``, then program it into the board's data region.
 
     Everything is checked before the programmer runs: the board, the image
@@ -176,16 +187,26 @@ def load_data(board: str, image_path: str | os.PathLike, *, layers: tuple[int, .
     command = load_data_command(board, Path(image_path))
     region = DATA_REGIONS[board]
     report: dict[str, Any] = {
-        "board": board, "image": os.fspath(image_path), "offset": region.offset, "region_bytes": region.size,
-        "image_bytes": info.size, "train": info.train_count, "test": info.test_count, "inputs": info.inputs,
-        "classes": info.classes, "payload_crc": info.payload_crc, "command": command, "programmed": False,
+        "board": board,
+        "image": os.fspath(image_path),
+        "offset": region.offset,
+        "region_bytes": region.size,
+        "image_bytes": info.size,
+        "train": info.train_count,
+        "test": info.test_count,
+        "inputs": info.inputs,
+        "classes": info.classes,
+        "payload_crc": info.payload_crc,
+        "command": command,
+        "programmed": False,
     }
     if dry_run:
         return report
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode:
         last = (result.stderr or result.stdout).strip().splitlines()
-        raise BuildError(f"program: {' '.join(command)} failed (exit status {result.returncode})"
-                         + (f": {last[-1]}" if last else ""))
+        raise BuildError(
+            f"program: {' '.join(command)} failed (exit status {result.returncode})" + (f": {last[-1]}" if last else "")
+        )
     report["programmed"] = True
     return report

@@ -79,8 +79,15 @@ class BoardTrainer:
         response (then the error is raised).
     """
 
-    def __init__(self, port: str | None = None, baud: int = 1_000_000, *, stream: ByteStream | None = None,
-                 timeout: float = 2.0, retries: int = 4) -> None:
+    def __init__(
+        self,
+        port: str | None = None,
+        baud: int = 1_000_000,
+        *,
+        stream: ByteStream | None = None,
+        timeout: float = 2.0,
+        retries: int = 4,
+    ) -> None:
         if not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries: must be an integer >= 0, got {retries!r}")
         if stream is None:
@@ -179,8 +186,10 @@ class BoardTrainer:
         """Refuse a run outside the board's address map before it is sent (the link would answer BAD_ARG)."""
         info = self.info
         if self._words is None or self._words[0] is not info:  # the map of this board, once per PING
-            words = tuple(TrainerConfig(train=TrainConfig(layers=info.layers), lanes=info.lanes).words(layer)
-                          for layer in range(len(info.layers) - 1))
+            words = tuple(
+                TrainerConfig(train=TrainConfig(layers=info.layers), lanes=info.lanes).words(layer)
+                for layer in range(len(info.layers) - 1)
+            )
             self._words = (info, words)
         error = access_error(self._words[1], info.lanes, base, count, write)
         if error:
@@ -192,7 +201,7 @@ class BoardTrainer:
         self._check_access(base, len(values), write=True)
         per_frame = (self.info.max_payload - 4) // 4
         for start in range(0, len(values), per_frame):
-            self.request(proto.write_words(base + start, values[start:start + per_frame]))
+            self.request(proto.write_words(base + start, values[start : start + per_frame]))
 
     def read_words(self, base: int, count: int, signed: bool = False) -> list[int]:
         self._check_access(base, count, write=False)
@@ -221,17 +230,21 @@ class BoardTrainer:
         shows the board ran it, the kind comes from the counters and the
         prediction is ``None``.
         """
+
         def recover() -> bytes | None:
             known = self._counters
             if known is None:
-                raise proto.ProtocolError("a training step's answer was lost and the step counter was not read "
-                                          "before it: cannot tell whether the board ran the step")
+                raise proto.ProtocolError(
+                    "a training step's answer was lost and the step counter was not read "
+                    "before it: cannot tell whether the board ran the step"
+                )
             now = self.read_counters()
             if now["steps"] == known["steps"]:
                 return None  # the board did not run it: send it again
             if now["steps"] != known["steps"] + 1:
-                raise BoardError(f"board: the step counter moved from {known['steps']} to {now['steps']} "
-                                 f"over one training step")
+                raise BoardError(
+                    f"board: the step counter moved from {known['steps']} to {now['steps']} over one training step"
+                )
             kind = next(k for k, c in _KIND_COUNTERS.items() if now[c] != known[c])
             return bytes([0xFF, next(code for code, name in KIND_NAMES.items() if name == kind)])
 
@@ -263,7 +276,7 @@ class BoardTrainer:
         for layer, (w, b) in enumerate(params):
             words = cfg.to_words(layer, w, b)
             for addr, first, n in self._runs(cfg, layer):
-                self.write_words(addr, words[first:first + n].reshape(-1))
+                self.write_words(addr, words[first : first + n].reshape(-1))
 
     def read_params(self, cfg: TrainerConfig) -> list[tuple[np.ndarray, np.ndarray]]:
         """Read master weights and biases back (integers)."""
@@ -280,8 +293,10 @@ class BoardTrainer:
         """Check the board's topology against ``config`` and set threshold, metric and speculation."""
         info = self.ping()
         if tuple(info.layers) != tuple(config.layers):
-            raise BoardError(f"layers: the board was built for {','.join(map(str, info.layers))}, "
-                             f"not {','.join(map(str, config.layers))}")
+            raise BoardError(
+                f"layers: the board was built for {','.join(map(str, info.layers))}, "
+                f"not {','.join(map(str, config.layers))}"
+            )
         cfg = TrainerConfig(train=config, lanes=info.lanes, numerics=numerics_preset(info.numerics))
         self.set_threshold(cfg.plan.threshold_int)
         self.set_metric(config.metric)
@@ -289,9 +304,15 @@ class BoardTrainer:
         return cfg
 
     # -- a whole training job ----------------------------------------------------------------------------------
-    def train(self, config: TrainConfig, dataset: Dataset, epochs: int,
-              progress: Callable[[int, int], Callable[[int], None] | None] | None = None,
-              fresh: bool = True, write_init: bool = True) -> RunResult:
+    def train(
+        self,
+        config: TrainConfig,
+        dataset: Dataset,
+        epochs: int,
+        progress: Callable[[int, int], Callable[[int], None] | None] | None = None,
+        fresh: bool = True,
+        write_init: bool = True,
+    ) -> RunResult:
         """Train ``epochs`` epochs in file order on the board; test accuracy after each epoch.
 
         The board starts from the golden model's initial weights for
@@ -314,12 +335,21 @@ class BoardTrainer:
         cfg = self.configure(config)
         before = self.read_counters()
         if fresh and before["steps"]:
-            raise BoardError(f"board: it has already trained {before['steps']} steps; its label state and "
-                             f"gradient accumulators cannot be reset over the link: reprogram or reset it")
+            raise BoardError(
+                f"board: it has already trained {before['steps']} steps; its label state and "
+                f"gradient accumulators cannot be reset over the link: reprogram or reset it"
+            )
         if write_init:
             self.write_params(cfg, FixedEngine(config, cfg.numerics).params)
-        result = RunResult("board", dataset.name, config, epochs, len(dataset.train_y), len(dataset.test_y),
-                           numerics=self.info.numerics)
+        result = RunResult(
+            "board",
+            dataset.name,
+            config,
+            epochs,
+            len(dataset.train_y),
+            len(dataset.test_y),
+            numerics=self.info.numerics,
+        )
         train_time = 0.0
         params: list = []
         error: str | None = None

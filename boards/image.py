@@ -66,8 +66,17 @@ from ..data import Dataset
 from ..files import write_atomic
 from .protocol import crc16
 
-__all__ = ["FORMAT_VERSION", "HEADER_SIZE", "IMAGE_MAGIC", "ImageError", "ImageInfo", "pack_image", "parse_image",
-           "read_image", "write_image"]
+__all__ = [
+    "FORMAT_VERSION",
+    "HEADER_SIZE",
+    "IMAGE_MAGIC",
+    "ImageError",
+    "ImageInfo",
+    "pack_image",
+    "parse_image",
+    "read_image",
+    "write_image",
+]
 
 IMAGE_MAGIC = b"SBDS"
 FORMAT_VERSION = 1
@@ -120,8 +129,10 @@ class ImageInfo:
 
     def describe(self) -> str:
         """One line: counts, shape and size."""
-        return (f"{self.source}: {self.train_count} train + {self.test_count} test records, {self.inputs} inputs, "
-                f"{self.classes} classes, {self.size:,} bytes")
+        return (
+            f"{self.source}: {self.train_count} train + {self.test_count} test records, {self.inputs} inputs, "
+            f"{self.classes} classes, {self.size:,} bytes"
+        )
 
 
 def _split(x: np.ndarray, y: np.ndarray, what: str, name: str, classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -129,8 +140,10 @@ def _split(x: np.ndarray, y: np.ndarray, what: str, name: str, classes: int) -> 
     x, y = np.asarray(x), np.asarray(y)
     prefix = f"dataset image of {name}: {what} set"
     if x.ndim != 2 or y.ndim != 1 or len(x) != len(y):
-        raise ImageError(f"{prefix}: pixels of shape {x.shape} and labels of shape {y.shape} do not pair up "
-                         f"(expected (n, inputs) and (n,))")
+        raise ImageError(
+            f"{prefix}: pixels of shape {x.shape} and labels of shape {y.shape} do not pair up "
+            f"(expected (n, inputs) and (n,))"
+        )
     for arr, kind, top in ((x, "pixel", 255), (y, "label", classes - 1)):
         if arr.size == 0:
             continue
@@ -169,8 +182,7 @@ def pack_image(dataset: Dataset, classes: int) -> bytes:
         raise ImageError(f"dataset image of {name}: the training set is empty")
     inputs = trx.shape[1]
     if len(tey) and tex.shape[1] != inputs:
-        raise ImageError(f"dataset image of {name}: training samples have {inputs} inputs, test samples "
-                         f"{tex.shape[1]}")
+        raise ImageError(f"dataset image of {name}: training samples have {inputs} inputs, test samples {tex.shape[1]}")
     if not 1 <= inputs <= 0xFFFF:
         raise ImageError(f"dataset image of {name}: {inputs} inputs per sample, the format holds 1..65535")
     stride = 1 + inputs
@@ -180,10 +192,21 @@ def pack_image(dataset: Dataset, classes: int) -> bytes:
     records = np.empty((len(try_) + len(tey), stride), dtype=np.uint8)
     records[:, 0] = np.concatenate([try_, tey])
     records[: len(try_), 1:] = trx
-    records[len(try_):, 1:] = tex.reshape(len(tey), inputs)
+    records[len(try_) :, 1:] = tex.reshape(len(tey), inputs)
     payload = records.tobytes()
-    fields = _FIELDS.pack(IMAGE_MAGIC, FORMAT_VERSION, HEADER_SIZE, len(try_), len(tey), inputs, classes, 0,
-                          HEADER_SIZE + len(try_) * stride, zlib.crc32(payload), stride)
+    fields = _FIELDS.pack(
+        IMAGE_MAGIC,
+        FORMAT_VERSION,
+        HEADER_SIZE,
+        len(try_),
+        len(tey),
+        inputs,
+        classes,
+        0,
+        HEADER_SIZE + len(try_) * stride,
+        zlib.crc32(payload),
+        stride,
+    )
     return fields + _HEADER_CRC.pack(crc16(fields)) + payload
 
 
@@ -218,44 +241,66 @@ def parse_image(data: bytes, source: str | os.PathLike = "<bytes>") -> ImageInfo
     if len(data) < HEADER_SIZE:
         raise ImageError(f"{prefix}: {len(data)} bytes, shorter than the {HEADER_SIZE}-byte header")
     magic, version, header_size, train, test, inputs, classes, flags, test_offset, payload_crc, stride = (
-        _FIELDS.unpack_from(data))
+        _FIELDS.unpack_from(data)
+    )
     if version != FORMAT_VERSION:
-        raise ImageError(f"{prefix}: format version {version} is not supported (this reader knows "
-                         f"version {FORMAT_VERSION})")
+        raise ImageError(
+            f"{prefix}: format version {version} is not supported (this reader knows version {FORMAT_VERSION})"
+        )
     if header_size != HEADER_SIZE:
         raise ImageError(f"{prefix}: header size {header_size}, version {FORMAT_VERSION} has {HEADER_SIZE}")
     (header_crc,) = _HEADER_CRC.unpack_from(data, _FIELDS.size)
     computed = crc16(data[: _FIELDS.size])
     if header_crc != computed:
-        raise ImageError(f"{prefix}: header CRC 0x{computed:04x} does not match 0x{header_crc:04x} "
-                         f"(the header is corrupt)")
+        raise ImageError(
+            f"{prefix}: header CRC 0x{computed:04x} does not match 0x{header_crc:04x} (the header is corrupt)"
+        )
     if flags:
         raise ImageError(f"{prefix}: unknown flags 0x{flags:02x} (version {FORMAT_VERSION} defines none)")
     if inputs < 1 or classes < 1 or train < 1:
-        raise ImageError(f"{prefix}: {train} training records of {inputs} inputs, {classes} classes "
-                         f"(each must be at least 1)")
+        raise ImageError(
+            f"{prefix}: {train} training records of {inputs} inputs, {classes} classes (each must be at least 1)"
+        )
     if stride != 1 + inputs:
         raise ImageError(f"{prefix}: record stride {stride}, expected 1 + {inputs} inputs = {1 + inputs}")
     if test_offset != header_size + train * stride:
-        raise ImageError(f"{prefix}: test offset {test_offset}, expected {header_size} + {train} x {stride} = "
-                         f"{header_size + train * stride}")
+        raise ImageError(
+            f"{prefix}: test offset {test_offset}, expected {header_size} + {train} x {stride} = "
+            f"{header_size + train * stride}"
+        )
     expected = header_size + (train + test) * stride
     if len(data) != expected:
-        raise ImageError(f"{prefix}: {len(data)} bytes, the header announces {expected} "
-                         f"({'truncated' if len(data) < expected else 'extra bytes at the end'})")
+        raise ImageError(
+            f"{prefix}: {len(data)} bytes, the header announces {expected} "
+            f"({'truncated' if len(data) < expected else 'extra bytes at the end'})"
+        )
     computed = zlib.crc32(data[header_size:])
     if computed != payload_crc:
-        raise ImageError(f"{prefix}: payload CRC 0x{computed:08x} does not match 0x{payload_crc:08x} "
-                         f"(the samples are corrupt)")
+        raise ImageError(
+            f"{prefix}: payload CRC 0x{computed:08x} does not match 0x{payload_crc:08x} (the samples are corrupt)"
+        )
     labels = np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(train + test, stride)[:, 0]
     bad = np.flatnonzero(labels >= classes)
     if bad.size:
         index = int(bad[0])
         split, number = ("training", index) if index < train else ("test", index - train)
-        raise ImageError(f"{prefix}: {split} sample {number} has label {labels[index]}, not below the "
-                         f"{classes} classes")
-    return ImageInfo(os.fspath(source), version, header_size, train, test, inputs, classes, flags, test_offset,
-                     payload_crc, stride, header_crc)
+        raise ImageError(
+            f"{prefix}: {split} sample {number} has label {labels[index]}, not below the {classes} classes"
+        )
+    return ImageInfo(
+        os.fspath(source),
+        version,
+        header_size,
+        train,
+        test,
+        inputs,
+        classes,
+        flags,
+        test_offset,
+        payload_crc,
+        stride,
+        header_crc,
+    )
 
 
 def read_image(path: str | os.PathLike) -> tuple[ImageInfo, Dataset]:
@@ -271,7 +316,6 @@ def read_image(path: str | os.PathLike) -> tuple[ImageInfo, Dataset]:
         raise ImageError(f"dataset image {os.fspath(path)}: cannot read it ({exc.strerror or exc})") from None
     info = parse_image(data, path)
     records = np.frombuffer(data, dtype=np.uint8, offset=info.header_size).reshape(info.records, info.stride)
-    train, test = records[: info.train_count], records[info.train_count:]
-    dataset = Dataset(Path(path).name, train[:, 1:].copy(), train[:, 0].copy(), test[:, 1:].copy(),
-                      test[:, 0].copy())
+    train, test = records[: info.train_count], records[info.train_count :]
+    dataset = Dataset(Path(path).name, train[:, 1:].copy(), train[:, 0].copy(), test[:, 1:].copy(), test[:, 0].copy())
     return info, dataset

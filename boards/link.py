@@ -140,29 +140,39 @@ class Link(wiring.Component):
     cycles, far more than a training step.
     """
 
-    def __init__(self, cfg: TrainerConfig, timeout: int, max_payload: int | None = None,
-                 check_registers: bool = False, address_check: bool = True) -> None:
+    def __init__(
+        self,
+        cfg: TrainerConfig,
+        timeout: int,
+        max_payload: int | None = None,
+        check_registers: bool = False,
+        address_check: bool = True,
+    ) -> None:
         if not isinstance(timeout, int) or timeout < 2:
             raise ValueError(f"timeout: must be an integer number of cycles >= 2, got {timeout!r}")
         max_payload = default_max_payload(cfg) if max_payload is None else max_payload
         if not isinstance(max_payload, int) or not cfg.n_in(0) + 1 <= max_payload <= 0xFFFF:
-            raise ValueError(f"max_payload: must hold a training frame ({cfg.n_in(0) + 1} bytes) "
-                             f"and fit 16 bits, got {max_payload!r}")
+            raise ValueError(
+                f"max_payload: must hold a training frame ({cfg.n_in(0) + 1} bytes) "
+                f"and fit 16 bits, got {max_payload!r}"
+            )
         self.cfg, self.timeout, self.max_payload = cfg, timeout, max_payload
         self.check_registers = check_registers
         self.address_check = address_check
         self.info = PingInfo(PROTOCOL_VERSION, cfg.lanes, tuple(cfg.layers), max_payload, numerics_name(cfg.numerics))
-        super().__init__({
-            "rx": In(stream.Signature(8)),
-            "rx_error": In(1),
-            "tx": Out(stream.Signature(8)),
-            "sample": Out(stream.Signature(sample_layout(cfg))),
-            "result": In(stream.Signature(result_layout(cfg))),
-            "host": Out(HostBus()),
-            "trainer_idle": In(1),
-            "error": Out(1),
-            "in_frame": Out(1),
-        })
+        super().__init__(
+            {
+                "rx": In(stream.Signature(8)),
+                "rx_error": In(1),
+                "tx": Out(stream.Signature(8)),
+                "sample": Out(stream.Signature(sample_layout(cfg))),
+                "result": In(stream.Signature(result_layout(cfg))),
+                "host": Out(HostBus()),
+                "trainer_idle": In(1),
+                "error": Out(1),
+                "in_frame": Out(1),
+            }
+        )
 
     def elaborate(self, platform) -> Module:
         cfg, m = self.cfg, Module()
@@ -226,8 +236,11 @@ class Link(wiring.Component):
         regs = self.check_registers
         if regs:
             expired, pay_last, pay_room = Signal(), Signal(), Signal()
-            m.d.sync += [expired.eq(timer == self.timeout), pay_last.eq(count == length - 1),
-                         pay_room.eq(count < self.max_payload)]
+            m.d.sync += [
+                expired.eq(timer == self.timeout),
+                pay_last.eq(count == length - 1),
+                pay_room.eq(count < self.max_payload),
+            ]
             chk_known, chk_length, chk_arg = Signal(), Signal(), Signal()
             known, length_ok, arg_ok = Signal(), Signal(), Signal(init=1)
             m.d.sync += [chk_known.eq(known), chk_length.eq(length_ok), chk_arg.eq(arg_ok)]
@@ -247,25 +260,31 @@ class Link(wiring.Component):
             bits = lane_bits(cfg.lanes)
             region, end_word = arg[20:24], run_end[bits:20]
             (w_first, w_last), ((r_first, r_last),) = WRITE_REGISTER_RUN, READ_REGISTER_RUNS
-            registers_ok = (region == 0) & Mux(cmd == Cmd.WRITE_WEIGHTS,
-                                               (run_base >= w_first) & (run_end[:20] <= w_last),
-                                               (run_base >= r_first) & (run_end[:20] <= r_last))
+            registers_ok = (region == 0) & Mux(
+                cmd == Cmd.WRITE_WEIGHTS,
+                (run_base >= w_first) & (run_end[:20] <= w_last),
+                (run_base >= r_first) & (run_end[:20] <= r_last),
+            )
             layer_ok = []
             for layer in range(cfg.n_layers):
                 ok = (region == layer + 1) & (end_word < cfg.words(layer))
                 if cfg.lanes != 1 << bits:  # a run stays inside one word and its lanes
                     ok &= (run_base[bits:20] == end_word) & (run_end[:bits] < cfg.lanes)
                 layer_ok.append(ok)
-            m.d.sync += in_map.eq(run_empty | ((arg[24:32] == 0) & ~run_end[20]
-                                               & (registers_ok | Cat(*layer_ok).any())))
+            m.d.sync += in_map.eq(
+                run_empty | ((arg[24:32] == 0) & ~run_end[20] & (registers_ok | Cat(*layer_ok).any()))
+            )
 
         def checks() -> list:
             """``(commands, length check, argument check or None)`` of each command."""
             return [
                 ((Cmd.PING, Cmd.READ_COUNTERS), length == 0, None),
                 ((Cmd.WRITE_WEIGHTS,), (length >= 4) & (length <= self.max_payload) & (length[:2] == 0), in_map),
-                ((Cmd.READ_WEIGHTS,), length == 6,
-                 arg[32:48] <= MAX_READ_WORDS if in_map is None else (arg[32:48] <= MAX_READ_WORDS) & in_map),
+                (
+                    (Cmd.READ_WEIGHTS,),
+                    length == 6,
+                    arg[32:48] <= MAX_READ_WORDS if in_map is None else (arg[32:48] <= MAX_READ_WORDS) & in_map,
+                ),
                 ((Cmd.SET_THRESHOLD,), length == 4, None),
                 ((Cmd.SET_METRIC,), length == 1, arg[:8] <= 2),
                 ((Cmd.SET_SPEC,), length == 1, arg[:8] <= SPEC_EN_MAX),
@@ -349,13 +368,16 @@ class Link(wiring.Component):
                 guard()
             with m.State("PAYLOAD"):
                 m.d.comb += self.rx.ready.eq(1)
-                m.d.comb += [buf_w.addr.eq(count), buf_w.data.eq(rx_byte),
-                             buf_w.en.eq(rx_take & (pay_room if regs else count < self.max_payload))]
+                m.d.comb += [
+                    buf_w.addr.eq(count),
+                    buf_w.data.eq(rx_byte),
+                    buf_w.en.eq(rx_take & (pay_room if regs else count < self.max_payload)),
+                ]
                 with m.If(rx_take):
                     m.d.sync += [count.eq(count + 1), crc.eq(crc16_update(crc, rx_byte))]
                     for i in range(6):
                         with m.If(count == i):
-                            m.d.sync += arg[8 * i:8 * i + 8].eq(rx_byte)
+                            m.d.sync += arg[8 * i : 8 * i + 8].eq(rx_byte)
                     with m.If(pay_last if regs else count == length - 1):
                         m.next = "CRC0"
                 guard()
@@ -386,9 +408,11 @@ class Link(wiring.Component):
             # ---- check: a complete frame with a good CRC --------------------------------
             with m.State("CHECK"):
                 # the counters each command loads before it executes
-                loads = {Cmd.WRITE_WEIGHTS: [count.eq((length - 4)[2:]), ptr.eq(4), addr.eq(arg[:24]), k.eq(0)],
-                         Cmd.TRAIN_SAMPLE: [count.eq(n_in), ptr.eq(1)],
-                         Cmd.INFER_SAMPLE: [count.eq(n_in), ptr.eq(0)]}
+                loads = {
+                    Cmd.WRITE_WEIGHTS: [count.eq((length - 4)[2:]), ptr.eq(4), addr.eq(arg[:24]), k.eq(0)],
+                    Cmd.TRAIN_SAMPLE: [count.eq(n_in), ptr.eq(1)],
+                    Cmd.INFER_SAMPLE: [count.eq(n_in), ptr.eq(0)],
+                }
                 if regs:
                     with m.If(~chk_known):
                         respond(Status.UNKNOWN_CMD)
@@ -427,16 +451,22 @@ class Link(wiring.Component):
                             m.next = "R_SYNC"
                         with m.Case(Cmd.READ_COUNTERS):
                             n = 2 * len(COUNTERS)
-                            m.d.sync += [op.eq(_Op.READ), addr.eq(REG_COUNTERS), count.eq(n),
-                                         resp_len.eq(1 + 4 * n)]
+                            m.d.sync += [op.eq(_Op.READ), addr.eq(REG_COUNTERS), count.eq(n), resp_len.eq(1 + 4 * n)]
                             m.next = "R_SYNC"
                         with m.Case(Cmd.READ_WEIGHTS):
-                            m.d.sync += [op.eq(_Op.READ), addr.eq(arg[:24]), count.eq(arg[32:48]),
-                                         resp_len.eq(1 + (arg[32:48] << 2))]
+                            m.d.sync += [
+                                op.eq(_Op.READ),
+                                addr.eq(arg[:24]),
+                                count.eq(arg[32:48]),
+                                resp_len.eq(1 + (arg[32:48] << 2)),
+                            ]
                             m.next = "R_SYNC"
                         with m.Case(Cmd.SET_THRESHOLD, Cmd.SET_METRIC, Cmd.SET_SPEC):
-                            reg = Mux(cmd == Cmd.SET_THRESHOLD, REG_THRESHOLD,
-                                      Mux(cmd == Cmd.SET_METRIC, REG_METRIC, REG_SPEC_EN))
+                            reg = Mux(
+                                cmd == Cmd.SET_THRESHOLD,
+                                REG_THRESHOLD,
+                                Mux(cmd == Cmd.SET_METRIC, REG_METRIC, REG_SPEC_EN),
+                            )
                             value = Mux(cmd == Cmd.SET_THRESHOLD, arg[:32], arg[:8])
                             m.d.comb += [host.we.eq(1), host.addr.eq(reg), host.wdata.eq(value)]
                             m.next = "R_SYNC"
@@ -489,8 +519,10 @@ class Link(wiring.Component):
                         m.next = "S_RESULT"
             with m.State("S_RESULT"):
                 with m.If(self.result.valid):
-                    m.d.sync += [prediction.eq(self.result.payload.prediction),
-                                 kind.eq(self.result.payload.kind.as_value())]
+                    m.d.sync += [
+                        prediction.eq(self.result.payload.prediction),
+                        kind.eq(self.result.payload.kind.as_value()),
+                    ]
                     m.next = "R_SYNC"
 
             # ---- respond ------------------------------------------------------------------------
@@ -612,21 +644,31 @@ class LinkedTrainer(wiring.Component):
         The link is handling a frame.
     """
 
-    def __init__(self, cfg: TrainerConfig, divisor: int, timeout: int, max_payload: int | None = None,
-                 init: list | None = None, register_host: bool = True, check_registers: bool = False,
-                 address_check: bool = True) -> None:
+    def __init__(
+        self,
+        cfg: TrainerConfig,
+        divisor: int,
+        timeout: int,
+        max_payload: int | None = None,
+        init: list | None = None,
+        register_host: bool = True,
+        check_registers: bool = False,
+        address_check: bool = True,
+    ) -> None:
         self.cfg, self.register_host = cfg, register_host
         self.uart_rx = UARTRx(divisor)
         self.uart_tx = UARTTx(divisor)
         self.link = Link(cfg, timeout, max_payload, check_registers, address_check)
         self.trainer = Trainer(cfg, init)
-        super().__init__({
-            "rx": In(1, init=1),
-            "tx": Out(1, init=1),
-            "busy": Out(1),
-            "error": Out(1),
-            "in_frame": Out(1),
-        })
+        super().__init__(
+            {
+                "rx": In(1, init=1),
+                "tx": Out(1, init=1),
+                "busy": Out(1),
+                "error": Out(1),
+                "in_frame": Out(1),
+            }
+        )
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -642,8 +684,10 @@ class LinkedTrainer(wiring.Component):
         # trainer's write decode are far apart on a large device) unless register_host is off; replies come
         # straight back
         m.d[("sync" if self.register_host else "comb")] += [
-            trainer.host.addr.eq(link.host.addr), trainer.host.wdata.eq(link.host.wdata),
-            trainer.host.we.eq(link.host.we), trainer.host.re.eq(link.host.re),
+            trainer.host.addr.eq(link.host.addr),
+            trainer.host.wdata.eq(link.host.wdata),
+            trainer.host.we.eq(link.host.we),
+            trainer.host.re.eq(link.host.re),
         ]
         m.d.comb += [link.host.rdata.eq(trainer.host.rdata), link.host.rvalid.eq(trainer.host.rvalid)]
         m.d.comb += [

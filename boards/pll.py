@@ -61,7 +61,8 @@ def ecp5_pll_params(in_mhz: float, out_mhz: float) -> PLLParams:
             for clkop_div in range(1, 129):
                 q = PLLParams(clki_div, clkfb_div, clkop_div, in_mhz)
                 if _VCO_MHZ[0] <= q.vco_mhz <= _VCO_MHZ[1] and (
-                        best is None or abs(q.vco_mhz - 600) < abs(best.vco_mhz - 600)):
+                    best is None or abs(q.vco_mhz - 600) < abs(best.vco_mhz - 600)
+                ):
                     best = q
     if best is None:
         raise ValueError(f"clock_mhz: the ECP5 PLL cannot make exactly {out_mhz:g} MHz from {in_mhz:g} MHz")
@@ -97,14 +98,33 @@ class ECP5PLL(Elaboratable):
         clk = self.clk
         m.submodules.pll = Instance(
             "EHXPLLL",
-            a_FREQUENCY_PIN_CLKI=f"{in_mhz:g}", a_FREQUENCY_PIN_CLKOP=f"{p.out_mhz:g}",
-            p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
-            p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA",
-            p_CLKI_DIV=p.clki_div, p_CLKFB_DIV=p.clkfb_div, p_FEEDBK_PATH="CLKOP",
-            p_CLKOP_ENABLE="ENABLED", p_CLKOP_DIV=p.clkop_div, p_CLKOP_CPHASE=p.clkop_div // 2, p_CLKOP_FPHASE=0,
-            i_CLKI=clk_buf.i, i_CLKFB=clk, o_CLKOP=clk, o_LOCK=self.locked,
-            i_RST=0, i_STDBY=0, i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=0, i_PHASESTEP=0, i_PHASELOADREG=0,
-            i_PLLWAKESYNC=0, i_ENCLKOP=0,
+            a_FREQUENCY_PIN_CLKI=f"{in_mhz:g}",
+            a_FREQUENCY_PIN_CLKOP=f"{p.out_mhz:g}",
+            p_PLLRST_ENA="DISABLED",
+            p_INTFB_WAKE="DISABLED",
+            p_STDBY_ENABLE="DISABLED",
+            p_DPHASE_SOURCE="DISABLED",
+            p_OUTDIVIDER_MUXA="DIVA",
+            p_CLKI_DIV=p.clki_div,
+            p_CLKFB_DIV=p.clkfb_div,
+            p_FEEDBK_PATH="CLKOP",
+            p_CLKOP_ENABLE="ENABLED",
+            p_CLKOP_DIV=p.clkop_div,
+            p_CLKOP_CPHASE=p.clkop_div // 2,
+            p_CLKOP_FPHASE=0,
+            i_CLKI=clk_buf.i,
+            i_CLKFB=clk,
+            o_CLKOP=clk,
+            o_LOCK=self.locked,
+            i_RST=0,
+            i_STDBY=0,
+            i_PHASESEL0=0,
+            i_PHASESEL1=0,
+            i_PHASEDIR=0,
+            i_PHASESTEP=0,
+            i_PHASELOADREG=0,
+            i_PLLWAKESYNC=0,
+            i_ENCLKOP=0,
         )
         # global set/reset (active low) held until lock, released synchronously to the new clock
         gsr0, gsr1 = Signal(), Signal()

@@ -66,10 +66,30 @@ from ..gateware.host import spec_en_value
 from ..numerics import NUMERICS, numerics_preset
 
 __all__ = [
-    "SYNC", "RESPONSE", "PROTOCOL_VERSION", "MAGIC", "Cmd", "Status", "ProtocolError", "StatusError",
-    "crc16", "encode_frame", "decode_frame", "read_frame", "Response", "PingInfo",
-    "ping", "write_words", "read_words", "set_threshold", "set_metric", "set_spec", "train_sample",
-    "infer_sample", "read_counters", "MAX_READ_WORDS",
+    "SYNC",
+    "RESPONSE",
+    "PROTOCOL_VERSION",
+    "MAGIC",
+    "Cmd",
+    "Status",
+    "ProtocolError",
+    "StatusError",
+    "crc16",
+    "encode_frame",
+    "decode_frame",
+    "read_frame",
+    "Response",
+    "PingInfo",
+    "ping",
+    "write_words",
+    "read_words",
+    "set_threshold",
+    "set_metric",
+    "set_spec",
+    "train_sample",
+    "infer_sample",
+    "read_counters",
+    "MAX_READ_WORDS",
 ]
 
 SYNC = 0xA5
@@ -167,11 +187,11 @@ def decode_frame(frame: bytes) -> tuple[int, bytes]:
     (length,) = struct.unpack_from("<H", frame, 2)
     if len(frame) != 6 + length:
         raise ProtocolError(f"frame length {len(frame)} does not match LEN {length}")
-    body = frame[1:4 + length]
+    body = frame[1 : 4 + length]
     (crc,) = struct.unpack_from("<H", frame, 4 + length)
     if crc16(body) != crc:
         raise ProtocolError(f"bad CRC in response: got 0x{crc:04x}, computed 0x{crc16(body):04x}")
-    return frame[1], frame[4:4 + length]
+    return frame[1], frame[4 : 4 + length]
 
 
 def read_frame(read: Callable[[int], bytes]) -> bytes:
@@ -241,8 +261,10 @@ class PingInfo:
             raise ProtocolError(f"PING: {len(data)}-byte reply is too short")
         version, lanes, n = data[2], data[3], data[4]
         if version != PROTOCOL_VERSION:
-            raise ProtocolError(f"PING: the board speaks protocol version {version}, this host {PROTOCOL_VERSION}: "
-                                f"rebuild the bitstream with this version of specbp")
+            raise ProtocolError(
+                f"PING: the board speaks protocol version {version}, this host {PROTOCOL_VERSION}: "
+                f"rebuild the bitstream with this version of specbp"
+            )
         try:
             layers = struct.unpack_from(f"<{n}H", data, 5)
             max_payload, formats = struct.unpack_from("<HB", data, 5 + 2 * n)
@@ -255,9 +277,12 @@ class PingInfo:
 
     def encode(self) -> bytes:
         numerics_preset(self.numerics)  # an unknown name fails naming ``numerics``
-        return (MAGIC + bytes([self.version, self.lanes, len(self.layers)])
-                + struct.pack(f"<{len(self.layers)}H", *self.layers)
-                + struct.pack("<HB", self.max_payload, tuple(NUMERICS).index(self.numerics)))
+        return (
+            MAGIC
+            + bytes([self.version, self.lanes, len(self.layers)])
+            + struct.pack(f"<{len(self.layers)}H", *self.layers)
+            + struct.pack("<HB", self.max_payload, tuple(NUMERICS).index(self.numerics))
+        )
 
 
 # -- request builders -----------------------------------------------------------------------------------------

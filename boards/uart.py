@@ -29,12 +29,16 @@ def divisor_for(clk_freq: float, baud: int) -> int:
         raise ValueError(f"baud: must be positive, got {baud}")
     divisor = int(clk_freq // baud)
     if divisor < MIN_DIVISOR:
-        raise ValueError(f"baud: {baud} is too fast for a {clk_freq / 1e6:g} MHz clock "
-                         f"(at most {int(clk_freq // MIN_DIVISOR)} baud, {MIN_DIVISOR} cycles per bit)")
+        raise ValueError(
+            f"baud: {baud} is too fast for a {clk_freq / 1e6:g} MHz clock "
+            f"(at most {int(clk_freq // MIN_DIVISOR)} baud, {MIN_DIVISOR} cycles per bit)"
+        )
     error = abs(clk_freq / baud - divisor) / divisor
     if error > 0.05:
-        raise ValueError(f"baud: {baud} at {clk_freq / 1e6:g} MHz is off by {error:.1%} (divisor {divisor}); "
-                         f"pick a baud rate that divides the clock more evenly")
+        raise ValueError(
+            f"baud: {baud} at {clk_freq / 1e6:g} MHz is off by {error:.1%} (divisor {divisor}); "
+            f"pick a baud rate that divides the clock more evenly"
+        )
     return divisor
 
 
@@ -68,10 +72,12 @@ class UARTTx(wiring.Component):
     def __init__(self, divisor: int) -> None:
         _check_divisor(divisor)
         self.divisor = divisor
-        super().__init__({
-            "i": In(stream.Signature(8)),
-            "tx": Out(1, init=1),
-        })
+        super().__init__(
+            {
+                "i": In(stream.Signature(8)),
+                "tx": Out(1, init=1),
+            }
+        )
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -133,12 +139,14 @@ class UARTRx(wiring.Component):
     def __init__(self, divisor: int) -> None:
         _check_divisor(divisor)
         self.divisor = divisor
-        super().__init__({
-            "rx": In(1, init=1),
-            "o": Out(stream.Signature(8)),
-            "framing_error": Out(1),
-            "overrun": Out(1),
-        })
+        super().__init__(
+            {
+                "rx": In(1, init=1),
+                "o": Out(stream.Signature(8)),
+                "framing_error": Out(1),
+                "overrun": Out(1),
+            }
+        )
 
     def elaborate(self, platform) -> Module:
         m = Module()

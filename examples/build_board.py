@@ -37,8 +37,9 @@ def elaborate(board: str, lanes: int | None, layers: tuple[int, ...] | None, out
     spec = BOARDS[board]
     cfg = trainer_config(board, lanes, layers)
     platform = spec.make_platform()
-    top = BoardTop(cfg, pll_mhz=spec.pll_mhz, register_host=spec.register_host,
-                   check_registers=spec.link_check_registers)
+    top = BoardTop(
+        cfg, pll_mhz=spec.pll_mhz, register_host=spec.register_host, check_registers=spec.link_check_registers
+    )
     plan = platform.build(top, name="top", do_build=False, **dict(spec.toolchain_opts))
     plan.extract(str(out))
     (out / "trainer.v").write_text(verilog.convert(Trainer(cfg), name="trainer"))
@@ -56,10 +57,12 @@ def elaborate(board: str, lanes: int | None, layers: tuple[int, ...] | None, out
         print("MISMATCH: " + "; ".join(problems))
         return 1
     clock = f"{spec.pll_mhz:g} MHz from the PLL" if spec.pll_mhz else f"{spec.clock_mhz:g} MHz crystal"
-    print(f"elaborated {board} top ({'-'.join(map(str, cfg.layers))}, {cfg.lanes} lanes per engine, "
-          f"{spec.numerics} formats, {clock}) to {out}/top.il ({len(rtlil_text) // 1024} KiB RTLIL) "
-          f"with {constraints.name}; trainer Verilog in {out}/trainer.v "
-          f"({(out / 'trainer.v').stat().st_size // 1024} KiB)")
+    print(
+        f"elaborated {board} top ({'-'.join(map(str, cfg.layers))}, {cfg.lanes} lanes per engine, "
+        f"{spec.numerics} formats, {clock}) to {out}/top.il ({len(rtlil_text) // 1024} KiB RTLIL) "
+        f"with {constraints.name}; trainer Verilog in {out}/trainer.v "
+        f"({(out / 'trainer.v').stat().st_size // 1024} KiB)"
+    )
     print("for the bitstream (Yosys, nextpnr: minutes), rerun with --bitstream")
     return 0
 

@@ -49,13 +49,20 @@ class TinyClassifier(wiring.Component):
         self.classes = classes
         self.numerics = nx = numerics or Numerics()
         # weight operands have weight_operand_frac fractional bits, pixels input_frac: so has the product
-        self.mac = MacArray(classes, a_width=nx.weight_operand.width, b_width=16, out=nx.act,
-                            acc_frac=nx.weight_operand_frac + nx.input_frac)
+        self.mac = MacArray(
+            classes,
+            a_width=nx.weight_operand.width,
+            b_width=16,
+            out=nx.act,
+            acc_frac=nx.weight_operand_frac + nx.input_frac,
+        )
         self.softmax = Softmax(classes, nx)
-        super().__init__({
-            "i": In(stream.Signature(self.mac.i.payload.shape())),
-            "o": Out(stream.Signature(nx.prob.shape)),
-        })
+        super().__init__(
+            {
+                "i": In(stream.Signature(self.mac.i.payload.shape())),
+                "o": Out(stream.Signature(nx.prob.shape)),
+            }
+        )
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -116,8 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         expected[args.samples // 2, 3] += 1
 
     # the simulation: random input gaps (seed), random output back-pressure (seed + 1), a watchdog
-    beats = [{"a": [int(v) for v in a[n]], "b": int(b[n]), "first": int(first[n]), "last": int(last[n])}
-             for n in range(len(b))]
+    beats = [
+        {"a": [int(v) for v in a[n]], "b": int(b[n]), "first": int(first[n]), "last": int(last[n])}
+        for n in range(len(b))
+    ]
     sink = StreamSink(dut.o, count=args.samples * classes, seed=args.seed + 1)
     errors: list[str] = []
     sim = Simulator(dut)
@@ -134,8 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     except AssertionError as exc:
         print(f"MISMATCH: {exc}")
         return 1
-    print(f"checked {args.samples} samples x {classes} classes ({len(beats)} MAC beats, {args.inputs} inputs): "
-          "MacArray + Softmax in TinyClassifier match MacArray.model + Softmax.model bit for bit")
+    print(
+        f"checked {args.samples} samples x {classes} classes ({len(beats)} MAC beats, {args.inputs} inputs): "
+        "MacArray + Softmax in TinyClassifier match MacArray.model + Softmax.model bit for bit"
+    )
     print(f"predictions: {got.argmax(axis=1).tolist()}")
     return 0
 

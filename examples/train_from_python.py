@@ -37,8 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=0.1, help="speculation threshold (0: off)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--min-accuracy", type=float, default=0.5)
-    parser.add_argument("--check-rtl", type=int, default=0, metavar="N",
-                        help="also train the first N samples on the RTL (pysim) and compare")
+    parser.add_argument(
+        "--check-rtl",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also train the first N samples on the RTL (pysim) and compare",
+    )
     args = parser.parse_args(argv)
 
     config = TrainConfig(layers=(64, 16, 10), threshold=args.threshold, seed=args.seed)
@@ -47,8 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     result = run_training("fixed", config, dataset, epochs=args.epochs)
     for epoch, acc in enumerate(result.accuracy_per_epoch, 1):
         print(f"epoch {epoch}: accuracy {100 * acc:.2f} %")
-    print(f"hit rate {100 * result.hit_rate:.1f} % ({result.counters.get('hits', 0)} hits, "
-          f"{result.counters.get('misses', 0)} misses)")
+    print(
+        f"hit rate {100 * result.hit_rate:.1f} % ({result.counters.get('hits', 0)} hits, "
+        f"{result.counters.get('misses', 0)} misses)"
+    )
     print(f"weights_sha256 {result.weights_sha256}")
 
     failed = False
@@ -73,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"MISMATCH: pysim weights_sha256 {rtl.weights_sha256} != fixed {fixed.weights_sha256}")
             failed = True
         else:
-            print(f"checked: the Trainer RTL (pysim, 4 lanes) trained {n} samples to the fixed model's weights "
-                  f"({rtl.weights_sha256[:16]}...)")
+            print(
+                f"checked: the Trainer RTL (pysim, 4 lanes) trained {n} samples to the fixed model's weights "
+                f"({rtl.weights_sha256[:16]}...)"
+            )
     return 1 if failed else 0
 
 

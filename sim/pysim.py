@@ -58,6 +58,7 @@ async def host_read(ctx, bus, addr: int, signed: bool = False) -> int:
     value = int(value)
     return value - (1 << 32) if signed and value & (1 << 31) else value
 
+
 KIND_NAMES = {
     StepKind.SEQUENTIAL.value: "sequential",
     StepKind.FIRST_SIGHTING.value: "first_sighting",
@@ -84,9 +85,14 @@ class TraceWindow:
     estimate: TraceEstimate | None = None
 
     def as_json(self) -> dict[str, object]:
-        return {"vcd": str(self.vcd), "gtkw": str(self.gtkw), "samples": [self.start, self.samples],
-                "cycles": self.cycles, "bytes": self.bytes,
-                "estimated_bytes": self.estimate.bytes if self.estimate else None}
+        return {
+            "vcd": str(self.vcd),
+            "gtkw": str(self.gtkw),
+            "samples": [self.start, self.samples],
+            "cycles": self.cycles,
+            "bytes": self.bytes,
+            "estimated_bytes": self.estimate.bytes if self.estimate else None,
+        }
 
 
 @contextmanager
@@ -123,8 +129,9 @@ class PysimTrainer:
         untraced before and after them, with the same results.
     """
 
-    def __init__(self, cfg: TrainerConfig, vcd: str | Path | None = None,
-                 trace_samples: tuple[int, int] = (0, 10)) -> None:
+    def __init__(
+        self, cfg: TrainerConfig, vcd: str | Path | None = None, trace_samples: tuple[int, int] = (0, 10)
+    ) -> None:
         start, count = trace_samples
         if start < 0 or count < 0:
             raise ValueError(f"trace_samples: start and count must be >= 0, got {tuple(trace_samples)}")
@@ -164,8 +171,9 @@ class PysimTrainer:
 
             # declares every variable into a string buffer (an unclosed writer writes nothing else)
             dry = _VCDWriter(self.sim._engine._state, self.sim._design, vcd_file=io.StringIO())
-            self._vcd_variables = (sum(len(v) for v in dry.vcd_signal_vars.values())
-                                   + sum(len(row) for rows in dry.vcd_memory_vars.values() for row in rows))
+            self._vcd_variables = sum(len(v) for v in dry.vcd_signal_vars.values()) + sum(
+                len(row) for rows in dry.vcd_memory_vars.values() for row in rows
+            )
         return self._vcd_variables
 
     def run(self, batches: list[tuple[np.ndarray, np.ndarray, bool, bool]], progress=None) -> None:
@@ -195,8 +203,9 @@ class PysimTrainer:
             mem = dut.weight_memory
             for layer in range(cfg.n_layers):
                 base = cfg.w_base(layer)
-                words = np.array([[int(v) for v in ctx.get(mem.data[base + a])] for a in range(cfg.words(layer))],
-                                 dtype=np.int64)
+                words = np.array(
+                    [[int(v) for v in ctx.get(mem.data[base + a])] for a in range(cfg.words(layer))], dtype=np.int64
+                )
                 params.append(cfg.from_words(layer, words))
             self.params = params
             self.counters = dut.peek_counters(ctx)
@@ -209,10 +218,15 @@ class PysimTrainer:
                     position["started"] += 1
                     label = int(y[n]) if not infer else 0
                     for j, px in enumerate(x[n]):
-                        ctx.set(dut.sample.payload, {
-                            "pixel": int(px), "label": label, "infer": int(infer),
-                            "epoch_start": int(epoch_start and n == 0 and j == 0),
-                        })
+                        ctx.set(
+                            dut.sample.payload,
+                            {
+                                "pixel": int(px),
+                                "label": label,
+                                "infer": int(infer),
+                                "epoch_start": int(epoch_start and n == 0 and j == 0),
+                            },
+                        )
                         ctx.set(dut.sample.valid, 1)
                         await ctx.tick().until(dut.sample.ready)
                     ctx.set(dut.sample.valid, 0)
@@ -264,8 +278,9 @@ class PysimTrainer:
                 running = sim.advance()
             t1 = engine.now
         write_gtkw(gtkw, vcd, gtkw_traces(vcd_variables(vcd), PYSIM_SCOPE), treeopen="bench.top.")
-        self.trace = TraceWindow(vcd, gtkw, start, position["done"] - start, (t1 - t0) // PERIOD_FS,
-                                 vcd.stat().st_size, estimate)
+        self.trace = TraceWindow(
+            vcd, gtkw, start, position["done"] - start, (t1 - t0) // PERIOD_FS, vcd.stat().st_size, estimate
+        )
         while running:  # untraced after it
             running = sim.advance()
 

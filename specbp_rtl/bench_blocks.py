@@ -103,8 +103,7 @@ def _mac_array(lanes: int | None, plan: Plan) -> object:
     from .gateware.mac_array import MacArray
 
     nx = plan.numerics
-    return MacArray(lanes, broadcast=True, acc_width=48, acc_frac=nx.weight_operand_frac + plan.in_frac[0],
-                    out=nx.act)
+    return MacArray(lanes, broadcast=True, acc_width=48, acc_frac=nx.weight_operand_frac + plan.in_frac[0], out=nx.act)
 
 
 def _activation(lanes: int | None, plan: Plan) -> object:
@@ -183,8 +182,14 @@ def _run_yosys(il_path: Path, target: str, synth: str) -> tuple[dict[str, int] |
     stat.unlink(missing_ok=True)
     script = f"read_rtlil {il_path.name}; {synth}; tee -q -o {stat.name} stat -json"
     with open(log, "w") as log_file:
-        proc = subprocess.run([*yosys_command(), "-q", "-p", script], cwd=il_path.parent, stdout=log_file,
-                              stderr=subprocess.STDOUT, timeout=1800, check=False)
+        proc = subprocess.run(
+            [*yosys_command(), "-q", "-p", script],
+            cwd=il_path.parent,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            timeout=1800,
+            check=False,
+        )
     if proc.returncode != 0 or not stat.is_file():
         tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-20:])
         return None, f"exit {proc.returncode}: {tail}"
@@ -207,19 +212,29 @@ def _synthesize(il_path: Path, target: str) -> tuple[dict[str, int], str, float]
 
 
 def _table(records: list[dict]) -> str:
-    head = (f"{'block':<11} {'lanes':>5} {'target':<10} {'luts':>6} {'ffs':>6} {'dsps':>4} {'brams':>5} "
-            f"{'latency':>7} {'beats/cyc':>9}")
+    head = (
+        f"{'block':<11} {'lanes':>5} {'target':<10} {'luts':>6} {'ffs':>6} {'dsps':>4} {'brams':>5} "
+        f"{'latency':>7} {'beats/cyc':>9}"
+    )
     lines = [head, "-" * len(head)]
     for r in records:
         lanes = "-" if r["lanes"] is None else str(r["lanes"])
-        lines.append(f"{r['block']:<11} {lanes:>5} {r['target']:<10} {r['luts']:>6} {r['ffs']:>6} {r['dsps']:>4} "
-                     f"{r['brams']:>5} {r['latency_cycles']:>7} {r['throughput_per_cycle']:>9.3f}")
+        lines.append(
+            f"{r['block']:<11} {lanes:>5} {r['target']:<10} {r['luts']:>6} {r['ffs']:>6} {r['dsps']:>4} "
+            f"{r['brams']:>5} {r['latency_cycles']:>7} {r['throughput_per_cycle']:>9.3f}"
+        )
     return "\n".join(lines)
 
 
-def bench_blocks(json_path: str | None = None, lanes: tuple[int, ...] = (4, 8, 16), *,
-                 blocks: Iterable[str] | None = None, targets: Iterable[str] | None = None,
-                 workers: int = 2, quiet: bool = False) -> list[dict]:
+def bench_blocks(
+    json_path: str | None = None,
+    lanes: tuple[int, ...] = (4, 8, 16),
+    *,
+    blocks: Iterable[str] | None = None,
+    targets: Iterable[str] | None = None,
+    workers: int = 2,
+    quiet: bool = False,
+) -> list[dict]:
     """Synthesize every block for every target; print a table; return (and optionally save) the records.
 
     Each record: ``{block, lanes, target, luts, ffs, dsps, brams, latency_cycles,
@@ -261,8 +276,17 @@ def bench_blocks(json_path: str | None = None, lanes: tuple[int, ...] = (4, 8, 1
             results = [f.result() for f in futures]
     records = []
     for (name, n, target, _, meta), (cells, flow, seconds) in zip(jobs, results):
-        records.append({"block": name, "lanes": n, "target": target, **_count(cells, target), **meta,
-                         "flow": flow, "synth_seconds": round(seconds, 1)})
+        records.append(
+            {
+                "block": name,
+                "lanes": n,
+                "target": target,
+                **_count(cells, target),
+                **meta,
+                "flow": flow,
+                "synth_seconds": round(seconds, 1),
+            }
+        )
     if not quiet:
         print(_table(records))
         for r in records:

@@ -109,8 +109,9 @@ def _numerics_of(engine: Any, what: str) -> str | None:
     try:
         return None if nx is None else numerics_name(nx)
     except ConfigError:
-        raise CheckpointError(f"{what}: the engine's number formats are not a named format set "
-                              f"({', '.join(NUMERICS)})") from None
+        raise CheckpointError(
+            f"{what}: the engine's number formats are not a named format set ({', '.join(NUMERICS)})"
+        ) from None
 
 
 def _fmt(name: str, value: Any) -> str:
@@ -165,11 +166,14 @@ def save_checkpoint(
         raise CheckpointError(f"cannot save checkpoint {path}: {_one_line(exc)}") from None
     engine_numerics = _numerics_of(engine, f"cannot save checkpoint {path}")
     if numerics != engine_numerics:
-        raise CheckpointError(f"cannot save checkpoint {path}: numerics {_fmt('numerics', numerics)} is not the "
-                              f"engine's ({_fmt('numerics', engine_numerics)})")
+        raise CheckpointError(
+            f"cannot save checkpoint {path}: numerics {_fmt('numerics', numerics)} is not the "
+            f"engine's ({_fmt('numerics', engine_numerics)})"
+        )
     if _family(backend) != ("float" if engine_numerics is None else "fixed"):
-        raise CheckpointError(f"cannot save checkpoint {path}: backend {backend} does not match the engine "
-                              f"({type(engine).__name__})")
+        raise CheckpointError(
+            f"cannot save checkpoint {path}: backend {backend} does not match the engine ({type(engine).__name__})"
+        )
     layers = len(engine.config.layers) - 1
     params = [(state[f"engine.w{layer}"], state[f"engine.b{layer}"]) for layer in range(layers)]
     meta = {
@@ -182,8 +186,12 @@ def save_checkpoint(
         "config": engine.config.as_dict(),
         "epochs_done": int(state["epochs_done"]),
         "position": int(state["position"]),
-        "dataset": {"name": dataset.name, "train_samples": int(len(dataset.train_y)),
-                    "test_samples": int(len(dataset.test_y)), "inputs": int(dataset.inputs)},
+        "dataset": {
+            "name": dataset.name,
+            "train_samples": int(len(dataset.train_y)),
+            "test_samples": int(len(dataset.test_y)),
+            "inputs": int(dataset.inputs),
+        },
         "counters": {name: int(state[f"counters.{name}"]) for name in STEP_COUNTERS},
         "weights_sha256": weights_sha256(params, "<f8" if numerics is None else "<i8"),
         "extra": extra or {},
@@ -232,14 +240,17 @@ class Checkpoint:
         so ``engine.load_state`` / :meth:`init_weights` and then
         ``engine.predict`` evaluate them. Copies.
         """
-        return [(self.state[f"engine.w{layer}"].copy(), self.state[f"engine.b{layer}"].copy())
-                for layer in range(len(self.config.layers) - 1)]
+        return [
+            (self.state[f"engine.w{layer}"].copy(), self.state[f"engine.b{layer}"].copy())
+            for layer in range(len(self.config.layers) - 1)
+        ]
 
     def _error(self, message: str) -> CheckpointError:
         return CheckpointError(f"checkpoint {self.path}: {message}")
 
-    def check_fits(self, config: TrainConfig, numerics: str | None, backend: str, resume: bool,
-                   dataset: Dataset | None = None) -> None:
+    def check_fits(
+        self, config: TrainConfig, numerics: str | None, backend: str, resume: bool, dataset: Dataset | None = None
+    ) -> None:
         """Refuse a checkpoint that does not fit a run, naming the first mismatch.
 
         Checked in this order: the backend family (a float checkpoint only on
@@ -262,27 +273,31 @@ class Checkpoint:
         if family == "float" and backend != "float":
             raise self._error(f"a float checkpoint {use} only the float backend, not {backend}")
         if family == "fixed" and backend not in FIXED_BACKENDS:
-            raise self._error(f"a fixed-point checkpoint ({self.backend}) {use} only the fixed-point backends "
-                              f"({', '.join(FIXED_BACKENDS)}), not {backend}")
+            raise self._error(
+                f"a fixed-point checkpoint ({self.backend}) {use} only the fixed-point backends "
+                f"({', '.join(FIXED_BACKENDS)}), not {backend}"
+            )
         if family not in ("float", "fixed"):
             raise self._error(f"backend {self.backend} is unknown")
         if tuple(config.layers) != tuple(self.config.layers):
-            raise self._error(f"layers {_fmt('layers', self.config.layers)} do not match the run's "
-                              f"{_fmt('layers', config.layers)}")
+            raise self._error(
+                f"layers {_fmt('layers', self.config.layers)} do not match the run's {_fmt('layers', config.layers)}"
+            )
         if numerics != self.numerics:
-            raise self._error(f"numerics {_fmt('numerics', self.numerics)} does not match the run's "
-                              f"{_fmt('numerics', numerics)}")
+            raise self._error(
+                f"numerics {_fmt('numerics', self.numerics)} does not match the run's {_fmt('numerics', numerics)}"
+            )
         if numerics is not None:
             preset = NUMERICS.get(numerics)
             if preset is None:
-                raise self._error(f"numerics {numerics} is not a format set of this specbp "
-                                  f"({', '.join(NUMERICS)})")
+                raise self._error(f"numerics {numerics} is not a format set of this specbp ({', '.join(NUMERICS)})")
             if _formats(preset) != self.numerics_formats:
-                changed = next(k for k, v in _formats(preset).items()
-                               if (self.numerics_formats or {}).get(k) != v)
-                raise self._error(f"the formats of numerics {numerics} changed since it was written "
-                                  f"({changed}: {(self.numerics_formats or {}).get(changed)} then, "
-                                  f"{getattr(preset, changed)} now)")
+                changed = next(k for k, v in _formats(preset).items() if (self.numerics_formats or {}).get(k) != v)
+                raise self._error(
+                    f"the formats of numerics {numerics} changed since it was written "
+                    f"({changed}: {(self.numerics_formats or {}).get(changed)} then, "
+                    f"{getattr(preset, changed)} now)"
+                )
         if not resume:
             return
         for name in RESUME_FIELDS:
@@ -292,8 +307,10 @@ class Checkpoint:
         if dataset is not None:
             ds = self.dataset
             if ds.get("name") != dataset.name or ds.get("train_samples") != len(dataset.train_y):
-                raise self._error(f"dataset {ds.get('name')} with {ds.get('train_samples')} training samples "
-                                  f"does not match the run's {dataset.name} with {len(dataset.train_y)}")
+                raise self._error(
+                    f"dataset {ds.get('name')} with {ds.get('train_samples')} training samples "
+                    f"does not match the run's {dataset.name} with {len(dataset.train_y)}"
+                )
 
     def restore(self, trainer: SpeculativeTrainer, dataset: Dataset | None = None) -> None:
         """``--resume``: load the complete training state into ``trainer``.

@@ -64,28 +64,47 @@ def _nonneg_float(text: str) -> float:
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", choices=DATASETS, default=None,
-                   help="digits (embedded 8x8, the default without --data) or mnist (needs --data)")
+    p.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default=None,
+        help="digits (embedded 8x8, the default without --data) or mnist (needs --data)",
+    )
     p.add_argument("--data", metavar="DIR", help="folder with MNIST IDX files (train-*/t10k-*, raw or .gz)")
-    p.add_argument("--train", type=_positive_int, metavar="N",
-                   help="number of training samples (MNIST with only t10k files: split 8000/2000 by default)")
+    p.add_argument(
+        "--train",
+        type=_positive_int,
+        metavar="N",
+        help="number of training samples (MNIST with only t10k files: split 8000/2000 by default)",
+    )
     p.add_argument("--test", type=_positive_int, metavar="M", help="number of test samples")
 
 
 def _add_model_args(p: argparse.ArgumentParser, grid: bool = False) -> None:
     """Topology and hyper-parameters (``grid``: the sweep gives threshold, metric and seed as lists)."""
     if not grid:
-        p.add_argument("--threshold", type=_nonneg_float, default=0.0, metavar="T",
-                       help="speculation threshold; 0 turns speculation off (default 0)")
-        p.add_argument("--metric", choices=METRICS, default="mean-abs",
-                       help="speculation distance (default mean-abs)")
-        p.add_argument("--seed", type=_nonneg_int, default=1, metavar="S",
-                       help="weight-initialisation seed (default 1)")
-        p.add_argument("--pipeline", action="store_true",
-                       help="equal-multiplier baseline: speculation off, sample i's backward pass overlaps "
-                            "sample i+1's forward pass (exactly the sequential result; needs --threshold 0)")
-    p.add_argument("--layers", metavar="L", help="layer widths, e.g. 784,16,16,10 (default: 64,16,16,10 on "
-                                                 "digits, 784,16,16,10 on mnist)")
+        p.add_argument(
+            "--threshold",
+            type=_nonneg_float,
+            default=0.0,
+            metavar="T",
+            help="speculation threshold; 0 turns speculation off (default 0)",
+        )
+        p.add_argument("--metric", choices=METRICS, default="mean-abs", help="speculation distance (default mean-abs)")
+        p.add_argument(
+            "--seed", type=_nonneg_int, default=1, metavar="S", help="weight-initialisation seed (default 1)"
+        )
+        p.add_argument(
+            "--pipeline",
+            action="store_true",
+            help="equal-multiplier baseline: speculation off, sample i's backward pass overlaps "
+            "sample i+1's forward pass (exactly the sequential result; needs --threshold 0)",
+        )
+    p.add_argument(
+        "--layers",
+        metavar="L",
+        help="layer widths, e.g. 784,16,16,10 (default: 64,16,16,10 on digits, 784,16,16,10 on mnist)",
+    )
     p.add_argument("--batch", type=_positive_int, default=15, help="summed gradients per update (default 15)")
     p.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
     p.add_argument("--clip", type=float, default=5.0, help="gradient clip bound (default 5)")
@@ -96,8 +115,9 @@ def _add_serial_args(p: argparse.ArgumentParser, required: bool) -> None:
     """``--port`` and ``--baud`` of a board's UART (``required``: the command always talks to a board)."""
     board = "" if required else "board: "
     p.add_argument("--port", required=required, help=f"{board}serial port, e.g. /dev/ttyUSB1")
-    p.add_argument("--baud", type=_positive_int, default=1_000_000,
-                   help=f"{board}baud rate of the bitstream (default 1000000)")
+    p.add_argument(
+        "--baud", type=_positive_int, default=1_000_000, help=f"{board}baud rate of the bitstream (default 1000000)"
+    )
 
 
 def _add_record_args(p: argparse.ArgumentParser, what: str) -> None:
@@ -111,15 +131,21 @@ def _add_epochs_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _add_numerics_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--numerics", choices=list(NUMERICS), default="standard",
-                   help="number formats of the fixed-point backends (default standard; lean: the iCEBreaker's)")
+    p.add_argument(
+        "--numerics",
+        choices=list(NUMERICS),
+        default="standard",
+        help="number formats of the fixed-point backends (default standard; lean: the iCEBreaker's)",
+    )
 
 
 def _dataset_name(args: argparse.Namespace) -> str:
     """The dataset the options name; ``--data`` with ``--dataset digits`` is a contradiction."""
     if args.dataset == "digits" and args.data is not None:
-        raise UsageError(f"specbp {args.command}: error: --data {args.data}: the digits dataset is embedded; "
-                         f"--data needs --dataset mnist (or no --dataset)")
+        raise UsageError(
+            f"specbp {args.command}: error: --data {args.data}: the digits dataset is embedded; "
+            f"--data needs --dataset mnist (or no --dataset)"
+        )
     return args.dataset or ("mnist" if args.data is not None else "digits")
 
 
@@ -130,8 +156,17 @@ def _layers(args: argparse.Namespace, dataset: str) -> tuple[int, ...]:
 def _config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
     dataset = _dataset_name(args)
     layers = _layers(args, dataset)
-    cfg = TrainConfig(layers=layers, batch=args.batch, lr=args.lr, clip=args.clip, slope=args.slope,
-                      threshold=args.threshold, metric=args.metric, seed=args.seed, pipeline=args.pipeline)
+    cfg = TrainConfig(
+        layers=layers,
+        batch=args.batch,
+        lr=args.lr,
+        clip=args.clip,
+        slope=args.slope,
+        threshold=args.threshold,
+        metric=args.metric,
+        seed=args.seed,
+        pipeline=args.pipeline,
+    )
     _check_memory(cfg)
     return cfg, dataset
 
@@ -150,15 +185,19 @@ def _check_memory(cfg: TrainConfig) -> None:
     except (AttributeError, ValueError, OSError):  # not POSIX: assume 16 GiB
         have = 16 << 30
     if need > have // 2:
-        raise ConfigError(f"layers: {','.join(map(str, cfg.layers))} has {params:,} parameters, about "
-                          f"{need / 2**30:.1f} GiB to train; this machine has {have / 2**30:.1f} GiB")
+        raise ConfigError(
+            f"layers: {','.join(map(str, cfg.layers))} has {params:,} parameters, about "
+            f"{need / 2**30:.1f} GiB to train; this machine has {have / 2**30:.1f} GiB"
+        )
 
 
 def _check_batch(cfg: TrainConfig, ds) -> None:
     n = len(ds.train_y)
     if cfg.batch > n:
-        raise ConfigError(f"batch: {cfg.batch} is more than the {n} training samples of an epoch: the update "
-                          f"(after step i when i % batch == 0, i restarting every epoch) would never run")
+        raise ConfigError(
+            f"batch: {cfg.batch} is more than the {n} training samples of an epoch: the update "
+            f"(after step i when i % batch == 0, i restarting every epoch) would never run"
+        )
 
 
 def _progress(enabled: bool, epochs: int):
@@ -187,8 +226,10 @@ def _write_record(option: str, path: str | None, record: object) -> bool:
     try:
         write_atomic(path, text)
     except OSError as exc:
-        print(f"specbp: error: {option} {path}: cannot write ({exc.strerror}); the record follows on stdout",
-              file=sys.stderr)
+        print(
+            f"specbp: error: {option} {path}: cannot write ({exc.strerror}); the record follows on stdout",
+            file=sys.stderr,
+        )
         print(text, end="")
         return False
     return True
@@ -215,8 +256,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     cfg, dataset_name = _config(args)
     if args.backend not in BACKENDS:
-        raise UsageError(f"specbp train: error: backend {args.backend!r} is not available "
-                         f"(choose from {', '.join(BACKENDS)})")
+        raise UsageError(
+            f"specbp train: error: backend {args.backend!r} is not available (choose from {', '.join(BACKENDS)})"
+        )
     if args.vcd is not None and args.backend not in ("pysim", "rtl"):
         raise UsageError("specbp train: error: --vcd needs --backend pysim or rtl")
     if args.fst is not None and args.backend != "rtl":
@@ -241,21 +283,41 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume is not None and args.init is not None:
         raise UsageError("specbp train: error: give --resume or --init, not both")
     if (args.save or args.resume or args.init) and args.backend not in ("float", "fixed"):
-        raise UsageError(f"specbp train: error: checkpoints (--save, --resume, --init) are not available on the "
-                         f"{args.backend} backend yet; use fixed (bit-exact with it)")
+        raise UsageError(
+            f"specbp train: error: checkpoints (--save, --resume, --init) are not available on the "
+            f"{args.backend} backend yet; use fixed (bit-exact with it)"
+        )
     ds = load_dataset(dataset_name, args.data, args.train, args.test)
     _check_batch(cfg, ds)
     if args.resume or args.init:  # a checkpoint that does not fit is refused before any work
         from .checkpoint import load_checkpoint
 
         load_checkpoint(args.resume or args.init).check_fits(
-            cfg, None if args.backend == "float" else args.numerics, args.backend, resume=bool(args.resume),
-            dataset=ds if args.resume else None)
+            cfg,
+            None if args.backend == "float" else args.numerics,
+            args.backend,
+            resume=bool(args.resume),
+            dataset=ds if args.resume else None,
+        )
     progress = _progress(not args.quiet and sys.stderr.isatty(), args.epochs)
-    result = _simulate(lambda: run_training(
-        args.backend, cfg, ds, args.epochs, progress, lanes=args.lanes, vcd=args.vcd, fst=args.fst,
-        trace_samples=tuple(args.trace_samples), numerics=args.numerics, save=args.save, resume=args.resume,
-        init=args.init), progress)
+    result = _simulate(
+        lambda: run_training(
+            args.backend,
+            cfg,
+            ds,
+            args.epochs,
+            progress,
+            lanes=args.lanes,
+            vcd=args.vcd,
+            fst=args.fst,
+            trace_samples=tuple(args.trace_samples),
+            numerics=args.numerics,
+            save=args.save,
+            resume=args.resume,
+            init=args.init,
+        ),
+        progress,
+    )
     if result is None:
         return 2
     record = result.as_json()
@@ -271,8 +333,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if "checkpoint_error" in record:
         print(f"specbp: error: {record['checkpoint_error']}", file=sys.stderr)
     if result.interrupted:
-        print(f"interrupted after {record['samples_trained']} samples: the record covers "
-              f"{record['epochs_completed']} completed epochs", file=sys.stderr)
+        print(
+            f"interrupted after {record['samples_trained']} samples: the record covers "
+            f"{record['epochs_completed']} completed epochs",
+            file=sys.stderr,
+        )
         return 130
     return 0 if written and "checkpoint_error" not in record else 1
 
@@ -285,8 +350,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     ds = load_dataset("digits")
     cfg = TrainConfig(layers=parse_layers(DEFAULT_LAYERS["digits"]), threshold=args.threshold)
     progress = _progress(not args.quiet and sys.stderr.isatty(), args.epochs)
-    print(f"training {ds.describe()}, 64-16-16-10, {args.epochs} epochs, speculation threshold {args.threshold:g}, "
-          f"on the Trainer RTL in Verilator (the first run builds it, then it is cached)", flush=True)
+    print(
+        f"training {ds.describe()}, 64-16-16-10, {args.epochs} epochs, speculation threshold {args.threshold:g}, "
+        f"on the Trainer RTL in Verilator (the first run builds it, then it is cached)",
+        flush=True,
+    )
     rtl = _simulate(lambda: run_training("rtl", cfg, ds, args.epochs, progress), progress)
     if rtl is None:
         return 2
@@ -305,10 +373,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if differ:
         print(f"specbp: error: the RTL and the golden model differ in {', '.join(differ)}", file=sys.stderr)
         return 1
-    print(f"the RTL's weights match the golden model's bit for bit (sha256 {r['weights_sha256'][:16]}), and so do "
-          f"the accuracy per epoch and the hit, miss and update counts; the hardware took "
-          f"{r['cycles_per_sample']:.0f} cycles per sample ({r['sim_cycles_per_second'] / 1e6:.2f}M simulated "
-          f"cycles/s)")
+    print(
+        f"the RTL's weights match the golden model's bit for bit (sha256 {r['weights_sha256'][:16]}), and so do "
+        f"the accuracy per epoch and the hit, miss and update counts; the hardware took "
+        f"{r['cycles_per_sample']:.0f} cycles per sample ({r['sim_cycles_per_second'] / 1e6:.2f}M simulated "
+        f"cycles/s)"
+    )
     return 0 if written else 1
 
 
@@ -318,18 +388,24 @@ def _print_summary(r: dict, data: str) -> None:
     if r.get("pipeline"):
         spec += f" (pipelined: {r['overlapped']} steps overlapped)"
     print(f"backend {r['backend']}  data {data}  layers {','.join(map(str, r['layers']))}  seed {r['seed']}")
-    print(f"speculation {spec}: steps {r['steps']}  first sightings {r['first_sightings']}  "
-          f"hits {r['hits']}  misses {r['misses']}  hit rate {r['hit_rate']:.4f}")
+    print(
+        f"speculation {spec}: steps {r['steps']}  first sightings {r['first_sightings']}  "
+        f"hits {r['hits']}  misses {r['misses']}  hit rate {r['hit_rate']:.4f}"
+    )
     print(f"accuracy per epoch (%): {per_epoch}")
     if "cycles" in r:
         steps = r["cycles_per_step"]
         fmt = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
-        print(f"hardware ({r['lanes']} lanes): {r['cycles_per_sample']:.1f} cycles/sample  "
-              f"forward {r['forward_cycles']:.1f}  backward {r['backward_cycles']:.1f}  "
-              f"step cycles hit {fmt(steps['hit'])} miss {fmt(steps['miss'])} "
-              f"sequential {fmt(steps['sequential'])}  sim {r['sim_cycles_per_second']:.0f} cycles/s")
-    print(f"accuracy {100 * r['accuracy']:.2f}%  in {r['wall_seconds']:.2f} s  "
-          f"({r['samples_per_second']:.0f} samples/s)  weights {r['weights_sha256'][:16]}")
+        print(
+            f"hardware ({r['lanes']} lanes): {r['cycles_per_sample']:.1f} cycles/sample  "
+            f"forward {r['forward_cycles']:.1f}  backward {r['backward_cycles']:.1f}  "
+            f"step cycles hit {fmt(steps['hit'])} miss {fmt(steps['miss'])} "
+            f"sequential {fmt(steps['sequential'])}  sim {r['sim_cycles_per_second']:.0f} cycles/s"
+        )
+    print(
+        f"accuracy {100 * r['accuracy']:.2f}%  in {r['wall_seconds']:.2f} s  "
+        f"({r['samples_per_second']:.0f} samples/s)  weights {r['weights_sha256'][:16]}"
+    )
 
 
 def _cmd_infer(args: argparse.Namespace) -> int:
@@ -362,8 +438,10 @@ def _cmd_infer(args: argparse.Namespace) -> int:
         if result is None:
             return 2
     record = result.as_json()
-    print(f"backend {backend}  data {ds.describe()}  checkpoint {args.weights} "
-          f"({ck.epochs_done} epochs, layers {','.join(map(str, ck.config.layers))})")
+    print(
+        f"backend {backend}  data {ds.describe()}  checkpoint {args.weights} "
+        f"({ck.epochs_done} epochs, layers {','.join(map(str, ck.config.layers))})"
+    )
     print(result.format_confusion())
     print(f"accuracy {100 * result.accuracy:.2f}%  ({len(result.labels)} samples in {result.wall_seconds:.2f} s)")
     written = _write_record("--json", args.json, record)
@@ -402,8 +480,10 @@ def _cmd_verilog(args: argparse.Namespace) -> int:
 
         spec = BOARDS[args.board]
         if args.numerics is not None and args.numerics != spec.numerics:
-            raise UsageError(f"specbp verilog: error: --numerics {args.numerics}: the {args.board} trainer uses "
-                             f"{spec.numerics!r} (leave --numerics out with --board)")
+            raise UsageError(
+                f"specbp verilog: error: --numerics {args.numerics}: the {args.board} trainer uses "
+                f"{spec.numerics!r} (leave --numerics out with --board)"
+            )
         if args.layers is None:
             args.layers = ",".join(map(str, spec.layers))
     cfg, _ = _config(args)
@@ -413,17 +493,20 @@ def _cmd_verilog(args: argparse.Namespace) -> int:
     if args.board:
         trainer_cfg = trainer_config(args.board, lanes=args.lanes, train=cfg)
     else:
-        trainer_cfg = TrainerConfig(train=cfg, lanes=args.lanes or 16,
-                                    numerics=numerics_preset(args.numerics or "standard"))
+        trainer_cfg = TrainerConfig(
+            train=cfg, lanes=args.lanes or 16, numerics=numerics_preset(args.numerics or "standard")
+        )
     trainer_cfg.numerics.plan(cfg)
     top = Trainer(trainer_cfg)
     text = (verilog.convert if args.format == "v" else rtlil.convert)(top, name=args.name)
     write_atomic(args.output, text)
     kind = "Verilog" if args.format == "v" else "RTLIL"
     board = f" ({args.board}'s trainer)" if args.board else ""
-    print(f"wrote {args.output}: {args.name}{board}, layers {','.join(map(str, cfg.layers))}, "
-          f"{trainer_cfg.lanes} lanes per engine, initial weights of seed {cfg.seed}, "
-          f"{len(text) // 1024} KiB of {kind}")
+    print(
+        f"wrote {args.output}: {args.name}{board}, layers {','.join(map(str, cfg.layers))}, "
+        f"{trainer_cfg.lanes} lanes per engine, initial weights of seed {cfg.seed}, "
+        f"{len(text) // 1024} KiB of {kind}"
+    )
     return 0
 
 
@@ -467,8 +550,9 @@ def _fmax(text: str) -> float:
         try:
             report = json.loads(Path(text).read_text())
         except (OSError, ValueError) as exc:
-            raise argparse.ArgumentTypeError(f"neither a number nor a readable build report: {text!r} ({exc})") \
-                from None
+            raise argparse.ArgumentTypeError(
+                f"neither a number nor a readable build report: {text!r} ({exc})"
+            ) from None
         value = report.get("fmax_mhz") if isinstance(report, dict) else None
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise argparse.ArgumentTypeError(f"build report {text!r} has no fmax_mhz (the design did not route)")
@@ -482,11 +566,21 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     dataset = _dataset_name(args)
     layers = _layers(args, dataset)
-    settings = SweepSettings(backend=args.backend, epochs=args.epochs, dataset=dataset,
-                             data=None if args.data is None else str(Path(args.data).resolve()),
-                             train=args.train, test=args.test, layers=layers, lanes=args.lanes,
-                             numerics=None if args.backend == "float" else args.numerics, batch=args.batch,
-                             lr=args.lr, clip=args.clip, slope=args.slope)
+    settings = SweepSettings(
+        backend=args.backend,
+        epochs=args.epochs,
+        dataset=dataset,
+        data=None if args.data is None else str(Path(args.data).resolve()),
+        train=args.train,
+        test=args.test,
+        layers=layers,
+        lanes=args.lanes,
+        numerics=None if args.backend == "float" else args.numerics,
+        batch=args.batch,
+        lr=args.lr,
+        clip=args.clip,
+        slope=args.slope,
+    )
     if args.backend == "float" and args.numerics != "standard":
         raise UsageError(f"specbp sweep: error: --numerics {args.numerics}: the float backend has no number formats")
     for metric in args.metrics:  # every grid point's configuration, before a cluster starts
@@ -504,14 +598,25 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     ds = load_dataset(dataset, args.data, args.train, args.test)
     _check_batch(settings.train_config(0.0, args.metrics[0], args.seeds[0]), ds)
     try:
-        sweep(args.thresholds, args.metrics, args.seeds, settings, args.out, scheduler=args.scheduler,
-              workers=args.workers, fmax_mhz=args.fmax, progress=not args.quiet and sys.stderr.isatty())
+        sweep(
+            args.thresholds,
+            args.metrics,
+            args.seeds,
+            settings,
+            args.out,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            fmax_mhz=args.fmax,
+            progress=not args.quiet and sys.stderr.isatty(),
+        )
     except SweepError as exc:
         print(f"specbp: error: {exc}", file=sys.stderr)
         return 2
     except SweepInterrupted as exc:
-        print(f"specbp: interrupted: {len(exc.records)} finished runs kept in {args.out} (a rerun resumes)",
-              file=sys.stderr)
+        print(
+            f"specbp: interrupted: {len(exc.records)} finished runs kept in {args.out} (a rerun resumes)",
+            file=sys.stderr,
+        )
         return 130
     return 0
 
@@ -529,8 +634,16 @@ def _cmd_build(args: argparse.Namespace) -> int:
             raise UsageError("specbp build: error: --seeds builds several placements; program one without --seeds")
         return _build_seeds(args, layers)
     try:
-        report = build_board(args.board, lanes=args.lanes, layers=layers, program=args.program,
-                             out_dir=args.out_dir, json_path=args.json, baud=args.baud, clock_mhz=args.clock)
+        report = build_board(
+            args.board,
+            lanes=args.lanes,
+            layers=layers,
+            program=args.program,
+            out_dir=args.out_dir,
+            json_path=args.json,
+            baud=args.baud,
+            clock_mhz=args.clock,
+        )
     except BuildError as exc:
         if exc.report:
             print(format_report(exc.report))
@@ -549,8 +662,15 @@ def _build_seeds(args: argparse.Namespace, layers: tuple[int, ...] | None) -> in
     reports: list[dict] = []
     for seed in range(1, args.seeds + 1):
         try:
-            report = build_board(args.board, lanes=args.lanes, layers=layers, out_dir=str(Path(args.out_dir) /
-                                 f"seed{seed}"), baud=args.baud, clock_mhz=args.clock, placer_seed=seed)
+            report = build_board(
+                args.board,
+                lanes=args.lanes,
+                layers=layers,
+                out_dir=str(Path(args.out_dir) / f"seed{seed}"),
+                baud=args.baud,
+                clock_mhz=args.clock,
+                placer_seed=seed,
+            )
         except BuildError as exc:
             report = exc.report or {}
             if report.get("fmax_mhz") is None:  # no timing to report (did not fit, a tool failed)
@@ -564,13 +684,22 @@ def _build_seeds(args: argparse.Namespace, layers: tuple[int, ...] | None) -> in
         print(f"seed {seed}: fmax {report['fmax_mhz']:.2f} MHz (clock {report['clock_mhz']:g} MHz)", flush=True)
     fmax = [r["fmax_mhz"] for r in reports]
     clock = reports[0]["clock_mhz"]
-    summary = {"board": args.board, "seeds": list(range(1, args.seeds + 1)), "fmax_mhz": fmax,
-               "fmax_min_mhz": min(fmax), "fmax_median_mhz": statistics.median(fmax), "clock_mhz": clock,
-               "met_at_median": statistics.median(fmax) >= clock, "builds": reports}
+    summary = {
+        "board": args.board,
+        "seeds": list(range(1, args.seeds + 1)),
+        "fmax_mhz": fmax,
+        "fmax_min_mhz": min(fmax),
+        "fmax_median_mhz": statistics.median(fmax),
+        "clock_mhz": clock,
+        "met_at_median": statistics.median(fmax) >= clock,
+        "builds": reports,
+    }
     print(format_report(reports[0]))
-    print(f"fmax over nextpnr seeds {summary['seeds']}: min {summary['fmax_min_mhz']:.2f}, median "
-          f"{summary['fmax_median_mhz']:.2f} MHz; clock {clock:g} MHz "
-          f"{'met' if summary['met_at_median'] else 'NOT met'} at the median")
+    print(
+        f"fmax over nextpnr seeds {summary['seeds']}: min {summary['fmax_min_mhz']:.2f}, median "
+        f"{summary['fmax_median_mhz']:.2f} MHz; clock {clock:g} MHz "
+        f"{'met' if summary['met_at_median'] else 'NOT met'} at the median"
+    )
     written = _write_record("--json", args.json, summary)
     return 0 if summary["met_at_median"] and written else 1
 
@@ -613,8 +742,10 @@ def _cmd_board_load(args: argparse.Namespace) -> int:
         print(f"specbp: error: {exc}".splitlines()[0], file=sys.stderr)
         return 1
     verb = "would run" if args.dry_run else "programmed"
-    print(f"{verb}: {' '.join(map(str, report['command']))} ({report['image_bytes']:,} bytes at offset "
-          f"0x{report['offset']:x}, region {report['region_bytes']:,} bytes)")
+    print(
+        f"{verb}: {' '.join(map(str, report['command']))} ({report['image_bytes']:,} bytes at offset "
+        f"0x{report['offset']:x}, region {report['region_bytes']:,} bytes)"
+    )
     return 0
 
 
@@ -647,12 +778,18 @@ def _cmd_board(args: argparse.Namespace) -> int:
     _print_summary(record, ds.describe())
     written = _write_record("--json", args.json, record)
     if "error" in record:
-        print(f"specbp: error: board: {record['error']}; the record covers {record['epochs_completed']} "
-              f"completed epochs".splitlines()[0], file=sys.stderr)
+        print(
+            f"specbp: error: board: {record['error']}; the record covers {record['epochs_completed']} "
+            f"completed epochs".splitlines()[0],
+            file=sys.stderr,
+        )
         return 1
     if result.interrupted:
-        print(f"interrupted after {record['samples_trained']} samples: the record covers "
-              f"{record['epochs_completed']} completed epochs", file=sys.stderr)
+        print(
+            f"interrupted after {record['samples_trained']} samples: the record covers "
+            f"{record['epochs_completed']} completed epochs",
+            file=sys.stderr,
+        )
         return 130
     return 0 if written else 1
 
@@ -664,59 +801,92 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="specbp", description="Speculative backpropagation on FPGA hardware, in Amaranth HDL.")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
-    train = sub.add_parser("train", help="train a network and report accuracy, hit rate and speed",
-                           description="Train on a backend; print accuracy per epoch, hit rate and speed.")
-    train.add_argument("--backend", default="fixed",
-                       help="float | fixed | pysim | rtl (default fixed: the bit-exact golden model; "
-                            "rtl: Verilator, cached build)")
+    train = sub.add_parser(
+        "train",
+        help="train a network and report accuracy, hit rate and speed",
+        description="Train on a backend; print accuracy per epoch, hit rate and speed.",
+    )
+    train.add_argument(
+        "--backend",
+        default="fixed",
+        help="float | fixed | pysim | rtl (default fixed: the bit-exact golden model; rtl: Verilator, cached build)",
+    )
     train.add_argument("--lanes", type=_positive_int, default=16, help="MACs per engine (pysim, rtl; default 16)")
     _add_numerics_arg(train)
-    train.add_argument("--vcd", metavar="FILE",
-                       help="pysim, rtl: a VCD of the samples of --trace-samples and a GTKWave save file (FILE.gtkw: "
-                            "streams, control state, engines and counters, grouped); pysim prints its estimated "
-                            "size first")
+    train.add_argument(
+        "--vcd",
+        metavar="FILE",
+        help="pysim, rtl: a VCD of the samples of --trace-samples and a GTKWave save file (FILE.gtkw: "
+        "streams, control state, engines and counters, grouped); pysim prints its estimated "
+        "size first",
+    )
     train.add_argument("--fst", metavar="FILE", help="rtl: an FST waveform of the traced samples (and a .gtkw)")
-    train.add_argument("--trace-samples", type=int, nargs=2, default=[0, 10], metavar=("START", "COUNT"),
-                       help="pysim, rtl: samples to trace, in streaming order (default 0 10); the rest of the run "
-                            "is untraced, with the same results")
+    train.add_argument(
+        "--trace-samples",
+        type=int,
+        nargs=2,
+        default=[0, 10],
+        metavar=("START", "COUNT"),
+        help="pysim, rtl: samples to trace, in streaming order (default 0 10); the rest of the run "
+        "is untraced, with the same results",
+    )
     _add_data_args(train)
     _add_epochs_arg(train)
     _add_model_args(train)
-    train.add_argument("--save", metavar="CK.npz",
-                       help="float, fixed: write a checkpoint at the end (and where an interrupted run stopped)")
-    train.add_argument("--resume", metavar="CK.npz",
-                       help="float, fixed: continue a checkpoint's run for --epochs more epochs, exactly")
+    train.add_argument(
+        "--save",
+        metavar="CK.npz",
+        help="float, fixed: write a checkpoint at the end (and where an interrupted run stopped)",
+    )
+    train.add_argument(
+        "--resume", metavar="CK.npz", help="float, fixed: continue a checkpoint's run for --epochs more epochs, exactly"
+    )
     train.add_argument("--init", metavar="CK.npz", help="float, fixed: start from a checkpoint's weights, fresh state")
     _add_record_args(train, "the result record")
     train.set_defaults(func=_cmd_train)
 
-    demo = sub.add_parser("demo", help="train the embedded digits on the RTL (Verilator) and check it bit for bit "
-                                       "against the golden model",
-                          description="The quick start: 64-16-16-10 on the embedded digits, trained on the "
-                                      "Trainer's Verilog in Verilator and on the fixed-point golden model; their "
-                                      "weights and counters must be identical.")
+    demo = sub.add_parser(
+        "demo",
+        help="train the embedded digits on the RTL (Verilator) and check it bit for bit against the golden model",
+        description="The quick start: 64-16-16-10 on the embedded digits, trained on the "
+        "Trainer's Verilog in Verilator and on the fixed-point golden model; their "
+        "weights and counters must be identical.",
+    )
     demo.add_argument("--epochs", type=_positive_int, default=8, help="epochs (default 8)")
-    demo.add_argument("--threshold", type=_nonneg_float, default=0.1,
-                      help="speculation threshold (default 0.1; 0: off)")
+    demo.add_argument(
+        "--threshold", type=_nonneg_float, default=0.1, help="speculation threshold (default 0.1; 0: off)"
+    )
     _add_record_args(demo, "both records")
     demo.set_defaults(func=_cmd_demo)
 
-    verilog = sub.add_parser("verilog", help="elaborate the Trainer to Verilog or RTLIL (for vendor tools)",
-                             description="Elaborate the Trainer (initial weights of --seed) to Verilog or RTLIL.")
+    verilog = sub.add_parser(
+        "verilog",
+        help="elaborate the Trainer to Verilog or RTLIL (for vendor tools)",
+        description="Elaborate the Trainer (initial weights of --seed) to Verilog or RTLIL.",
+    )
     verilog.add_argument("-o", "--output", required=True, metavar="FILE", help="output file")
     verilog.add_argument("--format", choices=["v", "il"], default="v", help="Verilog (default) or RTLIL")
     verilog.add_argument("--name", default="specbp_trainer", help="top module name (default specbp_trainer)")
     verilog.add_argument("--lanes", type=_positive_int, help="MACs per engine (default 16, or the board's)")
-    verilog.add_argument("--board", choices=BOARD_NAMES,
-                         help="the trainer configuration of a board's build (its lanes, number formats, layers "
-                              "and area options), without the link")
-    verilog.add_argument("--numerics", choices=list(NUMERICS),
-                         help="number formats (default standard, or the board's; lean: the iCEBreaker's)")
+    verilog.add_argument(
+        "--board",
+        choices=BOARD_NAMES,
+        help="the trainer configuration of a board's build (its lanes, number formats, layers "
+        "and area options), without the link",
+    )
+    verilog.add_argument(
+        "--numerics",
+        choices=list(NUMERICS),
+        help="number formats (default standard, or the board's; lean: the iCEBreaker's)",
+    )
     _add_model_args(verilog)
     verilog.set_defaults(func=_cmd_verilog, dataset=None, data=None)
 
-    build = sub.add_parser("build", help="bitstream for a board, with fmax and resource report",
-                           description="Synthesise, place and route a board's bitstream; report fmax and resources.")
+    build = sub.add_parser(
+        "build",
+        help="bitstream for a board, with fmax and resource report",
+        description="Synthesise, place and route a board's bitstream; report fmax and resources.",
+    )
     build.add_argument("--board", required=True, choices=BOARD_NAMES, help="the board")
     build.add_argument("--lanes", type=_positive_int, help="MACs per engine (default: the board's)")
     build.add_argument("--layers", metavar="L", help="layer widths (default: the board's)")
@@ -724,53 +894,89 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--json", metavar="FILE", help="write the report as JSON")
     build.add_argument("--out-dir", default="build", metavar="DIR", help="build directory (default build/)")
     build.add_argument("--baud", type=_positive_int, default=1_000_000, help="UART baud rate (default 1000000)")
-    build.add_argument("--clock", type=float, metavar="MHZ",
-                       help="trainer clock from the board's PLL (ULX3S; default: the board's, 80 MHz)")
-    build.add_argument("--seeds", type=_positive_int, metavar="N",
-                       help="place and route with nextpnr seeds 1..N (each in OUT_DIR/seedK) and report the min "
-                            "and median fmax; exit 1 unless the median meets the clock")
+    build.add_argument(
+        "--clock",
+        type=float,
+        metavar="MHZ",
+        help="trainer clock from the board's PLL (ULX3S; default: the board's, 80 MHz)",
+    )
+    build.add_argument(
+        "--seeds",
+        type=_positive_int,
+        metavar="N",
+        help="place and route with nextpnr seeds 1..N (each in OUT_DIR/seedK) and report the min "
+        "and median fmax; exit 1 unless the median meets the clock",
+    )
     build.set_defaults(func=_cmd_build)
 
-    board_parser = sub.add_parser("board", help="train on a board; pack a dataset image and load it into its flash",
-                                  description="Work with a board running a `specbp build` bitstream.")
+    board_parser = sub.add_parser(
+        "board",
+        help="train on a board; pack a dataset image and load it into its flash",
+        description="Work with a board running a `specbp build` bitstream.",
+    )
     actions = board_parser.add_subparsers(dest="action", required=True, parser_class=_Parser, metavar="ACTION")
-    board = actions.add_parser("train", help="train over the board's UART link",
-                               description="Train on a board over its UART link; the same record as every backend.")
+    board = actions.add_parser(
+        "train",
+        help="train over the board's UART link",
+        description="Train on a board over its UART link; the same record as every backend.",
+    )
     _add_serial_args(board, required=True)
     _add_data_args(board)
     _add_epochs_arg(board)
     _add_model_args(board)
     _add_record_args(board, "the result record")
     board.set_defaults(func=_cmd_board)
-    pack = actions.add_parser("pack", help="write a packed dataset image (boards/image.py's format)",
-                              description="Pack a dataset (train split, then test split) into the image format "
-                                          "that `board load-data` programs into a board's flash.")
+    pack = actions.add_parser(
+        "pack",
+        help="write a packed dataset image (boards/image.py's format)",
+        description="Pack a dataset (train split, then test split) into the image format "
+        "that `board load-data` programs into a board's flash.",
+    )
     pack.add_argument("--out", required=True, metavar="FILE", help="the image file to write")
-    pack.add_argument("--board", choices=BOARD_NAMES,
-                      help="check that the image fits this board's default trainer and flash region")
+    pack.add_argument(
+        "--board", choices=BOARD_NAMES, help="check that the image fits this board's default trainer and flash region"
+    )
     pack.add_argument("--layers", metavar="L", help="with --board: the trainer's layers if not the board's default")
     _add_data_args(pack)
     pack.set_defaults(func=_cmd_board_pack)
-    load = actions.add_parser("load-data", help="program a dataset image into a board's flash, past its bitstream",
-                              description="Check a packed image against the board, then program it at the board's "
-                                          "data offset (iceprog / openFPGALoader; this resets the FPGA).")
+    load = actions.add_parser(
+        "load-data",
+        help="program a dataset image into a board's flash, past its bitstream",
+        description="Check a packed image against the board, then program it at the board's "
+        "data offset (iceprog / openFPGALoader; this resets the FPGA).",
+    )
     load.add_argument("--board", required=True, choices=BOARD_NAMES, help="the board")
     load.add_argument("--image", required=True, metavar="FILE", help="a `specbp board pack` image")
     load.add_argument("--layers", metavar="L", help="the trainer's layers if not the board's default")
     load.add_argument("--dry-run", action="store_true", help="check everything, print the command, program nothing")
     load.set_defaults(func=_cmd_board_load)
 
-    sw = sub.add_parser("sweep", help="threshold x metric x seed grid on a Dask cluster, with CSV/JSON and plots",
-                        description="Train every threshold x metric x seed point (plus the pipelined baseline per "
-                                    "seed) on a Dask cluster; write per-run records, CSV tables and plots. A "
-                                    "rerun with the same --out resumes.")
-    sw.add_argument("--thresholds", type=_float_list, default=[0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25],
-                    help="comma-separated thresholds (default 0,0.02,0.05,0.1,0.15,0.2,0.25; 0: speculation off)")
-    sw.add_argument("--metrics", type=_metric_list, default=["mean-abs", "max-abs"],
-                    help="comma-separated distances (default mean-abs,max-abs)")
+    sw = sub.add_parser(
+        "sweep",
+        help="threshold x metric x seed grid on a Dask cluster, with CSV/JSON and plots",
+        description="Train every threshold x metric x seed point (plus the pipelined baseline per "
+        "seed) on a Dask cluster; write per-run records, CSV tables and plots. A "
+        "rerun with the same --out resumes.",
+    )
+    sw.add_argument(
+        "--thresholds",
+        type=_float_list,
+        default=[0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25],
+        help="comma-separated thresholds (default 0,0.02,0.05,0.1,0.15,0.2,0.25; 0: speculation off)",
+    )
+    sw.add_argument(
+        "--metrics",
+        type=_metric_list,
+        default=["mean-abs", "max-abs"],
+        help="comma-separated distances (default mean-abs,max-abs)",
+    )
     sw.add_argument("--seeds", type=_int_list, default=[1, 2, 3], help="comma-separated seeds (default 1,2,3)")
-    sw.add_argument("--backend", choices=["float", "fixed", "pysim", "rtl"], default="fixed",
-                    help="backend of every run (default fixed, with the exact cycle model)")
+    sw.add_argument(
+        "--backend",
+        choices=["float", "fixed", "pysim", "rtl"],
+        default="fixed",
+        help="backend of every run (default fixed, with the exact cycle model)",
+    )
     _add_numerics_arg(sw)
     _add_data_args(sw)
     _add_epochs_arg(sw)
@@ -779,17 +985,27 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", required=True, metavar="DIR", help="results folder (a rerun resumes)")
     sw.add_argument("--scheduler", metavar="ADDRESS", help="use a running Dask scheduler (tcp://host:port)")
     sw.add_argument("--workers", type=_positive_int, default=2, help="local cluster worker processes (default 2)")
-    sw.add_argument("--fmax", type=_fmax, metavar="MHZ|REPORT",
-                    help="clock for the modelled-throughput plot: MHz, or a `specbp build --json` report's fmax")
+    sw.add_argument(
+        "--fmax",
+        type=_fmax,
+        metavar="MHZ|REPORT",
+        help="clock for the modelled-throughput plot: MHz, or a `specbp build --json` report's fmax",
+    )
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
     sw.set_defaults(func=_cmd_sweep)
 
-    infer = sub.add_parser("infer", help="evaluate a checkpoint's weights: accuracy and confusion matrix",
-                           description="Predict the test split with a checkpoint's weights (specbp train --save) "
-                                       "on a backend; print the accuracy and the confusion matrix.")
+    infer = sub.add_parser(
+        "infer",
+        help="evaluate a checkpoint's weights: accuracy and confusion matrix",
+        description="Predict the test split with a checkpoint's weights (specbp train --save) "
+        "on a backend; print the accuracy and the confusion matrix.",
+    )
     infer.add_argument("--weights", required=True, metavar="CK.npz", help="checkpoint (specbp train --save)")
-    infer.add_argument("--backend", choices=["float", "fixed", "rtl", "board"],
-                       help="default: the checkpoint's (float or fixed); rtl: Verilator; board: over --port")
+    infer.add_argument(
+        "--backend",
+        choices=["float", "fixed", "rtl", "board"],
+        help="default: the checkpoint's (float or fixed); rtl: Verilator; board: over --port",
+    )
     infer.add_argument("--lanes", type=_positive_int, default=16, help="rtl: MACs per engine (default 16)")
     _add_serial_args(infer, required=False)
     _add_data_args(infer)
@@ -797,11 +1013,19 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--png", metavar="FILE", help="write the confusion matrix as a PNG")
     infer.set_defaults(func=_cmd_infer)
 
-    bench = sub.add_parser("bench", help="performance figures",
-                           description="golden: accuracy and speed of the models; trainer: cycle counts of the RTL "
-                                       "(Amaranth simulator); blocks: synthesis of every block.")
-    bench.add_argument("what", nargs="?", default="golden", choices=["golden", "trainer", "blocks"],
-                       help="golden: model accuracy/speed; trainer: RTL cycle counts; blocks: synthesis")
+    bench = sub.add_parser(
+        "bench",
+        help="performance figures",
+        description="golden: accuracy and speed of the models; trainer: cycle counts of the RTL "
+        "(Amaranth simulator); blocks: synthesis of every block.",
+    )
+    bench.add_argument(
+        "what",
+        nargs="?",
+        default="golden",
+        choices=["golden", "trainer", "blocks"],
+        help="golden: model accuracy/speed; trainer: RTL cycle counts; blocks: synthesis",
+    )
     bench.add_argument("--samples", type=_positive_int, default=60, help="trainer: samples to simulate")
     bench.add_argument("--lanes", type=_positive_int, default=16, help="trainer: lanes per engine")
     bench.add_argument("--data", metavar="DIR", help="golden, trainer: MNIST folder (default: embedded digits)")

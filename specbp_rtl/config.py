@@ -106,8 +106,10 @@ class TrainConfig:
         if not isinstance(self.pipeline, bool):
             raise ConfigError(f"pipeline: must be a boolean, got {self.pipeline!r}")
         if self.pipeline and self.threshold > 0:
-            raise ConfigError(f"pipeline: the pipelined baseline needs speculation off (threshold 0), "
-                              f"got threshold={self.threshold!r}")
+            raise ConfigError(
+                f"pipeline: the pipelined baseline needs speculation off (threshold 0), "
+                f"got threshold={self.threshold!r}"
+            )
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed: must be a non-negative integer, got {self.seed!r}")
 

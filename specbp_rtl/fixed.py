@@ -218,4 +218,3 @@ def hdl_const_mul(x: Value, constant: int) -> Value:
     adders rather than a chain).
     """
     return hdl_const_mul_parts(x, constant, 1)[0]
-

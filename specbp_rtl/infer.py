@@ -58,9 +58,15 @@ class InferenceResult:
         return m
 
     def as_json(self) -> dict[str, Any]:
-        return {"backend": self.backend, "dataset": self.dataset, "checkpoint": self.checkpoint,
-                "test_samples": int(len(self.labels)), "accuracy": self.accuracy,
-                "confusion": self.confusion.tolist(), "wall_seconds": round(self.wall_seconds, 4)}
+        return {
+            "backend": self.backend,
+            "dataset": self.dataset,
+            "checkpoint": self.checkpoint,
+            "test_samples": int(len(self.labels)),
+            "accuracy": self.accuracy,
+            "confusion": self.confusion.tolist(),
+            "wall_seconds": round(self.wall_seconds, 4),
+        }
 
     def format_confusion(self) -> str:
         """The matrix as text: rows are true classes, columns predicted ones."""
@@ -82,10 +88,22 @@ class InferenceResult:
         ax.imshow(m, cmap="Blues")
         for t in range(self.classes):
             for p in range(self.classes):
-                ax.text(p, t, str(m[t, p]), ha="center", va="center", fontsize=7,
-                        color="white" if m[t, p] > m.max() / 2 else "black")
-        ax.set(xlabel="predicted", ylabel="true", xticks=range(self.classes), yticks=range(self.classes),
-               title=f"{self.backend}: {100 * self.accuracy:.2f} % on {len(self.labels)} samples")
+                ax.text(
+                    p,
+                    t,
+                    str(m[t, p]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if m[t, p] > m.max() / 2 else "black",
+                )
+        ax.set(
+            xlabel="predicted",
+            ylabel="true",
+            xticks=range(self.classes),
+            yticks=range(self.classes),
+            title=f"{self.backend}: {100 * self.accuracy:.2f} % on {len(self.labels)} samples",
+        )
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110)
@@ -103,8 +121,9 @@ def _engine(ck: Checkpoint, backend: str):
     return engine
 
 
-def run_inference(ck: Checkpoint, backend: str, dataset: Dataset, *, lanes: int = 16,
-                  port: str | None = None, baud: int = 1_000_000) -> InferenceResult:
+def run_inference(
+    ck: Checkpoint, backend: str, dataset: Dataset, *, lanes: int = 16, port: str | None = None, baud: int = 1_000_000
+) -> InferenceResult:
     """Predict ``dataset``'s test split with ``ck``'s weights on ``backend`` (see the module docstring).
 
     Raises :class:`~specbp_rtl.checkpoint.CheckpointError` when the checkpoint
@@ -115,8 +134,9 @@ def run_inference(ck: Checkpoint, backend: str, dataset: Dataset, *, lanes: int 
         raise ValueError(f"backend: choose from {', '.join(INFER_BACKENDS)}, got {backend!r}")
     cfg = ck.config
     if dataset.inputs != cfg.layers[0]:
-        raise ValueError(f"dataset: {dataset.name} has {dataset.inputs} inputs, the checkpoint's network "
-                         f"{cfg.layers[0]}")
+        raise ValueError(
+            f"dataset: {dataset.name} has {dataset.inputs} inputs, the checkpoint's network {cfg.layers[0]}"
+        )
     ck.check_fits(cfg, None if backend == "float" else ck.numerics, backend, resume=False)
     start = time.perf_counter()
     x = dataset.test_x
@@ -139,9 +159,18 @@ def run_inference(ck: Checkpoint, backend: str, dataset: Dataset, *, lanes: int 
         with BoardTrainer(port, baud) as board:
             tcfg = board.configure(cfg)
             if numerics_name(tcfg.numerics) != ck.numerics:
-                raise CheckpointError(f"checkpoint {ck.path}: numerics {ck.numerics} do not match the board's "
-                                      f"{numerics_name(tcfg.numerics)}")
+                raise CheckpointError(
+                    f"checkpoint {ck.path}: numerics {ck.numerics} do not match the board's "
+                    f"{numerics_name(tcfg.numerics)}"
+                )
             board.write_params(tcfg, ck.weights)
             predictions = np.array([board.infer(bytes(np.asarray(s, dtype=np.uint8))) for s in x], dtype=np.int64)
-    return InferenceResult(backend, dataset.name, str(ck.path), np.asarray(dataset.test_y), np.asarray(predictions),
-                           cfg.classes, time.perf_counter() - start)
+    return InferenceResult(
+        backend,
+        dataset.name,
+        str(ck.path),
+        np.asarray(dataset.test_y),
+        np.asarray(predictions),
+        cfg.classes,
+        time.perf_counter() - start,
+    )

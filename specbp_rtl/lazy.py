@@ -15,8 +15,9 @@ from typing import Any
 __all__ = ["lazy_exports"]
 
 
-def lazy_exports(package: str, namespace: dict[str, Any], exports: dict[str, str],
-                 submodules: tuple[str, ...]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+def lazy_exports(
+    package: str, namespace: dict[str, Any], exports: dict[str, str], submodules: tuple[str, ...]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """``(__getattr__, __dir__)`` for ``package``: ``exports`` maps a public name to its submodule.
 
     A name is imported once and then stored in ``namespace`` (the package's

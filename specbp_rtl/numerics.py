@@ -82,30 +82,49 @@ class Numerics:
             "weight_operand_frac",
             f"must be in 0..{self.weight.frac_bits} (the master weight's), got {self.weight_operand_frac}",
         )
-        need(self.weight_operand.width <= MAX_OPERAND_WIDTH, "weight_operand_frac",
-             f"operand {self.weight_operand} is {self.weight_operand.width} bits, multipliers take {MAX_OPERAND_WIDTH}")
+        need(
+            self.weight_operand.width <= MAX_OPERAND_WIDTH,
+            "weight_operand_frac",
+            f"operand {self.weight_operand} is {self.weight_operand.width} bits, multipliers take {MAX_OPERAND_WIDTH}",
+        )
         for name in ("act", "out_delta", "delta"):
             fmt = getattr(self, name)
             need(fmt.signed, name, "must be a signed format")
-            need(fmt.width <= MAX_OPERAND_WIDTH, name,
-                 f"{fmt} is {fmt.width} bits, multipliers take {MAX_OPERAND_WIDTH}")
+            need(
+                fmt.width <= MAX_OPERAND_WIDTH, name, f"{fmt} is {fmt.width} bits, multipliers take {MAX_OPERAND_WIDTH}"
+            )
         need(self.out_delta.int_bits >= 0, "out_delta", "must hold -1")
         need(not self.prob.signed and self.prob.int_bits >= 1, "prob", "must be unsigned and hold 1.0")
-        need(self.prob.frac_bits == self.out_delta.frac_bits, "prob",
-             f"frac bits ({self.prob.frac_bits}) must equal out_delta's ({self.out_delta.frac_bits})")
+        need(
+            self.prob.frac_bits == self.out_delta.frac_bits,
+            "prob",
+            f"frac bits ({self.prob.frac_bits}) must equal out_delta's ({self.out_delta.frac_bits})",
+        )
         # the MACs' activation operand is 16 bits: pixels shifted up to act.frac_bits, and the bias beat's one
-        need(self.act.frac_bits - self.input_frac <= 7, "act",
-             f"pixels shifted to {self.act.frac_bits} fractional bits need more than the 16-bit MAC operand "
-             f"(at most input_frac + 7 = {self.input_frac + 7})")
-        need(self.act.frac_bits <= 14, "act",
-             f"the bias beat's 1.0 needs {self.act.frac_bits + 2} bits, more than the 16-bit MAC operand "
-             f"(at most 14 fractional bits)")
+        need(
+            self.act.frac_bits - self.input_frac <= 7,
+            "act",
+            f"pixels shifted to {self.act.frac_bits} fractional bits need more than the 16-bit MAC operand "
+            f"(at most input_frac + 7 = {self.input_frac + 7})",
+        )
+        need(
+            self.act.frac_bits <= 14,
+            "act",
+            f"the bias beat's 1.0 needs {self.act.frac_bits + 2} bits, more than the 16-bit MAC operand "
+            f"(at most 14 fractional bits)",
+        )
         need(self.exp_lut_frac >= 0, "exp_lut_frac", f"must be >= 0, got {self.exp_lut_frac}")
-        need(self.exp_lut_frac <= self.act.frac_bits, "exp_lut_frac",
-             f"must not exceed act's frac bits ({self.act.frac_bits}), got {self.exp_lut_frac}")
+        need(
+            self.exp_lut_frac <= self.act.frac_bits,
+            "exp_lut_frac",
+            f"must not exceed act's frac bits ({self.act.frac_bits}), got {self.exp_lut_frac}",
+        )
         need(self.exp_range >= 1, "exp_range", f"must be >= 1, got {self.exp_range}")
-        need(self.exp_lut_size <= self.max_lut_entries, "exp_lut_frac",
-             f"exp LUT of {self.exp_lut_size} entries exceeds max_lut_entries={self.max_lut_entries}")
+        need(
+            self.exp_lut_size <= self.max_lut_entries,
+            "exp_lut_frac",
+            f"exp LUT of {self.exp_lut_size} entries exceeds max_lut_entries={self.max_lut_entries}",
+        )
         need(4 <= self.const_bits <= MAX_OPERAND_WIDTH, "const_bits", f"must be in 4..16, got {self.const_bits}")
 
     @property
@@ -139,10 +158,27 @@ class Numerics:
 #: and 3, still rising.
 NUMERICS: dict[str, Numerics] = {
     "standard": Numerics(),
-    "compact": Numerics(weight=SQ(2, 13), weight_operand_frac=13, act=SQ(3, 8), out_delta=SQ(0, 11),
-                        delta=SQ(1, 10), prob=UQ(1, 11), exp_lut_frac=6, const_bits=11),
-    "lean": Numerics(weight=SQ(2, 13), weight_operand_frac=13, act=SQ(4, 6), input_frac=6, out_delta=SQ(0, 8),
-                     delta=SQ(1, 7), prob=UQ(1, 8), exp_lut_frac=5, const_bits=9),
+    "compact": Numerics(
+        weight=SQ(2, 13),
+        weight_operand_frac=13,
+        act=SQ(3, 8),
+        out_delta=SQ(0, 11),
+        delta=SQ(1, 10),
+        prob=UQ(1, 11),
+        exp_lut_frac=6,
+        const_bits=11,
+    ),
+    "lean": Numerics(
+        weight=SQ(2, 13),
+        weight_operand_frac=13,
+        act=SQ(4, 6),
+        input_frac=6,
+        out_delta=SQ(0, 8),
+        delta=SQ(1, 7),
+        prob=UQ(1, 8),
+        exp_lut_frac=5,
+        const_bits=9,
+    ),
 }
 
 
@@ -237,5 +273,7 @@ def numerics_name(numerics: Numerics) -> str:
     for name, preset in NUMERICS.items():
         if preset == numerics:
             return name
-    raise ConfigError(f"numerics: not one of the named format sets ({', '.join(NUMERICS)}); a board's link "
-                      f"reports its formats by name")
+    raise ConfigError(
+        f"numerics: not one of the named format sets ({', '.join(NUMERICS)}); a board's link "
+        f"reports its formats by name"
+    )

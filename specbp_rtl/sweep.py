@@ -50,8 +50,15 @@ from .files import write_atomic
 from .gateware.cycles import CycleModel
 from .gateware.layout import TrainerConfig
 
-__all__ = ["SweepError", "SweepInterrupted", "SweepPoint", "SweepSettings", "run_point", "sweep",
-           "wide_datapath_cycles"]
+__all__ = [
+    "SweepError",
+    "SweepInterrupted",
+    "SweepPoint",
+    "SweepSettings",
+    "run_point",
+    "sweep",
+    "wide_datapath_cycles",
+]
 
 #: The authors' C/OpenMP implementation on a CPU, two threads, MNIST 784-16-16-10
 #: (figure given in the project's experiment issue, measured on this class of machine).
@@ -95,12 +102,22 @@ class SweepSettings:
     clip: float = 5.0
     slope: float = 0.01
 
-    def train_config(self, threshold: float, metric: str, seed: int, pipeline: bool = False,
-                     inputs: int | None = None) -> TrainConfig:
+    def train_config(
+        self, threshold: float, metric: str, seed: int, pipeline: bool = False, inputs: int | None = None
+    ) -> TrainConfig:
         """The run configuration of one grid point."""
         layers = self.layers or ((inputs or (784 if self.dataset == "mnist" else 64)), 16, 16, 10)
-        return TrainConfig(layers=tuple(layers), batch=self.batch, lr=self.lr, clip=self.clip, slope=self.slope,
-                           threshold=threshold, metric=metric, seed=seed, pipeline=pipeline)
+        return TrainConfig(
+            layers=tuple(layers),
+            batch=self.batch,
+            lr=self.lr,
+            clip=self.clip,
+            slope=self.slope,
+            threshold=threshold,
+            metric=metric,
+            seed=seed,
+            pipeline=pipeline,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -150,8 +167,9 @@ def run_point(point: SweepPoint, settings: SweepSettings) -> dict[str, Any]:
     ds = _dataset(settings.dataset, settings.data, settings.train, settings.test)
     cfg = settings.train_config(point.threshold, point.metric, point.seed, point.pipeline, inputs=ds.inputs)
     lanes = settings.lanes
-    record = run_training(settings.backend, cfg, ds, settings.epochs, lanes=lanes,
-                          numerics=settings.numerics or "standard").as_json()
+    record = run_training(
+        settings.backend, cfg, ds, settings.epochs, lanes=lanes, numerics=settings.numerics or "standard"
+    ).as_json()
     from .numerics import numerics_preset
 
     tcfg = TrainerConfig(train=cfg, lanes=lanes, numerics=numerics_preset(settings.numerics or "standard"))
@@ -189,8 +207,17 @@ def _grid(thresholds: list[float], metrics: list[str], seeds: list[int]) -> list
 
 #: record fields that must equal the sweep's settings for a run file to be reused (older run files have no
 #: ``sweep_settings``)
-_RECORD_FIELDS = {"backend": "backend", "epochs": "epochs", "dataset": "dataset", "batch": "batch", "lr": "lr",
-                  "clip": "clip", "slope": "slope", "numerics": "numerics", "lanes": "lanes"}
+_RECORD_FIELDS = {
+    "backend": "backend",
+    "epochs": "epochs",
+    "dataset": "dataset",
+    "batch": "batch",
+    "lr": "lr",
+    "clip": "clip",
+    "slope": "slope",
+    "numerics": "numerics",
+    "lanes": "lanes",
+}
 
 
 def _mismatch(have: dict[str, Any], want: dict[str, Any]) -> str | None:
@@ -244,16 +271,26 @@ def _client(scheduler: str | None, workers: int):
             return Client(scheduler, timeout=SCHEDULER_TIMEOUT), None
         except (OSError, ValueError, TypeError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise SweepError(f"--scheduler {scheduler}: cannot connect within {SCHEDULER_TIMEOUT} s "
-                             f"({reason})") from None
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                           silence_logs=logging.CRITICAL)
+            raise SweepError(
+                f"--scheduler {scheduler}: cannot connect within {SCHEDULER_TIMEOUT} s ({reason})"
+            ) from None
+    cluster = LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.CRITICAL
+    )
     return Client(cluster), cluster
 
 
-def sweep(thresholds: list[float], metrics: list[str], seeds: list[int], settings: SweepSettings,
-          out: str | Path, scheduler: str | None = None, workers: int = 2, fmax_mhz: float | None = None,
-          progress: bool = True) -> list[dict[str, Any]]:
+def sweep(
+    thresholds: list[float],
+    metrics: list[str],
+    seeds: list[int],
+    settings: SweepSettings,
+    out: str | Path,
+    scheduler: str | None = None,
+    workers: int = 2,
+    fmax_mhz: float | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
     """Run the grid (resuming finished points), write results and plots, return the records.
 
     ``out`` keeps one setting: ``OUT/sweep.json`` records ``settings``, and a
@@ -291,8 +328,10 @@ def sweep(thresholds: list[float], metrics: list[str], seeds: list[int], setting
         client, cluster = _client(scheduler, workers) if todo else (None, None)
         runs.mkdir(parents=True, exist_ok=True)
         write_atomic(manifest, json.dumps(settings.as_dict(), indent=1) + "\n")
-        print(f"sweep: {len(points)} runs, {len(points) - len(todo)} already done, backend {settings.backend}, "
-              f"{settings.epochs} epochs -> {out}")
+        print(
+            f"sweep: {len(points)} runs, {len(points) - len(todo)} already done, backend {settings.backend}, "
+            f"{settings.epochs} epochs -> {out}"
+        )
         if client is not None:
             from dask.distributed import as_completed
 
@@ -343,9 +382,15 @@ def _summary(records: list[dict], metrics: list[str]) -> list[dict[str, Any]]:
     base = [r for r in grid if r["threshold"] == 0]
     base_acc = float(np.mean([r["accuracy"] for r in base])) if base else float("nan")
     eqm = _pipelined_cycles(records)
-    groups = [(metric, threshold, [r for r in grid if r["threshold"] == threshold
-                                   and (threshold == 0 or r["metric"] == metric)])
-              for metric in metrics for threshold in sorted({r["threshold"] for r in grid})]
+    groups = [
+        (
+            metric,
+            threshold,
+            [r for r in grid if r["threshold"] == threshold and (threshold == 0 or r["metric"] == metric)],
+        )
+        for metric in metrics
+        for threshold in sorted({r["threshold"] for r in grid})
+    ]
     groups.append(("pipelined", 0.0, [r for r in records if r.get("pipeline")]))
     for group, threshold, rs in groups:
         if not rs:
@@ -354,14 +399,21 @@ def _summary(records: list[dict], metrics: list[str]) -> list[dict[str, Any]]:
         seq = float(np.mean([r["baseline_cycles_per_sample"] for r in rs]))
         wide = float(np.mean([r["wide_model_cycles_per_sample"] for r in rs]))
         acc = float(np.mean([r["accuracy"] for r in rs]))
-        rows.append({
-            "group": group, "metric": group if group == "pipelined" else (group if threshold else "off"),
-            "threshold": threshold, "seeds": len(rs),
-            "accuracy": acc, "accuracy_vs_baseline_pp": 100 * (acc - base_acc),
-            "hit_rate": float(np.mean([r["hit_rate"] for r in rs])),
-            "cycles_per_sample": cps, "saving_vs_sequential": 1 - cps / seq,
-            "saving_vs_equal_multiplier": 1 - cps / eqm, "saving_vs_wide_model": 1 - cps / wide,
-        })
+        rows.append(
+            {
+                "group": group,
+                "metric": group if group == "pipelined" else (group if threshold else "off"),
+                "threshold": threshold,
+                "seeds": len(rs),
+                "accuracy": acc,
+                "accuracy_vs_baseline_pp": 100 * (acc - base_acc),
+                "hit_rate": float(np.mean([r["hit_rate"] for r in rs])),
+                "cycles_per_sample": cps,
+                "saving_vs_sequential": 1 - cps / seq,
+                "saving_vs_equal_multiplier": 1 - cps / eqm,
+                "saving_vs_wide_model": 1 - cps / wide,
+            }
+        )
     return rows
 
 
@@ -369,9 +421,29 @@ def write_results(records: list[dict], out: Path, metrics: list[str], fmax_mhz: 
     """``results.json``, ``results.csv``, ``summary.csv`` and the PNG plots."""
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "results.json", json.dumps(records, indent=1) + "\n")
-    fields = ["key", "backend", "threshold", "metric", "seed", "pipeline", "epochs", "accuracy", "hit_rate", "hits",
-              "misses", "first_sightings", "sequential", "overlapped", "updates", "cycles", "cycles_source",
-              "cycles_per_sample", "baseline_cycles_per_sample", "wide_model_cycles_per_sample", "weights_sha256"]
+    fields = [
+        "key",
+        "backend",
+        "threshold",
+        "metric",
+        "seed",
+        "pipeline",
+        "epochs",
+        "accuracy",
+        "hit_rate",
+        "hits",
+        "misses",
+        "first_sightings",
+        "sequential",
+        "overlapped",
+        "updates",
+        "cycles",
+        "cycles_source",
+        "cycles_per_sample",
+        "baseline_cycles_per_sample",
+        "wide_model_cycles_per_sample",
+        "weights_sha256",
+    ]
     f = io.StringIO(newline="")
     w = csv.DictWriter(f, fieldnames=fields + ["accuracy_per_epoch"], extrasaction="ignore")
     w.writeheader()
@@ -384,12 +456,16 @@ def write_results(records: list[dict], out: Path, metrics: list[str], fmax_mhz: 
     w.writeheader()
     w.writerows(summary)
     write_atomic(out / "summary.csv", f.getvalue())
-    print(f"{'metric':9} {'thr':>6} {'acc %':>7} {'d pp':>6} {'hit rate':>8} {'cyc/sample':>10} "
-          f"{'vs seq':>7} {'vs eq-mult':>10} {'vs wide':>8}")
+    print(
+        f"{'metric':9} {'thr':>6} {'acc %':>7} {'d pp':>6} {'hit rate':>8} {'cyc/sample':>10} "
+        f"{'vs seq':>7} {'vs eq-mult':>10} {'vs wide':>8}"
+    )
     for s in summary:
-        print(f"{s['metric']:9} {s['threshold']:6.3f} {100 * s['accuracy']:7.2f} {s['accuracy_vs_baseline_pp']:+6.2f} "
-              f"{s['hit_rate']:8.4f} {s['cycles_per_sample']:10.1f} {100 * s['saving_vs_sequential']:6.1f}% "
-              f"{100 * s['saving_vs_equal_multiplier']:9.1f}% {100 * s['saving_vs_wide_model']:7.1f}%")
+        print(
+            f"{s['metric']:9} {s['threshold']:6.3f} {100 * s['accuracy']:7.2f} {s['accuracy_vs_baseline_pp']:+6.2f} "
+            f"{s['hit_rate']:8.4f} {s['cycles_per_sample']:10.1f} {100 * s['saving_vs_sequential']:6.1f}% "
+            f"{100 * s['saving_vs_equal_multiplier']:9.1f}% {100 * s['saving_vs_wide_model']:7.1f}%"
+        )
     _plots(records, summary, out, metrics, fmax_mhz)
 
 
@@ -441,8 +517,12 @@ def _plots(records: list[dict], summary: list[dict], out: Path, metrics: list[st
         fig, ax = plt.subplots(figsize=(6, 4))
         for metric in metrics:
             rows = [s for s in summary if s["group"] == metric]
-            ax.plot([s["threshold"] for s in rows], [fmax_mhz * 1e6 / s["cycles_per_sample"] for s in rows],
-                    marker="o", label=f"FPGA @ {fmax_mhz:g} MHz, {metric}")
+            ax.plot(
+                [s["threshold"] for s in rows],
+                [fmax_mhz * 1e6 / s["cycles_per_sample"] for s in rows],
+                marker="o",
+                label=f"FPGA @ {fmax_mhz:g} MHz, {metric}",
+            )
         if records:
             ax.axhline(fmax_mhz * 1e6 / base, color="k", ls=":", lw=1, label="FPGA, sequential baseline")
         if not math.isnan(eqm):

@@ -255,8 +255,9 @@ class StreamSink:
         The beats received so far (converted by ``to_row``).
     """
 
-    def __init__(self, stream: Any, count: int, seed: RngLike = 0, most: int = 3,
-                 to_row: Callable[[Any], Any] | None = None) -> None:
+    def __init__(
+        self, stream: Any, count: int, seed: RngLike = 0, most: int = 3, to_row: Callable[[Any], Any] | None = None
+    ) -> None:
         self.stream = stream
         self.count = count
         self.seed = seed
@@ -357,8 +358,16 @@ def watchdog(cycles: int, what: str = "simulation", progress: Callable[[], str] 
     return testbench
 
 
-def run_stream(dut: Any, beats: Sequence[Any], n_out: int, to_row: Callable[[Any], Sequence[int]],
-               seed: int | None = 0, tail: int = 8, most: int = 3, limit: int | None = None) -> np.ndarray:
+def run_stream(
+    dut: Any,
+    beats: Sequence[Any],
+    n_out: int,
+    to_row: Callable[[Any], Sequence[int]],
+    seed: int | None = 0,
+    tail: int = 8,
+    most: int = 3,
+    limit: int | None = None,
+) -> np.ndarray:
     """Feed ``beats`` into ``dut.i`` and collect ``n_out`` rows from ``dut.o``, with random gaps on both sides.
 
     A background monitor checks the stream rule on ``dut.o``
@@ -482,8 +491,10 @@ def assert_matches_model(got: Any, expected: Any, what: str = "output") -> None:
     if index is not None:
         count = int(np.count_nonzero(got_a != expected_a))
         shown = index[0] if len(index) == 1 else index
-        raise AssertionError(f"{what}: {count} of {expected_a.size} values differ from the model; "
-                             f"first at index {shown}: got {got_a[index].item()}, model {expected_a[index].item()}")
+        raise AssertionError(
+            f"{what}: {count} of {expected_a.size} values differ from the model; "
+            f"first at index {shown}: got {got_a[index].item()}, model {expected_a[index].item()}"
+        )
 
 
 #: Yosys' ``write_verilog`` (behind ``amaranth.back.verilog``) declares this register with an initialiser and reads it
@@ -516,6 +527,7 @@ def icarus_g2012_compatible(verilog_text: str) -> str:
     -------
     The same Verilog with the time-0 trigger registers initialised in ``initial #0`` statements.
     """
+
     def initial_zero(m: re.Match) -> str:
         return f"{m.group(1)}reg {m.group(2)};\n{m.group(1)}initial #0 {m.group(2)} = 1'h0;"
 

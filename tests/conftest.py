@@ -52,8 +52,9 @@ def fake_labels(count: int, offset: int = 0) -> np.ndarray:
     return ((np.arange(count) + offset) * 3 % 10).astype(np.uint8)
 
 
-def write_mnist_pair(directory: Path, prefix: str, images: np.ndarray, labels: np.ndarray, *,
-                     gz: bool = False, sep: str = "-") -> None:
+def write_mnist_pair(
+    directory: Path, prefix: str, images: np.ndarray, labels: np.ndarray, *, gz: bool = False, sep: str = "-"
+) -> None:
     """Write ``{prefix}-images-idx3-ubyte`` and ``{prefix}-labels-idx1-ubyte`` (``sep`` before ``idx``)."""
     suffix = ".gz" if gz else ""
     write_idx(directory / f"{prefix}-images{sep}idx3-ubyte{suffix}", images, gz=gz)

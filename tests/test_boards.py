@@ -101,15 +101,17 @@ def test_frame_round_trip() -> None:
     stream = bytearray(b"\x00\x01" + frame)
 
     def read(n: int) -> bytes:  # at most 3 bytes per call, like a serial port with a short timeout
-        chunk = bytes(stream[:min(n, 3)])
-        del stream[:len(chunk)]
+        chunk = bytes(stream[: min(n, 3)])
+        del stream[: len(chunk)]
         return chunk
 
     assert proto.read_frame(read) == frame
     with pytest.raises(proto.ProtocolError, match="timeout"):
         proto.read_frame(lambda n: b"")
-    for info in (proto.PingInfo(proto.PROTOCOL_VERSION, 4, (16, 8, 8, 4), 512),
-                 proto.PingInfo(proto.PROTOCOL_VERSION, 1, (16, 4, 2), 64, "compact")):
+    for info in (
+        proto.PingInfo(proto.PROTOCOL_VERSION, 4, (16, 8, 8, 4), 512),
+        proto.PingInfo(proto.PROTOCOL_VERSION, 1, (16, 4, 2), 64, "compact"),
+    ):
         assert proto.PingInfo.parse(info.encode()) == info
     old = bytearray(info.encode())
     old[2] = 1
@@ -183,17 +185,36 @@ def test_link_refuses_runs_outside_the_address_map(lanes: int, check_registers: 
     runs: list[tuple[int, int, bool]] = []
     for layer, n in enumerate(words):
         last = weight_address(layer, n - 1, lanes - 1, lanes)
-        runs += [(last, 1, True), (last, 2, True), (last + 1, 1, False), (last - 3, 4, False),
-                 (weight_address(layer, 0, 0, lanes), lanes, True), (weight_address(layer, 0, 1, lanes), lanes, False)]
-    runs += [(weight_address(len(words), 0, 0, lanes), 1, True), (0, 5, False), (0, 0x2E, False), (0x10, 30, False),
-             (0x2D, 2, False), (0x0F, 1, False), (1, 3, True), (0, 1, True), (3, 2, True), (2, 0, True),
-             (0x1000000 | weight_address(0, 0, 0, lanes), 1, False), (0xFFFFFF, 1, False), (0x0FFFFF, 2, False)]
+        runs += [
+            (last, 1, True),
+            (last, 2, True),
+            (last + 1, 1, False),
+            (last - 3, 4, False),
+            (weight_address(layer, 0, 0, lanes), lanes, True),
+            (weight_address(layer, 0, 1, lanes), lanes, False),
+        ]
+    runs += [
+        (weight_address(len(words), 0, 0, lanes), 1, True),
+        (0, 5, False),
+        (0, 0x2E, False),
+        (0x10, 30, False),
+        (0x2D, 2, False),
+        (0x0F, 1, False),
+        (1, 3, True),
+        (0, 1, True),
+        (3, 2, True),
+        (2, 0, True),
+        (0x1000000 | weight_address(0, 0, 0, lanes), 1, False),
+        (0xFFFFFF, 1, False),
+        (0x0FFFFF, 2, False),
+    ]
     rng = random.Random(lanes)
     for _ in range(24):
         layer = rng.randrange(len(words) + 1)
         runs.append((((layer + 1) << 20) | rng.randrange(1 << 12), rng.randrange(1, 15), rng.random() < 0.5))
-    frames = [proto.write_words(base, [7] * count) if write else proto.read_words(base, count)
-              for base, count, write in runs]
+    frames = [
+        proto.write_words(base, [7] * count) if write else proto.read_words(base, count) for base, count, write in runs
+    ]
     got = _link_status(link, frames)
     for (base, count, write), status in zip(runs, got):
         want = proto.Status.BAD_ARG if access_error(words, lanes, base, count, write) else proto.Status.OK
@@ -212,8 +233,9 @@ def test_icebreaker_core_over_uart_matches_golden() -> None:
     assert cfg.numerics == NUMERICS["lean"] and cfg.delay_ram_min == 3 and cfg.lanes == 4
     assert cfg.update_lanes == 1 and cfg.counter_memory == "spram" and not cfg.timing_registers
     spec = BOARDS["icebreaker"]
-    dut = LinkedTrainer(cfg, DIVISOR, TIMEOUT, register_host=spec.register_host,
-                        check_registers=spec.link_check_registers)
+    dut = LinkedTrainer(
+        cfg, DIVISOR, TIMEOUT, register_host=spec.register_host, check_registers=spec.link_check_registers
+    )
     ser = SimSerial(dut, DIVISOR, read_timeout=30)
     try:
         bt = BoardTrainer(stream=ser)
@@ -225,8 +247,17 @@ def test_icebreaker_core_over_uart_matches_golden() -> None:
     finally:
         ser.close()
     fixed = run_training("fixed", cfg.train, ds, 1, numerics="lean").as_json()
-    for key in ("weights_sha256", "accuracy_per_epoch", "steps", "hits", "misses", "first_sightings", "sequential",
-                "updates", "numerics"):
+    for key in (
+        "weights_sha256",
+        "accuracy_per_epoch",
+        "steps",
+        "hits",
+        "misses",
+        "first_sightings",
+        "sequential",
+        "updates",
+        "numerics",
+    ):
         assert result[key] == fixed[key], key
     assert result["hits"] > 0 and result["misses"] > 0
 
@@ -242,8 +273,17 @@ def test_train_over_uart_matches_golden(board) -> None:
     result = bt.train(TRAIN, ds, epochs=1)
     fixed = run_training("fixed", TRAIN, ds, 1)
     record, golden = result.as_json(), fixed.as_json()
-    for key in ("weights_sha256", "accuracy_per_epoch", "steps", "hits", "misses", "first_sightings",
-                "sequential", "updates", "hit_rate"):
+    for key in (
+        "weights_sha256",
+        "accuracy_per_epoch",
+        "steps",
+        "hits",
+        "misses",
+        "first_sightings",
+        "sequential",
+        "updates",
+        "hit_rate",
+    ):
         assert record[key] == golden[key], key
     assert record["backend"] == "board" and record["lanes"] == 4
     assert record["cycles"] > 0 and record["board_cycles"] > record["cycles"]
@@ -273,9 +313,12 @@ def snapshot(dut, ctx) -> tuple[list, dict]:
     return weights, counters
 
 
-@pytest.mark.parametrize("board", [{"max_payload": MAX_PAYLOAD},
-                                   {"max_payload": MAX_PAYLOAD, "check_registers": True}],
-                         indirect=True, ids=["comparators", "check-registers"])
+@pytest.mark.parametrize(
+    "board",
+    [{"max_payload": MAX_PAYLOAD}, {"max_payload": MAX_PAYLOAD, "check_registers": True}],
+    indirect=True,
+    ids=["comparators", "check-registers"],
+)
 def test_corrupted_frames_change_nothing(board) -> None:
     """Bad CRC, truncation, unknown command, wrong length, bad argument, framing error: each gets its error
     response, no state changes, and the next good frame works."""
@@ -289,7 +332,7 @@ def test_corrupted_frames_change_nothing(board) -> None:
     good_write = proto.write_words(0x100000, [123456] * 8)  # would overwrite layer-0 weights
 
     def flip(frame: bytes, index: int) -> bytes:
-        return frame[:index] + bytes([frame[index] ^ 0x10]) + frame[index + 1:]
+        return frame[:index] + bytes([frame[index] ^ 0x10]) + frame[index + 1 :]
 
     def expect(frame_or_none, status: proto.Status, cmd: int) -> None:
         if frame_or_none is not None:
@@ -344,8 +387,11 @@ class NoisyLine:
 
     def __init__(self, stream, rate: float, seed: int) -> None:
         self.stream, self.rate = stream, rate
-        self.requests, self.responses, self.where = (random.Random(2 * seed + 1), random.Random(2 * seed + 2),
-                                                     random.Random(seed))
+        self.requests, self.responses, self.where = (
+            random.Random(2 * seed + 1),
+            random.Random(2 * seed + 2),
+            random.Random(seed),
+        )
         self.corrupted = {"requests": 0, "responses": 0}
         self._flip_at: int | None = None  # index of the response byte to corrupt
         self._read = 0
@@ -403,8 +449,15 @@ Info: Max frequency for clock 'cd_sync_clk12_0__i': 30.00 MHz (PASS at 12.00 MHz
 Info: Max frequency for clock 'cd_sync_clk12_0__i': 31.50 MHz (PASS at 12.00 MHz)
 """
     r = parse_nextpnr_log(log, "icebreaker")
-    assert r == {"luts": 4000, "luts_available": 5280, "brams": 20, "brams_available": 30, "dsps": 3,
-                 "dsps_available": 8, "fmax_mhz": 31.5}
+    assert r == {
+        "luts": 4000,
+        "luts_available": 5280,
+        "brams": 20,
+        "brams_available": 30,
+        "dsps": 3,
+        "dsps_available": 8,
+        "fmax_mhz": 31.5,
+    }
 
 
 def fake_tool(directory: Path, name: str) -> Path:
@@ -416,10 +469,13 @@ def fake_tool(directory: Path, name: str) -> Path:
     return log
 
 
-@pytest.mark.parametrize(("board", "tool", "args"), [
-    ("icebreaker", "iceprog", []),
-    ("ulx3s-85f", "openFPGALoader", ["-b", "ulx3s", "-m"]),
-])
+@pytest.mark.parametrize(
+    ("board", "tool", "args"),
+    [
+        ("icebreaker", "iceprog", []),
+        ("ulx3s-85f", "openFPGALoader", ["-b", "ulx3s", "-m"]),
+    ],
+)
 def test_program_with_fake_programmer(tmp_path, monkeypatch, board, tool, args) -> None:
     bitstream = tmp_path / "top.bit"
     bitstream.write_bytes(b"\x00" * 16)
@@ -461,8 +517,9 @@ def test_ulx3s_top_clocks_from_the_pll() -> None:
     """The ULX3S top drives ``sync`` from an EHXPLLL at the board's PLL clock, constrained for nextpnr."""
     spec = BOARDS["ulx3s-85f"]
     cfg = trainer_config("ulx3s-85f", 4, (16, 8, 8, 4))
-    plan = spec.make_platform().build(BoardTop(cfg, pll_mhz=spec.pll_mhz), name="top", do_build=False,
-                                      **dict(spec.toolchain_opts))
+    plan = spec.make_platform().build(
+        BoardTop(cfg, pll_mhz=spec.pll_mhz), name="top", do_build=False, **dict(spec.toolchain_opts)
+    )
     il = plan.files["top.il"]
     assert "EHXPLLL" in il and "SGSR" in il
     assert spec.pll_mhz == 80.0  # 25 MHz / 5 * 16, VCO 560 MHz

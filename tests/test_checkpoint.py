@@ -227,25 +227,30 @@ def saved(digits, tmp_path_factory) -> dict[str, Path]:
 BASE = {"layers": (64, 16, 10), "threshold": 0.1}
 
 
-@pytest.mark.parametrize(("change", "field", "mine", "theirs"), [
-    ({"layers": (64, 16, 16, 10)}, "layers", "64,16,10", "64,16,16,10"),
-    ({"batch": 10}, "batch", "15", "10"),
-    ({"lr": 0.02}, "lr", "0.01", "0.02"),
-    ({"clip": 4.0}, "clip", "5.0", "4.0"),
-    ({"slope": 0.02}, "slope", "0.01", "0.02"),
-    ({"threshold": 0.2}, "threshold", "0.1", "0.2"),
-    ({"metric": "max-abs"}, "metric", "mean-abs", "max-abs"),
-    ({"seed": 2}, "seed", "1", "2"),
-    ({"threshold": 0.0, "pipeline": True}, "threshold", "0.1", "0.0"),
-])
+@pytest.mark.parametrize(
+    ("change", "field", "mine", "theirs"),
+    [
+        ({"layers": (64, 16, 16, 10)}, "layers", "64,16,10", "64,16,16,10"),
+        ({"batch": 10}, "batch", "15", "10"),
+        ({"lr": 0.02}, "lr", "0.01", "0.02"),
+        ({"clip": 4.0}, "clip", "5.0", "4.0"),
+        ({"slope": 0.02}, "slope", "0.01", "0.02"),
+        ({"threshold": 0.2}, "threshold", "0.1", "0.2"),
+        ({"metric": "max-abs"}, "metric", "mean-abs", "max-abs"),
+        ({"seed": 2}, "seed", "1", "2"),
+        ({"threshold": 0.0, "pipeline": True}, "threshold", "0.1", "0.0"),
+    ],
+)
 def test_a_checkpoint_that_does_not_fit_is_refused_naming_the_field(change, field, mine, theirs, saved) -> None:
     ck = load_checkpoint(saved["fixed"])
     cfg = TrainConfig(**(BASE | change))
     with pytest.raises(CheckpointError) as err:
         ck.check_fits(cfg, "standard", "fixed", resume=True)
     message = str(err.value)
-    assert message == f"checkpoint {saved['fixed']}: {field} {mine} {'do' if field == 'layers' else 'does'} " \
-                      f"not match the run's {theirs}"
+    assert (
+        message == f"checkpoint {saved['fixed']}: {field} {mine} {'do' if field == 'layers' else 'does'} "
+        f"not match the run's {theirs}"
+    )
     if field == "layers":
         with pytest.raises(CheckpointError, match="layers 64,16,10 do not match"):
             ck.check_fits(cfg, "standard", "fixed", resume=False)
@@ -258,8 +263,9 @@ def test_pipeline_is_a_resume_setting(digits, tmp_path) -> None:
     train(trainer, digits, 1)
     save(tmp_path / "s.npz", trainer, "fixed", digits)
     with pytest.raises(CheckpointError, match=r"s\.npz: pipeline false does not match the run's true$"):
-        load_checkpoint(tmp_path / "s.npz").check_fits(TrainConfig(layers=(64, 16, 10), pipeline=True), "standard",
-                                                       "fixed", resume=True)
+        load_checkpoint(tmp_path / "s.npz").check_fits(
+            TrainConfig(layers=(64, 16, 10), pipeline=True), "standard", "fixed", resume=True
+        )
 
 
 def test_numerics_backend_and_dataset_mismatches(saved, digits) -> None:
@@ -269,8 +275,11 @@ def test_numerics_backend_and_dataset_mismatches(saved, digits) -> None:
         fixed.check_fits(cfg, "lean", "fixed", resume=False)
     with pytest.raises(CheckpointError, match="a float checkpoint resumes only the float backend, not fixed$"):
         flt.check_fits(cfg, "standard", "fixed", resume=True)
-    with pytest.raises(CheckpointError, match=r"a fixed-point checkpoint \(fixed\) initialises only the fixed-point "
-                                              r"backends \(fixed, pysim, rtl, board\), not float$"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"a fixed-point checkpoint \(fixed\) initialises only the fixed-point "
+        r"backends \(fixed, pysim, rtl, board\), not float$",
+    ):
         fixed.check_fits(cfg, None, "float", resume=False)
     with pytest.raises(CheckpointError, match="numerics none does not match the run's standard"):
         flt.check_fits(cfg, "standard", "float", resume=True)
@@ -278,8 +287,9 @@ def test_numerics_backend_and_dataset_mismatches(saved, digits) -> None:
         fixed.check_fits(cfg, "standard", hw, resume=True, dataset=digits)
     flt.check_fits(cfg, None, "float", resume=True, dataset=digits)
     fewer = Dataset("digits", digits.train_x[:1000], digits.train_y[:1000], digits.test_x, digits.test_y)
-    with pytest.raises(CheckpointError, match="dataset digits with 1437 training samples does not match the run's "
-                                              "digits with 1000$"):
+    with pytest.raises(
+        CheckpointError, match="dataset digits with 1437 training samples does not match the run's digits with 1000$"
+    ):
         fixed.check_fits(cfg, "standard", "fixed", resume=True, dataset=fewer)
     fixed.check_fits(cfg, "standard", "fixed", resume=False, dataset=fewer)
 
@@ -290,8 +300,11 @@ def test_changed_formats_are_noticed(saved, tmp_path) -> None:
     meta["numerics_formats"]["act"] = "SQ(4,11)"
     path = tmp_path / "f.npz"
     np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
-    with pytest.raises(CheckpointError, match=r"the formats of numerics standard changed since it was written "
-                                              r"\(act: SQ\(4,11\) then, SQ\(5,10\) now\)$"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"the formats of numerics standard changed since it was written "
+        r"\(act: SQ\(4,11\) then, SQ\(5,10\) now\)$",
+    ):
         load_checkpoint(path).check_fits(TrainConfig(**BASE), "standard", "fixed", resume=False)
 
 
@@ -379,7 +392,7 @@ def test_corrupt_and_foreign_files_are_refused(saved, tmp_path) -> None:
     # one flipped bit inside the first weight matrix's data: the zip CRC notices
     w0 = load_checkpoint(saved["fixed"]).state["engine.w0"]
     at = good.index(w0.tobytes()) + 100
-    (tmp_path / "flip.npz").write_bytes(good[:at] + bytes([good[at] ^ 1]) + good[at + 1:])
+    (tmp_path / "flip.npz").write_bytes(good[:at] + bytes([good[at] ^ 1]) + good[at + 1 :])
     assert "CRC" in _one_line_error(tmp_path / "flip.npz")
     np.save(tmp_path / "plain.npy", np.zeros(3))
     assert "a single .npy array" in _one_line_error(tmp_path / "plain.npy")
@@ -395,19 +408,24 @@ def test_corrupt_and_foreign_files_are_refused(saved, tmp_path) -> None:
         return path
 
     assert "format version 2 is not the one this specbp reads (1)" in _one_line_error(
-        variant("v2.npz", meta | {"format_version": 2}))
+        variant("v2.npz", meta | {"format_version": 2})
+    )
     assert "wrong kind" in _one_line_error(variant("kind.npz", meta | {"kind": "other"}))
     assert "invalid configuration (batch: must be a positive integer" in _one_line_error(
-        variant("cfg.npz", meta | {"config": meta["config"] | {"batch": 0}}))
+        variant("cfg.npz", meta | {"config": meta["config"] | {"batch": 0}})
+    )
     assert "corrupt meta entry (KeyError" in _one_line_error(
-        variant("nometa.npz", {k: v for k, v in meta.items() if k != "counters"}))
+        variant("nometa.npz", {k: v for k, v in meta.items() if k != "counters"})
+    )
     # weights changed consistently with their CRC (rewritten): the recorded hash notices
     tampered = arrays["engine.w0"].copy()
     tampered[0, 0] += 1
     assert "do not match their recorded weights_sha256" in _one_line_error(
-        variant("hash.npz", meta, **{"engine.w0": tampered}))
+        variant("hash.npz", meta, **{"engine.w0": tampered})
+    )
     assert "corrupt: engine.b1 is int64[3]" in _one_line_error(
-        variant("shape.npz", meta, **{"engine.b1": arrays["engine.b1"][:3]}))
+        variant("shape.npz", meta, **{"engine.b1": arrays["engine.b1"][:3]})
+    )
     path = tmp_path / "no-w.npz"
     np.savez(path, meta=np.array(json.dumps(meta)), **{k: v for k, v in arrays.items() if k != "engine.w1"})
     assert "corrupt: engine.w1 is missing" in _one_line_error(path)

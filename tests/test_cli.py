@@ -16,15 +16,31 @@ from specbp_rtl.data import load_dataset
 from specbp_rtl.sim.runner import run_training
 
 REQUIRED_KEYS = {
-    "backend", "dataset", "layers", "epochs", "threshold", "metric", "seed", "samples_trained", "accuracy",
-    "accuracy_per_epoch", "steps", "first_sightings", "hits", "misses", "hit_rate", "wall_seconds",
-    "samples_per_second", "weights_sha256",
+    "backend",
+    "dataset",
+    "layers",
+    "epochs",
+    "threshold",
+    "metric",
+    "seed",
+    "samples_trained",
+    "accuracy",
+    "accuracy_per_epoch",
+    "steps",
+    "first_sightings",
+    "hits",
+    "misses",
+    "hit_rate",
+    "wall_seconds",
+    "samples_per_second",
+    "weights_sha256",
 }
 
 
 def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "specbp_rtl.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "specbp_rtl.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 def run_main(args: list[str], capsys) -> tuple[int, str, str]:
@@ -52,8 +68,9 @@ def check_record(record: dict, *, backend: str, epochs: int, train: int) -> None
     assert record["backend"] == backend
     assert record["epochs"] == epochs
     assert record["samples_trained"] == record["steps"] == epochs * train
-    assert record["steps"] == (record.get("sequential", 0) + record["first_sightings"] + record["hits"]
-                               + record["misses"])
+    assert record["steps"] == (
+        record.get("sequential", 0) + record["first_sightings"] + record["hits"] + record["misses"]
+    )
     assert len(record["accuracy_per_epoch"]) == epochs
     assert record["accuracy"] == record["accuracy_per_epoch"][-1]
     assert 0.0 <= record["accuracy"] <= 1.0
@@ -86,8 +103,20 @@ def test_train_json_on_digits(cli, tmp_path: Path) -> None:
 
 
 def test_same_seed_same_weights_both_ways(tmp_path: Path, capsys) -> None:
-    args = ["train", "--quiet", "--epochs", "1", "--train", "400", "--test", "100", "--threshold", "0.001",
-            "--seed", "3"]
+    args = [
+        "train",
+        "--quiet",
+        "--epochs",
+        "1",
+        "--train",
+        "400",
+        "--test",
+        "100",
+        "--threshold",
+        "0.001",
+        "--seed",
+        "3",
+    ]
     a, b, c = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
     assert run_cli([*args, "--json", str(a)], tmp_path).returncode == 0
     assert run_cli([*args, "--json", str(b)], tmp_path).returncode == 0
@@ -96,16 +125,52 @@ def test_same_seed_same_weights_both_ways(tmp_path: Path, capsys) -> None:
     assert ra["weights_sha256"] == rb["weights_sha256"] == rc["weights_sha256"]
     assert ra["hits"] == rb["hits"] == rc["hits"] > 0 and ra["misses"] > 0
     d = tmp_path / "d.json"
-    assert run_main(["train", "--quiet", "--epochs", "1", "--train", "400", "--test", "100", "--threshold", "0.001",
-                     "--seed", "4", "--json", str(d)], capsys)[0] == 0
+    assert (
+        run_main(
+            [
+                "train",
+                "--quiet",
+                "--epochs",
+                "1",
+                "--train",
+                "400",
+                "--test",
+                "100",
+                "--threshold",
+                "0.001",
+                "--seed",
+                "4",
+                "--json",
+                str(d),
+            ],
+            capsys,
+        )[0]
+        == 0
+    )
     assert json.loads(d.read_text())["weights_sha256"] != ra["weights_sha256"]
 
 
 @pytest.mark.parametrize("backend", ["fixed", "float"])
 def test_backends(cli, tmp_path: Path, backend: str) -> None:
     p = tmp_path / f"{backend}.json"
-    code, out, err = cli(["train", "--quiet", "--backend", backend, "--epochs", "2", "--train", "300", "--test",
-                          "200", "--threshold", "0.25", "--json", str(p)])
+    code, out, err = cli(
+        [
+            "train",
+            "--quiet",
+            "--backend",
+            backend,
+            "--epochs",
+            "2",
+            "--train",
+            "300",
+            "--test",
+            "200",
+            "--threshold",
+            "0.25",
+            "--json",
+            str(p),
+        ]
+    )
     assert code == 0, err
     record = json.loads(p.read_text())
     check_record(record, backend=backend, epochs=2, train=300)
@@ -120,8 +185,26 @@ def test_float_and_fixed_differ(tmp_path: Path, capsys) -> None:
     shas = {}
     for backend in ("fixed", "float"):
         p = tmp_path / f"{backend}.json"
-        assert run_main(["train", "--quiet", "--backend", backend, "--epochs", "1", "--train", "100", "--test", "50",
-                         "--json", str(p)], capsys)[0] == 0
+        assert (
+            run_main(
+                [
+                    "train",
+                    "--quiet",
+                    "--backend",
+                    backend,
+                    "--epochs",
+                    "1",
+                    "--train",
+                    "100",
+                    "--test",
+                    "50",
+                    "--json",
+                    str(p),
+                ],
+                capsys,
+            )[0]
+            == 0
+        )
         shas[backend] = json.loads(p.read_text())["weights_sha256"]
     assert shas["fixed"] != shas["float"]
 
@@ -131,14 +214,37 @@ def test_numerics_option(tmp_path: Path, capsys) -> None:
     records = {}
     for name in ("standard", "compact"):
         p = tmp_path / f"{name}.json"
-        assert run_main(["train", "--quiet", "--epochs", "1", "--train", "100", "--test", "50", "--numerics", name,
-                         "--json", str(p)], capsys)[0] == 0
+        assert (
+            run_main(
+                [
+                    "train",
+                    "--quiet",
+                    "--epochs",
+                    "1",
+                    "--train",
+                    "100",
+                    "--test",
+                    "50",
+                    "--numerics",
+                    name,
+                    "--json",
+                    str(p),
+                ],
+                capsys,
+            )[0]
+            == 0
+        )
         records[name] = json.loads(p.read_text())
     assert records["compact"]["numerics"] == "compact" and records["standard"]["numerics"] == "standard"
     assert records["compact"]["weights_sha256"] != records["standard"]["weights_sha256"]
     v = tmp_path / "t.il"
-    assert run_main(["verilog", "-o", str(v), "--format", "il", "--layers", "16,4,2", "--lanes", "1",
-                     "--numerics", "compact"], capsys)[0] == 0
+    assert (
+        run_main(
+            ["verilog", "-o", str(v), "--format", "il", "--layers", "16,4,2", "--lanes", "1", "--numerics", "compact"],
+            capsys,
+        )[0]
+        == 0
+    )
     assert "specbp_trainer" in v.read_text()
 
 
@@ -163,9 +269,36 @@ def test_verilog_of_a_board_trainer(tmp_path: Path, capsys) -> None:
 
 def test_train_other_options(tmp_path: Path, capsys) -> None:
     p = tmp_path / "r.json"
-    args = ["train", "--quiet", "--backend", "float", "--epochs", "1", "--train", "150", "--test", "30",
-            "--layers", "64,8,10", "--batch", "5", "--lr", "0.05", "--clip", "2", "--slope", "0.1",
-            "--threshold", "0.01", "--metric", "cross-entropy", "--seed", "9", "--json", str(p)]
+    args = [
+        "train",
+        "--quiet",
+        "--backend",
+        "float",
+        "--epochs",
+        "1",
+        "--train",
+        "150",
+        "--test",
+        "30",
+        "--layers",
+        "64,8,10",
+        "--batch",
+        "5",
+        "--lr",
+        "0.05",
+        "--clip",
+        "2",
+        "--slope",
+        "0.1",
+        "--threshold",
+        "0.01",
+        "--metric",
+        "cross-entropy",
+        "--seed",
+        "9",
+        "--json",
+        str(p),
+    ]
     assert run_main(args, capsys)[0] == 0
     r = json.loads(p.read_text())
     assert r["layers"] == [64, 8, 10] and r["metric"] == "cross-entropy" and r["seed"] == 9
@@ -197,8 +330,25 @@ def test_train_on_fake_mnist_folder(tmp_path: Path, capsys) -> None:
     d.mkdir()
     write_mnist_pair(d, "t10k", fake_images(40, rows=2, cols=3), fake_labels(40), gz=True)
     p = tmp_path / "r.json"
-    code, _, err = run_main(["train", "--quiet", "--data", str(d), "--train", "30", "--test", "10", "--layers",
-                             "6,4,10", "--epochs", "2", "--json", str(p)], capsys)
+    code, _, err = run_main(
+        [
+            "train",
+            "--quiet",
+            "--data",
+            str(d),
+            "--train",
+            "30",
+            "--test",
+            "10",
+            "--layers",
+            "6,4,10",
+            "--epochs",
+            "2",
+            "--json",
+            str(p),
+        ],
+        capsys,
+    )
     assert code == 0, err
     r = json.loads(p.read_text())
     assert r["dataset"] == "mnist" and r["samples_trained"] == 60 and r["layers"] == [6, 4, 10]
@@ -207,8 +357,23 @@ def test_train_on_fake_mnist_folder(tmp_path: Path, capsys) -> None:
 @pytest.mark.slow
 def test_train_on_real_mnist(mnist_dir: Path, tmp_path: Path) -> None:
     p = tmp_path / "r.json"
-    r = run_cli(["train", "--quiet", "--data", str(mnist_dir), "--train", "2000", "--test", "500", "--epochs", "2",
-                 "--json", str(p)], tmp_path)
+    r = run_cli(
+        [
+            "train",
+            "--quiet",
+            "--data",
+            str(mnist_dir),
+            "--train",
+            "2000",
+            "--test",
+            "500",
+            "--epochs",
+            "2",
+            "--json",
+            str(p),
+        ],
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     record = json.loads(p.read_text())
     check_record(record, backend="fixed", epochs=2, train=2000)
@@ -307,8 +472,9 @@ def test_empty_test_set(cli, tmp_path: Path) -> None:
     accuracy NaN (numpy's "Mean of empty slice" warning on stderr) and writes ``NaN`` into
     the JSON, which is not JSON. Either refuse (exit 2, one line) or report a defined number."""
     p = tmp_path / "r.json"
-    code, out, err = cli(["train", "--quiet", "--backend", "float", "--epochs", "1", "--train", "1797",
-                          "--json", str(p)])
+    code, out, err = cli(
+        ["train", "--quiet", "--backend", "float", "--epochs", "1", "--train", "1797", "--json", str(p)]
+    )
     if code == 2:
         assert len(err.splitlines()) == 1 and "Traceback" not in err
     else:
@@ -339,8 +505,11 @@ def test_sweep_fmax_from_a_build_report(tmp_path: Path) -> None:
     routed.write_text(json.dumps({"board": "ulx3s-85f", "fmax_mhz": 52.13}))
     unrouted.write_text(json.dumps({"board": "ulx3s-85f", "fmax_mhz": None}))
     assert _fmax("25") == 25.0 and _fmax(str(routed)) == 52.13
-    for bad, word in ((str(unrouted), "did not route"), (str(tmp_path / "absent.json"), "neither a number"),
-                      ("0", "clock in MHz")):
+    for bad, word in (
+        (str(unrouted), "did not route"),
+        (str(tmp_path / "absent.json"), "neither a number"),
+        ("0", "clock in MHz"),
+    ):
         with pytest.raises(argparse.ArgumentTypeError, match=word):
             _fmax(bad)
 
@@ -410,11 +579,13 @@ def test_build_seeds_reports_min_and_median(tmp_path: Path, monkeypatch, capsys)
     monkeypatch.setattr(build, "build_board", fake_build)
     monkeypatch.setattr(build, "format_report", lambda report: "report")
     out = tmp_path / "seeds.json"
-    code, stdout, _ = run_main(["build", "--board", "icebreaker", "--seeds", "3", "--out-dir", str(tmp_path / "b"),
-                                "--json", str(out)], capsys)
+    code, stdout, _ = run_main(
+        ["build", "--board", "icebreaker", "--seeds", "3", "--out-dir", str(tmp_path / "b"), "--json", str(out)], capsys
+    )
     assert code == 0 and "min 29.45, median 30.52 MHz; clock 30 MHz met at the median" in stdout
     record = json.loads(out.read_text())
     assert record["fmax_mhz"] == [30.52, 31.67, 29.45] and record["met_at_median"]
     fmax[1] = 29.0
-    assert run_main(["build", "--board", "icebreaker", "--seeds", "3", "--out-dir", str(tmp_path / "b")],
-                    capsys)[0] == 1
+    assert (
+        run_main(["build", "--board", "icebreaker", "--seeds", "3", "--out-dir", str(tmp_path / "b")], capsys)[0] == 1
+    )

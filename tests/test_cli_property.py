@@ -51,27 +51,86 @@ def paths(tmp_path_factory) -> dict[str, str]:
     from specbp_rtl.model.speculation import SpeculativeTrainer
 
     checkpoint = root / "ck.npz"
-    save_checkpoint(checkpoint, SpeculativeTrainer(FixedEngine(TrainConfig(layers=(64, 16, 16, 10)))),
-                    backend="fixed", numerics="standard", dataset=load_dataset("digits"))
-    return {"new": str(root / "new.json"), "file": str(a_file), "dir": str(a_dir), "missing": str(root / "no" / "x"),
-            "proc": "/proc/specbp.json", "checkpoint": str(checkpoint), "mnist": str(MNIST), "empty": "",
-            "new_dir": str(root / "out")}
+    save_checkpoint(
+        checkpoint,
+        SpeculativeTrainer(FixedEngine(TrainConfig(layers=(64, 16, 16, 10)))),
+        backend="fixed",
+        numerics="standard",
+        dataset=load_dataset("digits"),
+    )
+    return {
+        "new": str(root / "new.json"),
+        "file": str(a_file),
+        "dir": str(a_dir),
+        "missing": str(root / "no" / "x"),
+        "proc": "/proc/specbp.json",
+        "checkpoint": str(checkpoint),
+        "mnist": str(MNIST),
+        "empty": "",
+        "new_dir": str(root / "out"),
+    }
 
 
 def _good(dest: str, paths: dict[str, str]) -> list[str]:
     """Values a user would give an option on purpose (so that many cases get past the first check)."""
-    return {"weights": [paths["checkpoint"]], "resume": [paths["checkpoint"]], "init": [paths["checkpoint"]],
-            "out": [paths["new_dir"]], "out_dir": [paths["new_dir"]], "output": [paths["new"]],
-            "json": [paths["new"]], "png": [paths["new"]], "save": [paths["new"]], "vcd": [paths["new"]],
-            "fst": [paths["new"]], "port": ["/dev/ttyUSB1"], "data": [paths["mnist"]], "layers": ["64,16,10"],
-            "epochs": ["1", "2"], "train": ["100"], "test": ["50"], "seed": ["1", "2"], "seeds": ["1,2"],
-            "threshold": ["0", "0.1"], "thresholds": ["0,0.1"], "lanes": ["4", "16"], "batch": ["5", "15"],
-            "samples": ["10"], "image": [paths["file"], paths["missing"]]}.get(dest, [])
+    return {
+        "weights": [paths["checkpoint"]],
+        "resume": [paths["checkpoint"]],
+        "init": [paths["checkpoint"]],
+        "out": [paths["new_dir"]],
+        "out_dir": [paths["new_dir"]],
+        "output": [paths["new"]],
+        "json": [paths["new"]],
+        "png": [paths["new"]],
+        "save": [paths["new"]],
+        "vcd": [paths["new"]],
+        "fst": [paths["new"]],
+        "port": ["/dev/ttyUSB1"],
+        "data": [paths["mnist"]],
+        "layers": ["64,16,10"],
+        "epochs": ["1", "2"],
+        "train": ["100"],
+        "test": ["50"],
+        "seed": ["1", "2"],
+        "seeds": ["1,2"],
+        "threshold": ["0", "0.1"],
+        "thresholds": ["0,0.1"],
+        "lanes": ["4", "16"],
+        "batch": ["5", "15"],
+        "samples": ["10"],
+        "image": [paths["file"], paths["missing"]],
+    }.get(dest, [])
 
 
-VALUES = ["0", "1", "2", "3", "15", "-1", "-7", "0.25", "0.1", "1e400", "nan", "inf", "-inf", "abc", "",
-          "1,2,3", "0,0.25", "64,16,10", "64,16,16,10", "784,16,16,10", "16,4,2", "64,100000000,10", "64,,10",
-          "mean-abs,max-abs", "l1", "tcp://127.0.0.1:1", "99999999999999999999"]
+VALUES = [
+    "0",
+    "1",
+    "2",
+    "3",
+    "15",
+    "-1",
+    "-7",
+    "0.25",
+    "0.1",
+    "1e400",
+    "nan",
+    "inf",
+    "-inf",
+    "abc",
+    "",
+    "1,2,3",
+    "0,0.25",
+    "64,16,10",
+    "64,16,16,10",
+    "784,16,16,10",
+    "16,4,2",
+    "64,100000000,10",
+    "64,,10",
+    "mean-abs,max-abs",
+    "l1",
+    "tcp://127.0.0.1:1",
+    "99999999999999999999",
+]
 
 
 def _options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
@@ -130,11 +189,18 @@ def no_work(monkeypatch, tmp_path):
     import specbp_rtl.sim.runner
     import specbp_rtl.sweep
 
-    for module, name in ((specbp_rtl.sim.runner, "run_training"), (specbp_rtl.sweep, "sweep"),
-                         (specbp_rtl.boards.build, "build_board"), (specbp_rtl.boards.host, "BoardTrainer"),
-                         (specbp_rtl.bench, "bench_golden"), (specbp_rtl.bench, "bench_trainer"),
-                         (specbp_rtl.bench_blocks, "bench_blocks"), (specbp_rtl.infer, "run_inference"),
-                         (specbp_rtl.gateware.trainer, "Trainer"), (specbp_rtl.boards.flash, "load_data")):
+    for module, name in (
+        (specbp_rtl.sim.runner, "run_training"),
+        (specbp_rtl.sweep, "sweep"),
+        (specbp_rtl.boards.build, "build_board"),
+        (specbp_rtl.boards.host, "BoardTrainer"),
+        (specbp_rtl.bench, "bench_golden"),
+        (specbp_rtl.bench, "bench_trainer"),
+        (specbp_rtl.bench_blocks, "bench_blocks"),
+        (specbp_rtl.infer, "run_inference"),
+        (specbp_rtl.gateware.trainer, "Trainer"),
+        (specbp_rtl.boards.flash, "load_data"),
+    ):
         monkeypatch.setattr(module, name, _start)
 
 
@@ -155,8 +221,12 @@ def _check(argv: list[str], capsys) -> None:
 
 @pytest.mark.parametrize("command", sorted(SUBCOMMANDS))
 def test_random_command_lines_are_one_line_or_start(command: str, paths, no_work, capsys) -> None:
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
     @given(argv=argv_for(command, paths))
     def run(argv: list[str]) -> None:
         _check(argv, capsys)

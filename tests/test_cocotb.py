@@ -51,12 +51,19 @@ def test_cocotb_runner(tmp_path: Path) -> None:
     need("iverilog")
     import cocotb_tools.runner  # noqa: F401  (a test extra: pip install -e '.[test]'; missing, this test fails)
 
-    for args in (["--design", "comparator", "--sim", "icarus", "verilator"],
-                 ["--design", "trainer", "--sim", "icarus"]):
-        out = subprocess.run([sys.executable, str(COCOTB_DIR / "run.py"), *args, "--build", str(tmp_path)],
-                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+    for args in (
+        ["--design", "comparator", "--sim", "icarus", "verilator"],
+        ["--design", "trainer", "--sim", "icarus"],
+    ):
+        out = subprocess.run(
+            [sys.executable, str(COCOTB_DIR / "run.py"), *args, "--build", str(tmp_path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert out.returncode == 0, out.stdout + out.stderr
-        for sim in args[args.index("--sim") + 1:]:
+        for sim in args[args.index("--sim") + 1 :]:
             assert re.search(rf"^{args[1]} on {sim}: PASS \(1/1 tests", out.stdout, re.M), out.stdout
 
 
@@ -70,9 +77,21 @@ def run_icarus(tmp_path: Path, design_v: str, top: str, testbench: str, mode: st
         design_v = icarus_g2012_compatible(design_v)
     (tmp_path / f"{top}.v").write_text(design_v)
     (tmp_path / "tb.v").write_text(testbench)
-    compiled = subprocess.run([need("iverilog"), *flags, "-o", str(tmp_path / "sim.vvp"), "-s", "tb",
-                               str(tmp_path / f"{top}.v"), str(tmp_path / "tb.v")], capture_output=True, text=True,
-                              timeout=120)
+    compiled = subprocess.run(
+        [
+            need("iverilog"),
+            *flags,
+            "-o",
+            str(tmp_path / "sim.vvp"),
+            "-s",
+            "tb",
+            str(tmp_path / f"{top}.v"),
+            str(tmp_path / "tb.v"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert compiled.returncode == 0, compiled.stderr
     ran = subprocess.run([need("vvp"), "-n", str(tmp_path / "sim.vvp")], capture_output=True, text=True, timeout=300)
     assert ran.returncode == 0, ran.stdout + ran.stderr
@@ -90,12 +109,20 @@ def test_icarus_comparator(tmp_path: Path, mode: str) -> None:
     dut = Comparator(n, nx)
     rng = np.random.default_rng(3)
     stored = rng.integers(0, nx.prob.max + 1, size=(rows, n))
-    current = np.where(rng.random((rows, 1)) < 0.5, np.clip(stored + rng.integers(-30, 31, size=(rows, n)), 0,
-                                                             nx.prob.max), rng.integers(0, nx.prob.max + 1, (rows, n)))
-    plans = [nx.plan(TrainConfig(layers=(4, 3, n), metric=HW_METRICS[r % 3], threshold=[0.0005, 0.005, 0.05][r % 3]))
-             for r in range(rows)]
-    beats = [dut.in_layout.const({"stored": int(stored[r, k]), "current": int(current[r, k])}).as_bits()
-             for r in range(rows) for k in range(n)]
+    current = np.where(
+        rng.random((rows, 1)) < 0.5,
+        np.clip(stored + rng.integers(-30, 31, size=(rows, n)), 0, nx.prob.max),
+        rng.integers(0, nx.prob.max + 1, (rows, n)),
+    )
+    plans = [
+        nx.plan(TrainConfig(layers=(4, 3, n), metric=HW_METRICS[r % 3], threshold=[0.0005, 0.005, 0.05][r % 3]))
+        for r in range(rows)
+    ]
+    beats = [
+        dut.in_layout.const({"stored": int(stored[r, k]), "current": int(current[r, k])}).as_bits()
+        for r in range(rows)
+        for k in range(n)
+    ]
     iw, ow = dut.in_layout.size, dut.out_layout.size
     testbench = f"""`timescale 1ns/1ps
 module tb;
@@ -129,7 +156,7 @@ endmodule
     assert len(results) == rows, text
     for r, word in enumerate(results):
         beat = dut.out_layout.from_bits(word)
-        hit, dist = Comparator.model(stored[r:r + 1], current[r:r + 1], plans[r])
+        hit, dist = Comparator.model(stored[r : r + 1], current[r : r + 1], plans[r])
         assert (int(beat.hit), int(beat.distance)) == (int(hit[0]), int(dist[0])), f"row {r}"
     assert 0 < sum(dut.out_layout.from_bits(w).hit for w in results) < rows
 
@@ -145,9 +172,13 @@ def test_icarus_trainer(tmp_path: Path, mode: str) -> None:
     cfg = trainer_config(settings)
     x, y = trainer_samples(settings)
     s_layout, r_layout = sample_layout(cfg), result_layout(cfg)
-    beats = [s_layout.const({"pixel": int(p), "label": int(y[n]), "infer": 0,
-                             "epoch_start": int(n == 0 and j == 0)}).as_bits()
-             for n in range(len(y)) for j, p in enumerate(x[n])]
+    beats = [
+        s_layout.const(
+            {"pixel": int(p), "label": int(y[n]), "infer": 0, "epoch_start": int(n == 0 and j == 0)}
+        ).as_bits()
+        for n in range(len(y))
+        for j, p in enumerate(x[n])
+    ]
     pixels, sw, rw = x.shape[1], s_layout.size, r_layout.size
     testbench = f"""`timescale 1ns/1ps
 module tb;

@@ -213,8 +213,9 @@ def test_t10k_only_too_many_samples(t10k_dir: Path) -> None:
 def test_full_layout(tmp_path: Path, variant: str) -> None:
     train_x, train_y = fake_images(12, offset=100), fake_labels(12, offset=1)
     test_x, test_y = fake_images(5, offset=200), fake_labels(5, offset=2)
-    write_mnist_pair(tmp_path, "train", train_x, train_y, gz=variant in ("gz", "mixed"),
-                     sep="." if variant == "dot-names" else "-")
+    write_mnist_pair(
+        tmp_path, "train", train_x, train_y, gz=variant in ("gz", "mixed"), sep="." if variant == "dot-names" else "-"
+    )
     write_mnist_pair(tmp_path, "t10k", test_x, test_y, gz=variant == "gz")
     ds = load_dataset("mnist", tmp_path)
     assert np.array_equal(ds.train_x, train_x.reshape(12, -1)) and np.array_equal(ds.train_y, train_y)

@@ -18,4 +18,5 @@ from specbp_rtl.boards.top import BOARDS
 def test_board_netlist_is_the_measured_one(board: str) -> None:
     assert rtlil_digest(board) == recorded_digests()[board], (
         f"{board}'s RTLIL changed: build it (specbp build --board {board}), update the README's figures, then "
-        f"run python -m specbp_rtl.boards.digest --update")
+        f"run python -m specbp_rtl.boards.digest --update"
+    )

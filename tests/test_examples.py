@@ -40,8 +40,13 @@ EXAMPLES = ROOT / "examples"
 
 
 def run_example(script: str, *args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-W", "error", str(EXAMPLES / script), *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=cwd or ROOT)
+    return subprocess.run(
+        [sys.executable, "-W", "error", str(EXAMPLES / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd or ROOT,
+    )
 
 
 # -- the examples ---------------------------------------------------------------------------------------------------
@@ -50,8 +55,9 @@ def run_example(script: str, *args: str, cwd: Path | None = None, timeout: float
 def test_mac_softmax_in_my_design() -> None:
     out = run_example("mac_softmax_in_my_design.py", "--samples", "12")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert re.search(r"checked 12 samples x 10 classes .* match MacArray\.model \+ Softmax\.model bit for bit",
-                     out.stdout), out.stdout
+    assert re.search(
+        r"checked 12 samples x 10 classes .* match MacArray\.model \+ Softmax\.model bit for bit", out.stdout
+    ), out.stdout
 
 
 def test_mac_softmax_example_fails_on_a_mismatch() -> None:
@@ -89,27 +95,33 @@ def test_build_board_elaborates(tmp_path: Path) -> None:
 PACKAGES = ["specbp_rtl.gateware", "specbp_rtl.model", "specbp_rtl.data", "specbp_rtl.sim", "specbp_rtl.boards"]
 
 
-@pytest.mark.parametrize("first", [*PACKAGES, "specbp_rtl.boards.link", "specbp_rtl.sim.pysim",
-                                   "specbp_rtl.gateware.util", "specbp_rtl.testing"])
+@pytest.mark.parametrize(
+    "first",
+    [*PACKAGES, "specbp_rtl.boards.link", "specbp_rtl.sim.pysim", "specbp_rtl.gateware.util", "specbp_rtl.testing"],
+)
 def test_exports_resolve_in_any_import_order(first: str) -> None:
     """A fresh interpreter imports ``first``, then resolves every exported name of every package."""
-    code = ("import importlib\n"
-            f"importlib.import_module({first!r})\n"
-            f"for pkg in {PACKAGES!r}:\n"
-            "    module = importlib.import_module(pkg)\n"
-            "    missing = [n for n in module.__all__ if getattr(module, n, None) is None]\n"
-            "    assert not missing, (pkg, missing)\n"
-            "from specbp_rtl.gateware import MacArray, Softmax, Comparator, Trainer\n")
+    code = (
+        "import importlib\n"
+        f"importlib.import_module({first!r})\n"
+        f"for pkg in {PACKAGES!r}:\n"
+        "    module = importlib.import_module(pkg)\n"
+        "    missing = [n for n in module.__all__ if getattr(module, n, None) is None]\n"
+        "    assert not missing, (pkg, missing)\n"
+        "from specbp_rtl.gateware import MacArray, Softmax, Comparator, Trainer\n"
+    )
     out = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
 
 
 def test_lazy_packages_import_nothing_heavy() -> None:
-    code = ("import sys, specbp_rtl.sim, specbp_rtl.boards\n"
-            "loaded = sorted(m for m in sys.modules if m.startswith(('specbp_rtl.', 'amaranth', 'serial')))\n"
-            "assert loaded == ['specbp_rtl.boards', 'specbp_rtl.lazy', 'specbp_rtl.sim'], loaded\n"
-            "from specbp_rtl.boards import BoardTrainer\n"
-            "assert 'specbp_rtl.boards.host' in sys.modules\n")
+    code = (
+        "import sys, specbp_rtl.sim, specbp_rtl.boards\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('specbp_rtl.', 'amaranth', 'serial')))\n"
+        "assert loaded == ['specbp_rtl.boards', 'specbp_rtl.lazy', 'specbp_rtl.sim'], loaded\n"
+        "from specbp_rtl.boards import BoardTrainer\n"
+        "assert 'specbp_rtl.boards.host' in sys.modules\n"
+    )
     out = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
 
@@ -127,11 +139,14 @@ def test_lazy_package_unknown_name(package: str) -> None:
 
 def test_assert_matches_model_names_the_first_difference() -> None:
     assert_matches_model([[1, 2], [3, 4]], np.array([[1, 2], [3, 4]]))
-    with pytest.raises(AssertionError, match=re.escape("logits: 2 of 4 values differ from the model; first at "
-                                                       "index (0, 1): got 5, model 2")):
+    with pytest.raises(
+        AssertionError,
+        match=re.escape("logits: 2 of 4 values differ from the model; first at index (0, 1): got 5, model 2"),
+    ):
         assert_matches_model([[1, 5], [3, 0]], [[1, 2], [3, 4]], what="logits")
-    with pytest.raises(AssertionError, match=re.escape("p: 1 of 3 values differ from the model; first at index 2: "
-                                                       "got 9, model 3")):
+    with pytest.raises(
+        AssertionError, match=re.escape("p: 1 of 3 values differ from the model; first at index 2: got 9, model 3")
+    ):
         assert_matches_model([1, 2, 9], [1, 2, 3], what="p")
     with pytest.raises(AssertionError, match=re.escape("output: got shape (2,), model (3,)")):
         assert_matches_model([1, 2], [1, 2, 3])
@@ -176,8 +191,9 @@ def test_watchdog_fails_with_progress() -> None:
     sim.add_testbench(stream_source(dut.i, [1, 2, 3], seed=4))
     sim.add_testbench(sink.testbench)
     sim.add_testbench(watchdog(50, "the stuck unit", sink.progress), background=True)
-    with pytest.raises(AssertionError, match=re.escape("watchdog: the stuck unit not finished after 50 cycles "
-                                                       "(0 of 3 beats received)")):
+    with pytest.raises(
+        AssertionError, match=re.escape("watchdog: the stuck unit not finished after 50 cycles (0 of 3 beats received)")
+    ):
         sim.run()
 
 
@@ -218,11 +234,17 @@ def test_source_and_sink_with_gaps_match_the_model() -> None:
 
 
 def test_icarus_g2012_compatible_moves_only_the_trigger_initialiser() -> None:
-    text = ("module m(a);\n  reg \\$auto$verilog_backend.cc:2355:dump_module$1  = 0;\n  reg r = 0;\n"
-            "  always @* begin\n    if (\\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end\n  end\nendmodule\n")
+    text = (
+        "module m(a);\n  reg \\$auto$verilog_backend.cc:2355:dump_module$1  = 0;\n  reg r = 0;\n"
+        "  always @* begin\n    if (\\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end\n  end\nendmodule\n"
+    )
     fixed = icarus_g2012_compatible(text)
     assert "  reg \\$auto$verilog_backend.cc:2355:dump_module$1 ;\n" in fixed
     assert "  initial #0 \\$auto$verilog_backend.cc:2355:dump_module$1  = 1'h0;\n" in fixed
     assert "  reg r = 0;\n" in fixed  # other initialisers are the design's: untouched
-    assert fixed.replace("  initial #0 \\$auto$verilog_backend.cc:2355:dump_module$1  = 1'h0;\n", "").replace(
-        "dump_module$1 ;", "dump_module$1  = 0;") == text
+    assert (
+        fixed.replace("  initial #0 \\$auto$verilog_backend.cc:2355:dump_module$1  = 1'h0;\n", "").replace(
+            "dump_module$1 ;", "dump_module$1  = 0;"
+        )
+        == text
+    )

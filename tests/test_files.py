@@ -14,8 +14,12 @@ def test_output_checks_name_the_option_and_the_problem(tmp_path) -> None:
     (tmp_path / "f").write_text("x")
     assert check_output_file("--json", tmp_path / "new.json") == tmp_path / "new.json"
     assert check_output_file("--json", None) is None
-    for path, message in ((tmp_path, "is a directory"), (tmp_path / "no" / "x.json", "does not exist"),
-                          ("", "empty file name"), ("/proc/x.json", "cannot write in /proc")):
+    for path, message in (
+        (tmp_path, "is a directory"),
+        (tmp_path / "no" / "x.json", "does not exist"),
+        ("", "empty file name"),
+        ("/proc/x.json", "cannot write in /proc"),
+    ):
         with pytest.raises(OutputError, match=f"^--json .*{message}|^--json: {message}"):
             check_output_file("--json", path)
     assert check_output_dir("--out", tmp_path / "a" / "b") == tmp_path / "a" / "b"

@@ -126,8 +126,9 @@ def test_saturate() -> None:
 def test_requantize_rounds_then_saturates() -> None:
     fmt = SQ(2, 13)
     # from 20 fractional bits to 13: shift by 7, half up
-    x = np.array([64, 63, -64, -65, 3 << 7, (fmt.max << 7) + 63, (fmt.max << 7) + 64, (fmt.min << 7) - 64,
-                  (fmt.min << 7) - 65])
+    x = np.array(
+        [64, 63, -64, -65, 3 << 7, (fmt.max << 7) + 63, (fmt.max << 7) + 64, (fmt.min << 7) - 64, (fmt.min << 7) - 65]
+    )
     assert requantize(x, 20, fmt).tolist() == [1, 0, 0, -1, 3, fmt.max, fmt.max, fmt.min, fmt.min]
     # rounding *then* saturation: rounding up past max saturates
     assert requantize((fmt.max << 7) + 64, 20, fmt) == fmt.max
@@ -147,8 +148,9 @@ def test_requantize_matches_exact_arithmetic() -> None:
 # -- mantissa ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", [0.01, 0.001, 0.1, 0.3, 0.5, 0.99, 1.0, 1.5, 3.75, 1e-6, 123.456, 65535.0,
-                                   1 - 2.0**-20, 131071.0])
+@pytest.mark.parametrize(
+    "value", [0.01, 0.001, 0.1, 0.3, 0.5, 0.99, 1.0, 1.5, 3.75, 1e-6, 123.456, 65535.0, 1 - 2.0**-20, 131071.0]
+)
 @pytest.mark.parametrize("bits", [8, 15, 16])
 def test_mantissa_normalised_and_accurate(value: float, bits: int) -> None:
     m, shift = mantissa(value, bits)

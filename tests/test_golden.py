@@ -328,8 +328,9 @@ def test_backprop_and_outer_accumulate_are_exact() -> None:
     g_w = np.zeros((10, 16), dtype=np.int64)
     g_b = np.zeros(10, dtype=np.int64)
     outer_accumulate(g_w, g_b, delta, x, 10)
-    assert g_w.tolist() == [[sum(int(delta[n, j]) * int(x[n, k]) for n in range(4)) for k in range(16)]
-                            for j in range(10)]
+    assert g_w.tolist() == [
+        [sum(int(delta[n, j]) * int(x[n, k]) for n in range(4)) for k in range(16)] for j in range(10)
+    ]
     assert g_b.tolist() == [sum(int(delta[n, j]) for n in range(4)) << 10 for j in range(10)]
 
     w_op = rng.integers(NX.weight_operand.min, NX.weight_operand.max + 1, size=(10, 16))
@@ -389,10 +390,13 @@ def test_fixed_vs_float_accuracy_mnist(mnist_dir) -> None:
     assert abs(fx.accuracy - fl.accuracy) <= 0.02, (fl.accuracy, fx.accuracy)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"input_frac": 2}, "^act: pixels shifted to 10 fractional bits"),
-    ({"act": SQ(0, 15)}, "^act: the bias beat's 1.0 needs 17 bits"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"input_frac": 2}, "^act: pixels shifted to 10 fractional bits"),
+        ({"act": SQ(0, 15)}, "^act: the bias beat's 1.0 needs 17 bits"),
+    ],
+)
 def test_numerics_that_overflow_the_mac_operand_are_refused(kwargs: dict, message: str) -> None:
     """Formats whose activation operand (shifted pixels, the bias beat's 1.0) needs more than 16 bits."""
     with pytest.raises(ConfigError, match=message):
@@ -402,8 +406,9 @@ def test_numerics_that_overflow_the_mac_operand_are_refused(kwargs: dict, messag
 def test_named_format_sets() -> None:
     assert numerics_preset("standard") == Numerics() and numerics_name(NUMERICS["compact"]) == "compact"
     assert numerics_name(numerics_preset("lean")) == "lean"
-    with pytest.raises(ConfigError,
-                       match=r"^numerics: unknown format set 'tiny' \(choose from standard, compact, lean\)"):
+    with pytest.raises(
+        ConfigError, match=r"^numerics: unknown format set 'tiny' \(choose from standard, compact, lean\)"
+    ):
         numerics_preset("tiny")
     with pytest.raises(ConfigError, match="^numerics: not one of the named format sets"):
         numerics_name(Numerics(const_bits=12))

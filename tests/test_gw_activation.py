@@ -83,11 +83,14 @@ def test_signature():
     assert dut.latency == 0 and Activation(4, PLAN, 1).latency == 1
 
 
-@pytest.mark.parametrize(("lanes", "plan", "message"), [
-    (0, PLAN, "lanes: must be >= 1, got 0"),
-    ("4", PLAN, "lanes: must be an integer"),
-    (4, Numerics(), "plan: must be a numerics.Plan"),
-])
+@pytest.mark.parametrize(
+    ("lanes", "plan", "message"),
+    [
+        (0, PLAN, "lanes: must be >= 1, got 0"),
+        ("4", PLAN, "lanes: must be an integer"),
+        (4, Numerics(), "plan: must be a numerics.Plan"),
+    ],
+)
 def test_invalid_parameters(lanes, plan, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         Activation(lanes, plan)
@@ -130,12 +133,16 @@ def test_exhaustive_16_lanes(latency: int):
     assert flat_a[flat_z == -50][0] == -1
 
 
-@pytest.mark.parametrize(("slope", "numerics"), [
-    (0.01, Numerics()),
-    (0.0, Numerics()),
-    (0.3, Numerics()),
-    (0.01, Numerics(act=SQ(3, 12), delta=SQ(2, 12), const_bits=11)),
-], ids=["default", "slope0", "slope0.3", "other-formats"])
+@pytest.mark.parametrize(
+    ("slope", "numerics"),
+    [
+        (0.01, Numerics()),
+        (0.0, Numerics()),
+        (0.3, Numerics()),
+        (0.01, Numerics(act=SQ(3, 12), delta=SQ(2, 12), const_bits=11)),
+    ],
+    ids=["default", "slope0", "slope0.3", "other-formats"],
+)
 @pytest.mark.parametrize("latency", [0, 1])
 def test_random_4_lanes(slope, numerics, latency):
     """600 random vectors (4 lanes) for several slopes and formats, corners included."""

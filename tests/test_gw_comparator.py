@@ -30,8 +30,14 @@ def plan_for(metric: str, threshold_int: int, n: int = 10) -> Plan:
     return plan
 
 
-def run(dut: Comparator, stored: np.ndarray, current: np.ndarray, plans: list[Plan],
-        rng: np.random.Generator | None, stall: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def run(
+    dut: Comparator,
+    stored: np.ndarray,
+    current: np.ndarray,
+    plans: list[Plan],
+    rng: np.random.Generator | None,
+    stall: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Stream the rows through ``dut`` (threshold and metric per row from ``plans``); return (hit, distance)."""
     out: list[tuple[int, int]] = []
 
@@ -69,8 +75,8 @@ def check(dut: Comparator, stored, current, plans, rng, stall: int = 0) -> np.nd
     want_hit = np.empty(len(stored), dtype=bool)
     want_dist = np.empty(len(stored), dtype=np.int64)
     for row, plan in enumerate(plans):
-        h, d = Comparator.model(stored[row:row + 1], current[row:row + 1], plan)
-        gh, gd = golden.comparator(stored[row:row + 1], current[row:row + 1], plan)
+        h, d = Comparator.model(stored[row : row + 1], current[row : row + 1], plan)
+        gh, gd = golden.comparator(stored[row : row + 1], current[row : row + 1], plan)
         assert (h, d) == (gh, gd)
         want_hit[row], want_dist[row] = h[0], d[0]
     np.testing.assert_array_equal(dist, want_dist)

@@ -57,8 +57,9 @@ def test_counts_and_reads_match_running_sums(n: int, width: int, density: float)
         assert value in candidates, (k, accepted, answered, value, low)
 
 
-@pytest.mark.parametrize(("kwargs", "name"), [({"n": 1, "width": 8}, "n"), ({"n": 4, "width": 0}, "width"),
-                                              ({"n": 4, "width": 65}, "width")])
+@pytest.mark.parametrize(
+    ("kwargs", "name"), [({"n": 1, "width": 8}, "n"), ({"n": 4, "width": 0}, "width"), ({"n": 4, "width": 65}, "width")]
+)
 def test_invalid_parameters_are_named(kwargs: dict, name: str) -> None:
     with pytest.raises(ValueError, match=f"^{name}:"):
         CounterBank(**kwargs)

@@ -76,24 +76,28 @@ def test_signature_broadcast_requantized():
 
 def test_signature_per_lane_raw():
     dut = MacArray(3, a_width=10, b_width=9, broadcast=False, acc_width=40)
-    in_layout = data.StructLayout({"a": data.ArrayLayout(signed(10), 3), "b": data.ArrayLayout(signed(9), 3),
-                                   "first": 1, "last": 1})
+    in_layout = data.StructLayout(
+        {"a": data.ArrayLayout(signed(10), 3), "b": data.ArrayLayout(signed(9), 3), "first": 1, "last": 1}
+    )
     out_layout = data.StructLayout({"value": data.ArrayLayout(signed(40), 3)})
     assert dut.signature.members["i"] == In(stream.Signature(in_layout))
     assert dut.signature.members["o"] == Out(stream.Signature(out_layout))
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"lanes": 0}, "lanes: must be >= 1, got 0"),
-    ({"lanes": 2.0}, "lanes: must be an integer"),
-    ({"lanes": 2, "a_width": 0}, "a_width: must be >= 1, got 0"),
-    ({"lanes": 2, "b_width": -3}, "b_width: must be >= 1, got -3"),
-    ({"lanes": 2, "acc_width": 31}, "acc_width: must be >= 32, got 31"),
-    ({"lanes": 2, "acc_frac": -1}, "acc_frac: must be >= 0, got -1"),
-    ({"lanes": 2, "broadcast": 1}, "broadcast: must be a bool"),
-    ({"lanes": 2, "out": signed(16)}, "out: must be a fixed.Q format or None"),
-    ({"lanes": 2, "output_registers": 1}, "output_registers: must be a bool"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"lanes": 0}, "lanes: must be >= 1, got 0"),
+        ({"lanes": 2.0}, "lanes: must be an integer"),
+        ({"lanes": 2, "a_width": 0}, "a_width: must be >= 1, got 0"),
+        ({"lanes": 2, "b_width": -3}, "b_width: must be >= 1, got -3"),
+        ({"lanes": 2, "acc_width": 31}, "acc_width: must be >= 32, got 31"),
+        ({"lanes": 2, "acc_frac": -1}, "acc_frac: must be >= 0, got -1"),
+        ({"lanes": 2, "broadcast": 1}, "broadcast: must be a bool"),
+        ({"lanes": 2, "out": signed(16)}, "out: must be a fixed.Q format or None"),
+        ({"lanes": 2, "output_registers": 1}, "output_registers: must be a bool"),
+    ],
+)
 def test_invalid_parameters(kwargs, message):
     lanes = kwargs.pop("lanes")
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -320,12 +324,16 @@ def test_sixteen_lane_smoke():
 # -- elaboration --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"out": SQ(5, 10), "acc_frac": 21},
-    {"broadcast": False},
-    {"a_width": 8, "b_width": 9, "acc_width": 17, "out": SQ(30, 0), "acc_frac": 0},
-    {"out": UQ(1, 15), "acc_frac": 28},
-], ids=["requantized", "per-lane", "wide-out", "unsigned-out"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"out": SQ(5, 10), "acc_frac": 21},
+        {"broadcast": False},
+        {"a_width": 8, "b_width": 9, "acc_width": 17, "out": SQ(30, 0), "acc_frac": 0},
+        {"out": UQ(1, 15), "acc_frac": 28},
+    ],
+    ids=["requantized", "per-lane", "wide-out", "unsigned-out"],
+)
 def test_verilog_convert(kwargs):
     text = verilog.convert(MacArray(3, **kwargs), name="mac_array")
     assert "module mac_array" in text

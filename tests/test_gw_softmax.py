@@ -52,8 +52,9 @@ def run(dut: Softmax, vectors: np.ndarray, rng: np.random.Generator | None, stal
     return np.array(out, dtype=np.int64).reshape(vectors.shape)
 
 
-def check(dut: Softmax, vectors: np.ndarray, rng: np.random.Generator | None, numerics: Numerics = NX,
-          stall: int = 0) -> None:
+def check(
+    dut: Softmax, vectors: np.ndarray, rng: np.random.Generator | None, numerics: Numerics = NX, stall: int = 0
+) -> None:
     got = run(dut, vectors, rng, stall)
     want = Softmax.model(vectors, numerics)
     np.testing.assert_array_equal(got, want)
@@ -90,8 +91,18 @@ def test_corners():
         [hi] + [lo] * 9,  # one huge logit, d = 65535: others saturate to 0
         [lo] * 9 + [hi],
         [5 * one] + [-20 * one] * 9,  # d beyond the LUT range
-        [0, -lut_end, -lut_end + half, -lut_end + half - 1, -lut_end - 1, -lut_end - half,
-         -half, -half + 1, -half - 1, -1],  # LUT end and round-half-up boundaries
+        [
+            0,
+            -lut_end,
+            -lut_end + half,
+            -lut_end + half - 1,
+            -lut_end - 1,
+            -lut_end - half,
+            -half,
+            -half + 1,
+            -half - 1,
+            -1,
+        ],  # LUT end and round-half-up boundaries
         [hi, hi - 1, hi - half, hi - half + 1, hi - lut_end, hi - lut_end - 1, lo, lo + 1, 0, -1],
         [3, 3, 3, 2, 1, 0, -1, -2, -3, 3],  # ties at the max
         list(range(-5 * one, 5 * one, one)),
@@ -117,15 +128,19 @@ def test_long_backpressure(n, serial):
     check(Softmax(n, NX, serial_multiplier=serial), random_logits(rng, 30, n), rng, stall=60)
 
 
-@pytest.mark.parametrize("nx", [
-    # no rounding shift (exp_lut_frac == act.frac_bits); a short LUT whose last entries are not 0
-    Numerics(act=SQ(3, 6), exp_lut_frac=6, exp_range=4, prob=UQ(1, 12), out_delta=SQ(0, 12)),
-    # shift by 3, two integer bits in prob
-    Numerics(act=SQ(4, 8), exp_lut_frac=5, exp_range=3, prob=UQ(2, 10), out_delta=SQ(0, 10)),
-    # the board presets (with lut_top_in_logic, their LUTs store every entry but 1.0 a bit narrower)
-    NUMERICS["compact"],
-    NUMERICS["lean"],
-], ids=["shift0", "shift3", "compact", "lean"])
+@pytest.mark.parametrize(
+    "nx",
+    [
+        # no rounding shift (exp_lut_frac == act.frac_bits); a short LUT whose last entries are not 0
+        Numerics(act=SQ(3, 6), exp_lut_frac=6, exp_range=4, prob=UQ(1, 12), out_delta=SQ(0, 12)),
+        # shift by 3, two integer bits in prob
+        Numerics(act=SQ(4, 8), exp_lut_frac=5, exp_range=3, prob=UQ(2, 10), out_delta=SQ(0, 10)),
+        # the board presets (with lut_top_in_logic, their LUTs store every entry but 1.0 a bit narrower)
+        NUMERICS["compact"],
+        NUMERICS["lean"],
+    ],
+    ids=["shift0", "shift3", "compact", "lean"],
+)
 @pytest.mark.parametrize(("lut_top_in_logic", "serial"), [(False, False), (True, False), (True, True)])
 def test_other_numerics(nx, lut_top_in_logic, serial):
     """Other formats, where the LUT clamp (d beyond the LUT) changes results; the LUT's 1.0 in logic or not, the
@@ -171,14 +186,15 @@ def test_latency_and_throughput(serial: bool):
         sim.add_clock(1e-6)
         sim.add_testbench(bench)
         sim.run()
-        np.testing.assert_array_equal(np.array([p for _, p in emitted]).reshape(vectors.shape),
-                                      Softmax.model(vectors, NX))
-        lasts = accepted[n - 1::n]
+        np.testing.assert_array_equal(
+            np.array([p for _, p in emitted]).reshape(vectors.shape), Softmax.model(vectors, NX)
+        )
+        lasts = accepted[n - 1 :: n]
         assert np.diff(lasts).tolist() == [dut.period] * (len(lasts) - 1)
         out_cycles = [c for c, _ in emitted]
         for v in range(len(vectors)):
             assert out_cycles[v * n] - accepted[v * n + n - 1] == dut.latency
-            assert np.diff(out_cycles[v * n:(v + 1) * n]).tolist() == [dut.interval] * (n - 1)
+            assert np.diff(out_cycles[v * n : (v + 1) * n]).tolist() == [dut.interval] * (n - 1)
 
 
 def test_no_multiplier_cell():

@@ -69,22 +69,30 @@ def test_signature():
         "o": Out(stream.Signature(data.StructLayout({"w": w_array}))),
     }
     assert (dut.weight, dut.grad, dut.clip_int, dut.lr_m, dut.shift) == (
-        WEIGHT, PLAN.grad[1], PLAN.clip_int(1), PLAN.lr_m, PLAN.update_shift(1))
+        WEIGHT,
+        PLAN.grad[1],
+        PLAN.clip_int(1),
+        PLAN.lr_m,
+        PLAN.update_shift(1),
+    )
     Fragment.get(dut, None)  # elaborates (for_layer's instances are created in update.py)
 
 
 GOOD = {"weight": SQ(2, 21), "grad": SQ(5, 22), "clip_int": 100, "lr_m": 5, "shift": 3}
 
 
-@pytest.mark.parametrize(("lanes", "changes", "message"), [
-    (0, {}, "lanes: must be >= 1, got 0"),
-    (1.5, {}, "lanes: must be an integer"),
-    (2, {"weight": UQ(2, 21)}, "weight: must be a signed fixed.Q format"),
-    (2, {"grad": 28}, "grad: must be a signed fixed.Q format"),
-    (2, {"clip_int": -1}, "clip_int: must be >= 0, got -1"),
-    (2, {"lr_m": 0}, "lr_m: must be >= 1, got 0"),
-    (2, {"shift": 2.0}, "shift: must be an integer"),
-])
+@pytest.mark.parametrize(
+    ("lanes", "changes", "message"),
+    [
+        (0, {}, "lanes: must be >= 1, got 0"),
+        (1.5, {}, "lanes: must be an integer"),
+        (2, {"weight": UQ(2, 21)}, "weight: must be a signed fixed.Q format"),
+        (2, {"grad": 28}, "grad: must be a signed fixed.Q format"),
+        (2, {"clip_int": -1}, "clip_int: must be >= 0, got -1"),
+        (2, {"lr_m": 0}, "lr_m: must be >= 1, got 0"),
+        (2, {"shift": 2.0}, "shift: must be an integer"),
+    ],
+)
 def test_invalid_parameters(lanes, changes, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         UpdateUnit(lanes, **{**GOOD, **changes})
@@ -124,11 +132,15 @@ def test_random_and_corners(layer: int):
     assert (np.abs(g) > clip_int).any()
 
 
-@pytest.mark.parametrize("params", [
-    {"weight": SQ(1, 6), "grad": SQ(3, 4), "clip_int": 1000, "lr_m": 7, "shift": -2},  # clip above grad.max
-    {"weight": SQ(3, 4), "grad": SQ(6, 2), "clip_int": 0, "lr_m": 1, "shift": 0},  # everything clipped to 0
-    {"weight": SQ(4, 8), "grad": SQ(8, 8), "clip_int": 777, "lr_m": 43, "shift": 9},
-], ids=["left-shift", "clip0", "odd"])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"weight": SQ(1, 6), "grad": SQ(3, 4), "clip_int": 1000, "lr_m": 7, "shift": -2},  # clip above grad.max
+        {"weight": SQ(3, 4), "grad": SQ(6, 2), "clip_int": 0, "lr_m": 1, "shift": 0},  # everything clipped to 0
+        {"weight": SQ(4, 8), "grad": SQ(8, 8), "clip_int": 777, "lr_m": 43, "shift": 9},
+    ],
+    ids=["left-shift", "clip0", "odd"],
+)
 def test_other_parameters(params):
     """Unusual constants: left shifts, clip bound outside the format, zero clip."""
     rng = np.random.default_rng(20)
@@ -154,12 +166,13 @@ def test_shared_unit_all_layers(delay_ram_min: int):
         if k < 18:  # corners of every layer first
             layer = layers[k] = k // 6
             w, g = corner_operands(PLAN.grad[layer], PLAN.clip_int(layer))
-            w, g = w[k % 6:k % 6 + 1], g[k % 6:k % 6 + 1]
+            w, g = w[k % 6 : k % 6 + 1], g[k % 6 : k % 6 + 1]
         else:
             w, g = random_operands(rng, 1, 4, PLAN.grad[layer], PLAN.clip_int(layer))
         rows.append((w[0], g[0]))
-    beats = [{"w": [int(v) for v in w], "g": [int(v) for v in g], "layer": int(layer)}
-             for (w, g), layer in zip(rows, layers)]
+    beats = [
+        {"w": [int(v) for v in w], "g": [int(v) for v in g], "layer": int(layer)} for (w, g), layer in zip(rows, layers)
+    ]
     got = stream_run(dut, beats, len(beats), lambda p: [p.w[lane] for lane in range(4)], seed=41)
     for layer in range(3):
         sel = layers == layer

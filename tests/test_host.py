@@ -24,8 +24,11 @@ from specbp_rtl.sim.pysim import host_read, host_write
 
 async def read_counters(ctx, bus) -> dict[str, int]:
     """Every performance counter over the host bus (low and high words)."""
-    return {name: (await host_read(ctx, bus, REG_COUNTERS + 2 * n)) |
-            (await host_read(ctx, bus, REG_COUNTERS + 2 * n + 1)) << 32 for n, name in enumerate(COUNTERS)}
+    return {
+        name: (await host_read(ctx, bus, REG_COUNTERS + 2 * n))
+        | (await host_read(ctx, bus, REG_COUNTERS + 2 * n + 1)) << 32
+        for n, name in enumerate(COUNTERS)
+    }
 
 
 def test_host_bus_weights_registers_counters_and_inference() -> None:
@@ -63,8 +66,9 @@ def test_host_bus_weights_registers_counters_and_inference() -> None:
             words = np.zeros((cfg.words(layer), cfg.lanes), dtype=np.int64)
             for word in range(cfg.words(layer)):
                 for lane in range(cfg.lanes):
-                    words[word, lane] = await host_read(ctx, bus, weight_address(layer, word, lane, cfg.lanes),
-                                                        signed=True)
+                    words[word, lane] = await host_read(
+                        ctx, bus, weight_address(layer, word, lane, cfg.lanes), signed=True
+                    )
             hw_w, hw_b = cfg.from_words(layer, words)
             assert np.array_equal(hw_w, w) and np.array_equal(hw_b, b)
         # inference on the loaded weights

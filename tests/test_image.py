@@ -29,10 +29,13 @@ from specbp_rtl.data import Dataset, load_dataset
 
 def random_dataset(inputs: int, classes: int, train: int = 50, test: int = 20, seed: int = 0) -> Dataset:
     rng = np.random.default_rng(seed)
-    return Dataset("random", rng.integers(0, 256, (train, inputs), dtype=np.uint8),
-                   rng.integers(0, classes, train, dtype=np.uint8),
-                   rng.integers(0, 256, (test, inputs), dtype=np.uint8),
-                   rng.integers(0, classes, test, dtype=np.uint8))
+    return Dataset(
+        "random",
+        rng.integers(0, 256, (train, inputs), dtype=np.uint8),
+        rng.integers(0, classes, train, dtype=np.uint8),
+        rng.integers(0, 256, (test, inputs), dtype=np.uint8),
+        rng.integers(0, classes, test, dtype=np.uint8),
+    )
 
 
 def reseal(data: bytes | bytearray, header_crc: bool = True, payload_crc: bool = True) -> bytes:
@@ -70,13 +73,23 @@ def test_layout_is_the_documented_one(digits_image) -> None:
     """Field offsets as in the module docstring; records are label, then pixels, train split first."""
     ds = load_dataset("digits")
     magic, version, header_size, train, test, inputs, classes, flags, test_offset, pcrc, stride, hcrc = (
-        struct.unpack_from("<4sHHIIHBBIIHH", digits_image))
+        struct.unpack_from("<4sHHIIHBBIIHH", digits_image)
+    )
     assert (magic, version, header_size, train, test, inputs, classes, flags, stride) == (
-        b"SBDS", 1, 32, 1437, 360, 64, 10, 0, 65)
+        b"SBDS",
+        1,
+        32,
+        1437,
+        360,
+        64,
+        10,
+        0,
+        65,
+    )
     assert pcrc == zlib.crc32(digits_image[32:]) and hcrc == crc16(digits_image[:30])
     assert digits_image[32] == ds.train_y[0] and digits_image[33:97] == ds.train_x[0].tobytes()
     assert digits_image[test_offset] == ds.test_y[0]
-    assert digits_image[test_offset + 1: test_offset + 65] == ds.test_x[0].tobytes()
+    assert digits_image[test_offset + 1 : test_offset + 65] == ds.test_x[0].tobytes()
     assert digits_image[-65:] == bytes([ds.test_y[-1]]) + ds.test_x[-1].tobytes()
 
 
@@ -131,23 +144,38 @@ def _corrupt(image: bytes, case: str) -> bytes:
     return bytes(data)
 
 
-@pytest.mark.parametrize(("case", "message"), [
-    ("magic", r"^dataset image x\.bin: bad magic b'XXXX' \(expected b'SBDS'\)$"),
-    ("version", r"^dataset image x\.bin: format version 2 is not supported \(this reader knows version 1\)$"),
-    ("short", r"^dataset image x\.bin: 20 bytes, shorter than the 32-byte header$"),
-    ("truncated", rf"^dataset image x\.bin: {32 + 1797 * 65 - 100} bytes, the header announces {32 + 1797 * 65} "
-                  r"\(truncated\)$"),
-    ("extra", rf"^dataset image x\.bin: {32 + 1797 * 65 + 1} bytes, the header announces {32 + 1797 * 65} "
-              r"\(extra bytes at the end\)$"),
-    ("payload", r"^dataset image x\.bin: payload CRC 0x[0-9a-f]{8} does not match 0x[0-9a-f]{8} "
-                r"\(the samples are corrupt\)$"),
-    ("header", r"^dataset image x\.bin: header CRC 0x[0-9a-f]{4} does not match 0x[0-9a-f]{4} "
-               r"\(the header is corrupt\)$"),
-    ("label", r"^dataset image x\.bin: training sample 5 has label 10, not below the 10 classes$"),
-    ("flags", r"^dataset image x\.bin: unknown flags 0x80 \(version 1 defines none\)$"),
-    ("stride", r"^dataset image x\.bin: record stride 66, expected 1 \+ 64 inputs = 65$"),
-    ("test_offset", r"^dataset image x\.bin: test offset 32, expected 32 \+ 1437 x 65 = 93437$"),
-])
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("magic", r"^dataset image x\.bin: bad magic b'XXXX' \(expected b'SBDS'\)$"),
+        ("version", r"^dataset image x\.bin: format version 2 is not supported \(this reader knows version 1\)$"),
+        ("short", r"^dataset image x\.bin: 20 bytes, shorter than the 32-byte header$"),
+        (
+            "truncated",
+            rf"^dataset image x\.bin: {32 + 1797 * 65 - 100} bytes, the header announces {32 + 1797 * 65} "
+            r"\(truncated\)$",
+        ),
+        (
+            "extra",
+            rf"^dataset image x\.bin: {32 + 1797 * 65 + 1} bytes, the header announces {32 + 1797 * 65} "
+            r"\(extra bytes at the end\)$",
+        ),
+        (
+            "payload",
+            r"^dataset image x\.bin: payload CRC 0x[0-9a-f]{8} does not match 0x[0-9a-f]{8} "
+            r"\(the samples are corrupt\)$",
+        ),
+        (
+            "header",
+            r"^dataset image x\.bin: header CRC 0x[0-9a-f]{4} does not match 0x[0-9a-f]{4} "
+            r"\(the header is corrupt\)$",
+        ),
+        ("label", r"^dataset image x\.bin: training sample 5 has label 10, not below the 10 classes$"),
+        ("flags", r"^dataset image x\.bin: unknown flags 0x80 \(version 1 defines none\)$"),
+        ("stride", r"^dataset image x\.bin: record stride 66, expected 1 \+ 64 inputs = 65$"),
+        ("test_offset", r"^dataset image x\.bin: test offset 32, expected 32 \+ 1437 x 65 = 93437$"),
+    ],
+)
 def test_corrupt_images_are_refused(digits_image, case, message) -> None:
     bad = _corrupt(digits_image, case)
     assert bad != digits_image
@@ -183,17 +211,31 @@ def test_read_image_errors_name_the_file(tmp_path, digits_image) -> None:
         read_image(path)
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda ds: replace(ds, train_y=np.full_like(ds.train_y, 10)), r"training set: sample 0 has label 10, not below "
-                                                                   r"the 10 classes$"),
-    (lambda ds: replace(ds, test_x=ds.test_x.astype(np.int16) + 300),
-     r"test set: sample \d+ has pixel \d+, not 0\.\.255$"),
-    (lambda ds: replace(ds, test_x=ds.test_x[:, :10]), r"training samples have 64 inputs, test samples 10$"),
-    (lambda ds: replace(ds, train_x=ds.train_x[:0], train_y=ds.train_y[:0]), r"the training set is empty$"),
-    (lambda ds: replace(ds, train_y=ds.train_y[:-1]), r"training set: pixels of shape \(1437, 64\) and labels of "
-                                                      r"shape \(1436,\) do not pair up"),
-    (lambda ds: replace(ds, train_x=ds.train_x.astype(float)), r"training set: pixels must be integers, got float64$"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda ds: replace(ds, train_y=np.full_like(ds.train_y, 10)),
+            r"training set: sample 0 has label 10, not below "
+            r"the 10 classes$",
+        ),
+        (
+            lambda ds: replace(ds, test_x=ds.test_x.astype(np.int16) + 300),
+            r"test set: sample \d+ has pixel \d+, not 0\.\.255$",
+        ),
+        (lambda ds: replace(ds, test_x=ds.test_x[:, :10]), r"training samples have 64 inputs, test samples 10$"),
+        (lambda ds: replace(ds, train_x=ds.train_x[:0], train_y=ds.train_y[:0]), r"the training set is empty$"),
+        (
+            lambda ds: replace(ds, train_y=ds.train_y[:-1]),
+            r"training set: pixels of shape \(1437, 64\) and labels of "
+            r"shape \(1436,\) do not pair up",
+        ),
+        (
+            lambda ds: replace(ds, train_x=ds.train_x.astype(float)),
+            r"training set: pixels must be integers, got float64$",
+        ),
+    ],
+)
 def test_pack_refuses_what_it_cannot_store(edit, message) -> None:
     with pytest.raises(ImageError, match=r"^dataset image of digits: " + message):
         pack_image(edit(load_dataset("digits")), 10)
@@ -233,14 +275,19 @@ def test_ulx3s_region_holds_mnist_t10k_and_icebreaker_measured_bitstream() -> No
     assert DATA_REGIONS["icebreaker"].offset == 0x100000 and DATA_REGIONS["ulx3s-85f"].offset == 0x400000
 
 
-@pytest.mark.parametrize(("board", "inputs", "classes"), [("icebreaker", 64, 2), ("icebreaker", 16, 10),
-                                                          ("ulx3s-85f", 64, 10), ("ulx3s-85f", 784, 2)])
+@pytest.mark.parametrize(
+    ("board", "inputs", "classes"),
+    [("icebreaker", 64, 2), ("icebreaker", 16, 10), ("ulx3s-85f", 64, 10), ("ulx3s-85f", 784, 2)],
+)
 def test_image_for_another_trainer_is_refused(board, inputs, classes) -> None:
     info = parse_image(pack_image(random_dataset(inputs, classes), classes), "x.bin")
     layers = BOARDS[board].layers
-    with pytest.raises(ImageError, match=rf"^dataset image x\.bin: {inputs} inputs and {classes} classes, but the "
-                                         rf"{board} trainer \({'-'.join(map(str, layers))}\) takes {layers[0]} "
-                                         rf"inputs and {layers[-1]} classes$"):
+    with pytest.raises(
+        ImageError,
+        match=rf"^dataset image x\.bin: {inputs} inputs and {classes} classes, but the "
+        rf"{board} trainer \({'-'.join(map(str, layers))}\) takes {layers[0]} "
+        rf"inputs and {layers[-1]} classes$",
+    ):
         check_image_fits(info, board)
 
 
@@ -261,8 +308,11 @@ def test_image_larger_than_the_region_is_refused(tmp_path, monkeypatch) -> None:
     log = fake_tool(tmp_path / "bin", "iceprog")
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.delenv("ICEPROG", raising=False)
-    with pytest.raises(ImageError, match=rf"^dataset image {re.escape(str(image))}: 5,132 bytes do not fit the "
-                                         r"icebreaker's data region \(4,096 bytes at flash offset 0x100000\)$"):
+    with pytest.raises(
+        ImageError,
+        match=rf"^dataset image {re.escape(str(image))}: 5,132 bytes do not fit the "
+        r"icebreaker's data region \(4,096 bytes at flash offset 0x100000\)$",
+    ):
         load_data("icebreaker", image)
     assert not log.exists()  # refused before anything ran
 
@@ -281,16 +331,21 @@ def fake_tool(directory: Path, name: str, status: int = 0) -> Path:
     directory.mkdir(exist_ok=True)
     log = directory / f"{name}.args"
     script = directory / name
-    script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > "{log}"\n'
-                      + (f'echo "error: no device found" >&2\nexit {status}\n' if status else ""))
+    script.write_text(
+        f'#!/bin/sh\nprintf "%s\\n" "$@" > "{log}"\n'
+        + (f'echo "error: no device found" >&2\nexit {status}\n' if status else "")
+    )
     script.chmod(0o755)
     return log
 
 
-@pytest.mark.parametrize(("board", "inputs", "classes", "tool", "args"), [
-    ("icebreaker", 16, 2, "iceprog", ["-o", "1048576"]),
-    ("ulx3s-85f", 784, 10, "openFPGALoader", ["-b", "ulx3s", "-f", "--file-type", "bin", "-o", "4194304"]),
-])
+@pytest.mark.parametrize(
+    ("board", "inputs", "classes", "tool", "args"),
+    [
+        ("icebreaker", 16, 2, "iceprog", ["-o", "1048576"]),
+        ("ulx3s-85f", 784, 10, "openFPGALoader", ["-b", "ulx3s", "-f", "--file-type", "bin", "-o", "4194304"]),
+    ],
+)
 def test_load_data_with_fake_programmer(tmp_path, monkeypatch, board, inputs, classes, tool, args) -> None:
     image = _written(tmp_path / "data image.bin", random_dataset(inputs, classes), classes)  # a space survives
     log = fake_tool(tmp_path / "bin", tool)
@@ -334,8 +389,11 @@ def test_load_data_failing_programmer_and_bad_arguments(tmp_path, monkeypatch) -
     fake_tool(tmp_path / "bin", "iceprog", status=2)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.delenv("ICEPROG", raising=False)
-    with pytest.raises(BuildError, match=rf"^program: iceprog -o 1048576 {re.escape(str(image))} failed "
-                                         r"\(exit status 2\): error: no device found$"):
+    with pytest.raises(
+        BuildError,
+        match=rf"^program: iceprog -o 1048576 {re.escape(str(image))} failed "
+        r"\(exit status 2\): error: no device found$",
+    ):
         load_data("icebreaker", image)
     with pytest.raises(BuildError, match=r"^board: unknown board 'de10' \(choose from icebreaker, ulx3s-85f\)$"):
         load_data("de10", image)

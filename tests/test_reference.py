@@ -167,8 +167,9 @@ TINY_CASES = [
 def _tiny_config(metric: str, threshold: float) -> TrainConfig:
     # a large lr and a small clip so that three epochs move the weights visibly
     # and the clip is exercised
-    return TrainConfig(layers=(2, 3, 2), batch=3, lr=0.5, clip=0.3, slope=0.01, threshold=threshold,
-                       metric=metric, seed=7)
+    return TrainConfig(
+        layers=(2, 3, 2), batch=3, lr=0.5, clip=0.3, slope=0.01, threshold=threshold, metric=metric, seed=7
+    )
 
 
 def _float_params_as_lists(engine: FloatEngine) -> tuple[list, list]:
@@ -309,8 +310,12 @@ def test_float_engine_starts_from_hundredths() -> None:
 
 @pytest.mark.parametrize(
     ("metric", "expected"),
-    [("mean-abs", 0.25), ("max-abs", 0.25), ("l1", 0.5), ("cross-entropy", 0.5 * math.log(0.5 / 0.25)
-                                                          + 0.5 * math.log(0.5 / 0.75))],
+    [
+        ("mean-abs", 0.25),
+        ("max-abs", 0.25),
+        ("l1", 0.5),
+        ("cross-entropy", 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)),
+    ],
 )
 def test_float_distance(metric: str, expected: float) -> None:
     ps = np.array([[0.5, 0.5], [0.3, 0.7]])
@@ -528,8 +533,15 @@ def test_pipelined_mode_is_sequential_with_overlap_counts(batch: int, epochs: li
 def test_counters_hit_rate_and_as_dict() -> None:
     c = Counters(steps=10, first_sightings=2, hits=6, misses=2, updates=1)
     assert c.hit_rate == 0.75
-    assert c.as_dict() == {"steps": 10, "sequential": 0, "first_sightings": 2, "hits": 6, "misses": 2,
-                           "updates": 1, "overlapped": 0}
+    assert c.as_dict() == {
+        "steps": 10,
+        "sequential": 0,
+        "first_sightings": 2,
+        "hits": 6,
+        "misses": 2,
+        "updates": 1,
+        "overlapped": 0,
+    }
     assert Counters().hit_rate == 0.0
 
 

@@ -54,8 +54,9 @@ def hardware(train: TrainConfig, cache: Path, lanes: int = 16, **kw) -> Verilato
     return hw
 
 
-def check(train: TrainConfig, cache: Path, epochs: list[tuple[np.ndarray, np.ndarray]], test_x: np.ndarray,
-          lanes: int = 16) -> VerilatorTrainer:
+def check(
+    train: TrainConfig, cache: Path, epochs: list[tuple[np.ndarray, np.ndarray]], test_x: np.ndarray, lanes: int = 16
+) -> VerilatorTrainer:
     """Train on the hardware and the golden model; everything observable must be identical."""
     eng, tr = golden(train, epochs)
     hw = hardware(train, cache, lanes)
@@ -101,15 +102,19 @@ def mnist_build(cache: Path) -> BuildInfo:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("threshold", "metric"), [
-    (0.0, "mean-abs"),       # baseline: every step sequential
-    (0.25, "mean-abs"),      # the paper's threshold: every step after a first sighting hits
-    (0.0005, "mean-abs"),    # hits and misses
-    (0.002, "max-abs"),      # hits and misses
-    (0.005, "l1"),           # hits and misses
-])
-def test_digits_matches_golden(digits_build: BuildInfo, cache: Path, digits: Dataset, threshold: float,
-                               metric: str) -> None:
+@pytest.mark.parametrize(
+    ("threshold", "metric"),
+    [
+        (0.0, "mean-abs"),  # baseline: every step sequential
+        (0.25, "mean-abs"),  # the paper's threshold: every step after a first sighting hits
+        (0.0005, "mean-abs"),  # hits and misses
+        (0.002, "max-abs"),  # hits and misses
+        (0.005, "l1"),  # hits and misses
+    ],
+)
+def test_digits_matches_golden(
+    digits_build: BuildInfo, cache: Path, digits: Dataset, threshold: float, metric: str
+) -> None:
     """64-16-16-10 over two epochs (60 then 25 samples): weights, kinds, counters and inference identical."""
     x, y = digits.train_x[:60], digits.train_y[:60]
     train = TrainConfig(layers=DIGITS, threshold=threshold, metric=metric, seed=3)
@@ -139,8 +144,12 @@ def test_mnist_matches_golden(mnist_build: BuildInfo, cache: Path, mnist_dir: Pa
     """784-16-16-10, 16 lanes, 1,000 MNIST samples then a 200-sample second epoch; 200 inferences."""
     ds = load_dataset("mnist", mnist_dir, 8000, 2000)
     x, y = ds.train_x, ds.train_y
-    hw = check(TrainConfig(layers=MNIST, threshold=threshold), cache, [(x[:1000], y[:1000]), (x[:200], y[:200])],
-               ds.test_x[:200])
+    hw = check(
+        TrainConfig(layers=MNIST, threshold=threshold),
+        cache,
+        [(x[:1000], y[:1000]), (x[:200], y[:200])],
+        ds.test_x[:200],
+    )
     c = hw.counters()
     if threshold:
         assert c["hits"] > 1000 and c["first_sightings"] == 10
@@ -182,8 +191,17 @@ def test_run_rtl_record(digits_build: BuildInfo, cache: Path, digits: Dataset) -
 
     r = run_rtl(train, ds, 2, progress=progress, cache_dir=str(cache)).as_json()
     f = run_training("fixed", train, ds, 2).as_json()
-    for name in ("accuracy_per_epoch", "steps", "first_sightings", "hits", "misses", "updates", "hit_rate",
-                 "weights_sha256", "samples_trained"):
+    for name in (
+        "accuracy_per_epoch",
+        "steps",
+        "first_sightings",
+        "hits",
+        "misses",
+        "updates",
+        "hit_rate",
+        "weights_sha256",
+        "samples_trained",
+    ):
         assert r[name] == f[name], name
     assert r["backend"] == "rtl" and r["lanes"] == 16 and r["cache_hit"] is True
     assert r["hits"] > 0 and r["misses"] > 0
@@ -220,8 +238,10 @@ def test_run_rtl_rejects_mismatched_dataset(digits: Dataset, tmp_path: Path) -> 
 @pytest.mark.slow
 def test_cache_hit_on_second_build(digits_build: BuildInfo, cache: Path) -> None:
     """Same design, other threshold/metric/seed: the cached library, no elaboration, no build."""
-    again = build_library(TrainerConfig(train=TrainConfig(layers=DIGITS, threshold=0.1, metric="max-abs", seed=9),
-                                         lanes=16), cache_dir=cache)
+    again = build_library(
+        TrainerConfig(train=TrainConfig(layers=DIGITS, threshold=0.1, metric="max-abs", seed=9), lanes=16),
+        cache_dir=cache,
+    )
     assert again.cache_hit and again.key == digits_build.key and again.library == digits_build.library
     assert again.seconds < 5
     build_dir = again.library.parent
@@ -300,8 +320,9 @@ TOOLS = ("perl", "make", "g++")
 
 
 @pytest.mark.parametrize("missing", TOOLS)
-def test_missing_tool_is_one_line(missing: str, tiny_cache: Path, tmp_path: Path,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_tool_is_one_line(
+    missing: str, tiny_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """PATH holds every build tool but one: a one-line ToolError naming it, before anything runs."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

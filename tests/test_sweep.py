@@ -14,11 +14,18 @@ from specbp_rtl.sweep import SweepSettings, sweep, wide_datapath_cycles
 
 def test_sweep_grid_resume_and_outputs(tmp_path) -> None:
     out = tmp_path / "sweep"
-    records = sweep([0, 0.25], ["mean-abs", "max-abs"], [1], SweepSettings(epochs=1), out, workers=1,
-                    progress=False, fmax_mhz=50.0)
+    records = sweep(
+        [0, 0.25], ["mean-abs", "max-abs"], [1], SweepSettings(epochs=1), out, workers=1, progress=False, fmax_mhz=50.0
+    )
     assert [r["key"] for r in records] == ["t0_off_s1", "t0.25_mean-abs_s1", "t0.25_max-abs_s1", "pipelined_s1"]
-    for name in ("results.csv", "results.json", "summary.csv", "accuracy_vs_epoch.png",
-                 "hit_rate_and_cycles_vs_threshold.png", "throughput.png"):
+    for name in (
+        "results.csv",
+        "results.json",
+        "summary.csv",
+        "accuracy_vs_epoch.png",
+        "hit_rate_and_cycles_vs_threshold.png",
+        "throughput.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     # each grid point is exactly a run_training call, with the cycle model applied to its step counts
     ds = load_dataset("digits")

@@ -49,7 +49,12 @@ def check(train: TrainConfig, lanes: int, epochs: list[tuple[np.ndarray, np.ndar
     np.testing.assert_array_equal(hw.predictions, eng.predict(probe))
     c = hw.snapshot_counters[-2]  # after training, before the inference batch
     assert (c["steps"], c["hits"], c["misses"], c["first_sightings"], c["sequential"]) == (
-        tr.counters.steps, tr.counters.hits, tr.counters.misses, tr.counters.first_sightings, tr.counters.sequential)
+        tr.counters.steps,
+        tr.counters.hits,
+        tr.counters.misses,
+        tr.counters.first_sightings,
+        tr.counters.sequential,
+    )
     assert c["updates"] == tr.counters.updates
     assert hw.weights_sha256() == eng.weights_sha256()
     # the cycle model is exact
@@ -66,8 +71,9 @@ def check(train: TrainConfig, lanes: int, epochs: list[tuple[np.ndarray, np.ndar
     return hw
 
 
-@pytest.mark.parametrize(("layers", "lanes", "batch"), [((16, 8, 4), 16, 4), ((16, 20, 8, 8, 4), 16, 3),
-                                                      ((16, 8, 8, 4), 4, 4)])
+@pytest.mark.parametrize(
+    ("layers", "lanes", "batch"), [((16, 8, 4), 16, 4), ((16, 20, 8, 8, 4), 16, 3), ((16, 8, 8, 4), 4, 4)]
+)
 def test_pipelined_mode(layers: tuple[int, ...], lanes: int, batch: int) -> None:
     """The equal-multiplier baseline: the sequential weights, and the pipelined cycle model exactly.
 
@@ -86,14 +92,19 @@ def test_pipelined_mode(layers: tuple[int, ...], lanes: int, batch: int) -> None
     assert hw.kinds == tr.log and hw.weights_sha256() == eng.weights_sha256()
     c, model = hw.counters, CycleModel(cfg)
     assert (c["steps"], c["sequential"], c["updates"], c["overlapped"]) == (
-        tr.counters.steps, tr.counters.sequential, tr.counters.updates, tr.counters.overlapped)
+        tr.counters.steps,
+        tr.counters.sequential,
+        tr.counters.updates,
+        tr.counters.overlapped,
+    )
     assert c["hits"] == c["misses"] == c["first_sightings"] == 0
     steps, overlapped, updates = c["steps"], c["overlapped"], c["updates"]
     assert c["forward_cycles"] == (steps + c["inferences"]) * model.forward
     # every sample's backward pass runs once, except the last one's (still owed when the run stops)
     assert c["backward_cycles"] == (steps - 1) * model.backward
-    assert c["sequential_cycles"] == (overlapped * model.pipelined_step + (steps - overlapped)
-                                      * model.pipelined_first_step + updates * model.flush)
+    assert c["sequential_cycles"] == (
+        overlapped * model.pipelined_step + (steps - overlapped) * model.pipelined_first_step + updates * model.flush
+    )
     assert c["update_cycles"] == updates * model.update
     infer_cycles = c["inferences"] * (model.forward + 3)  # an inference step: F + 2, and its idle cycle
     assert 0 <= c["cycles"] - infer_cycles - model.total_pipelined(steps, overlapped, updates) <= 2
@@ -123,33 +134,53 @@ def test_lane_grouped_pre_activation_memories(layers: tuple[int, ...], lanes: in
     assert hw.counters["hits"] > 0 and hw.counters["misses"] > 0
 
 
-@pytest.mark.parametrize(("layers", "lanes", "update_lanes", "ice40"), [
-    ((16, 4, 2), 4, 1, True),  # the iCEBreaker's options: lean formats, memory delay lines and counters, no timing
-    ((16, 8, 3), 4, 2, True),  # registers, area trims (a third class: the serial softmax multiplier)
-    ((16, 20, 8, 8, 4), 16, 4, False),  # four groups of four, two passes in the first layer
-    ((16, 8, 8, 4), 4, 2, False),
-])
+@pytest.mark.parametrize(
+    ("layers", "lanes", "update_lanes", "ice40"),
+    [
+        ((16, 4, 2), 4, 1, True),  # the iCEBreaker's options: lean formats, memory delay lines and counters, no timing
+        ((16, 8, 3), 4, 2, True),  # registers, area trims (a third class: the serial softmax multiplier)
+        ((16, 20, 8, 8, 4), 16, 4, False),  # four groups of four, two passes in the first layer
+        ((16, 8, 8, 4), 4, 2, False),
+    ],
+)
 def test_lane_serial_update(layers: tuple[int, ...], lanes: int, update_lanes: int, ice40: bool) -> None:
     """``update_lanes``: each weight word goes through a narrower update unit one lane group per cycle;
     bit-exact, and the cycle model's longer update holds (with the iCEBreaker's other options, its forward and
     backward passes too)."""
     x, y = random_set(16, layers[-1], 30, seed=9)
-    options = {"numerics": NUMERICS["lean"], "delay_ram_min": 3, "counter_memory": "spram",
-               "timing_registers": False, "area_trims": True} if ice40 else {}
-    hw = check(TrainConfig(layers=layers, threshold=0.002, batch=4), lanes, [(x, y), (x[:9], y[:9])],
-               update_lanes=update_lanes, **options)
+    options = (
+        {
+            "numerics": NUMERICS["lean"],
+            "delay_ram_min": 3,
+            "counter_memory": "spram",
+            "timing_registers": False,
+            "area_trims": True,
+        }
+        if ice40
+        else {}
+    )
+    hw = check(
+        TrainConfig(layers=layers, threshold=0.002, batch=4),
+        lanes,
+        [(x, y), (x[:9], y[:9])],
+        update_lanes=update_lanes,
+        **options,
+    )
     assert hw.counters["updates"] >= 8
     cfg = TrainerConfig(train=TrainConfig(layers=layers), lanes=lanes, update_lanes=update_lanes)
     assert CycleModel(cfg).update == (lanes // update_lanes) * cfg.total_words + UpdateUnit.LATENCY + 4
 
 
-@pytest.mark.parametrize(("threshold", "metric", "lanes"), [
-    (0.0, "mean-abs", 16),      # baseline: every step sequential
-    (0.25, "mean-abs", 16),     # the paper's threshold: every step after a first sighting hits
-    (0.002, "mean-abs", 16),    # hits and misses (golden: 44 hits, 17 misses)
-    (0.002, "max-abs", 4),      # hits and misses, 4 lanes: two passes per hidden layer
-    (0.25, "mean-abs", 4),
-])
+@pytest.mark.parametrize(
+    ("threshold", "metric", "lanes"),
+    [
+        (0.0, "mean-abs", 16),  # baseline: every step sequential
+        (0.25, "mean-abs", 16),  # the paper's threshold: every step after a first sighting hits
+        (0.002, "mean-abs", 16),  # hits and misses (golden: 44 hits, 17 misses)
+        (0.002, "max-abs", 4),  # hits and misses, 4 lanes: two passes per hidden layer
+        (0.25, "mean-abs", 4),
+    ],
+)
 def test_small_topology(threshold: float, metric: str, lanes: int) -> None:
     """16-8-8-4 over two epochs (the second shorter), batch 5: 65 steps."""
     x, y = random_set(16, 4, 40)
@@ -212,30 +243,47 @@ def test_cli_pysim_vcd(tmp_path) -> None:
     from specbp_rtl.cli import main
 
     vcd = tmp_path / "run.vcd"
-    args = ["train", "--quiet", "--backend", "pysim", "--train", "2", "--test", "2", "--batch", "2", "--epochs", "1",
-            "--vcd", str(vcd)]
+    args = [
+        "train",
+        "--quiet",
+        "--backend",
+        "pysim",
+        "--train",
+        "2",
+        "--test",
+        "2",
+        "--batch",
+        "2",
+        "--epochs",
+        "1",
+        "--vcd",
+        str(vcd),
+    ]
     assert main(args) == 0
     assert vcd.stat().st_size > 0 and (tmp_path / "run.gtkw").stat().st_size > 0
     assert "sample__payload" in vcd.read_text()[:200000]
 
 
-@pytest.mark.parametrize(("kwargs", "name"), [
-    ({"lanes": 0}, "lanes"),
-    ({"lanes": 65}, "lanes"),
-    ({"counter_width": 8}, "counter_width"),
-    ({"counter_width": 65}, "counter_width"),
-    ({"delay_ram_min": 1}, "delay_ram_min"),
-    ({"delay_ram_min": -2}, "delay_ram_min"),
-    ({"sz_groups": 0}, "sz_groups"),
-    ({"lanes": 16, "sz_groups": 3}, "sz_groups"),
-    ({"update_lanes": 0}, "update_lanes"),
-    ({"counter_memory": "distributed"}, "counter_memory"),
-    ({"timing_registers": 0}, "timing_registers"),
-    ({"area_trims": 1}, "area_trims"),
-    ({"lanes": 4, "update_lanes": 3}, "update_lanes"),
-    ({"train": TrainConfig(layers=(16, 8, 17))}, "layers"),
-    ({"train": TrainConfig(threshold=0.1, metric="cross-entropy")}, "metric"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"lanes": 0}, "lanes"),
+        ({"lanes": 65}, "lanes"),
+        ({"counter_width": 8}, "counter_width"),
+        ({"counter_width": 65}, "counter_width"),
+        ({"delay_ram_min": 1}, "delay_ram_min"),
+        ({"delay_ram_min": -2}, "delay_ram_min"),
+        ({"sz_groups": 0}, "sz_groups"),
+        ({"lanes": 16, "sz_groups": 3}, "sz_groups"),
+        ({"update_lanes": 0}, "update_lanes"),
+        ({"counter_memory": "distributed"}, "counter_memory"),
+        ({"timing_registers": 0}, "timing_registers"),
+        ({"area_trims": 1}, "area_trims"),
+        ({"lanes": 4, "update_lanes": 3}, "update_lanes"),
+        ({"train": TrainConfig(layers=(16, 8, 17))}, "layers"),
+        ({"train": TrainConfig(threshold=0.1, metric="cross-entropy")}, "metric"),
+    ],
+)
 def test_invalid_trainer_config_names_the_parameter(kwargs: dict, name: str) -> None:
     from specbp_rtl.config import ConfigError
 
@@ -248,8 +296,9 @@ def test_32_bit_counters() -> None:
     x, y = random_set(16, 4, 6)
     runs = []
     for width in (48, 32):
-        hw = PysimTrainer(TrainerConfig(train=TrainConfig(layers=(16, 8, 4), threshold=0.25, batch=4), lanes=4,
-                                        counter_width=width))
+        hw = PysimTrainer(
+            TrainerConfig(train=TrainConfig(layers=(16, 8, 4), threshold=0.25, batch=4), lanes=4, counter_width=width)
+        )
         hw.run([(x, y, False, True)])
         runs.append((hw.counters, hw.weights_sha256()))
     assert runs[0] == runs[1]

@@ -126,9 +126,18 @@ def test_pysim_gtkw_groups_and_names(window: PysimTrainer) -> None:
     assert trace is not None and trace.gtkw == trace.vcd.with_suffix(".gtkw")
     assert group_names(trace.gtkw) == [group for group, _ in WAVES]
     names = check_gtkw_names_exist(trace.gtkw, trace.vcd)
-    for signal_name in ("bench.top.sample__valid", "bench.top.sample__ready", "bench.top.result__valid",
-                        "bench.top.\\result__payload.kind", "bench.top.fsm_state", "bench.top.live",
-                        "bench.top.pending", "bench.top.fwd.busy", "bench.top.bwd.busy", "bench.top.ctr_hits[47:0]"):
+    for signal_name in (
+        "bench.top.sample__valid",
+        "bench.top.sample__ready",
+        "bench.top.result__valid",
+        "bench.top.\\result__payload.kind",
+        "bench.top.fsm_state",
+        "bench.top.live",
+        "bench.top.pending",
+        "bench.top.fwd.busy",
+        "bench.top.bwd.busy",
+        "bench.top.ctr_hits[47:0]",
+    ):
         assert signal_name in names, signal_name
 
 
@@ -151,6 +160,7 @@ def test_window_cut_short_by_ctrl_c(tmp_path: Path) -> None:
             seen.append(n)
             if len(seen) == 4:  # after sample 3, inside the window [2, 8)
                 os.kill(os.getpid(), signal.SIGINT)
+
         return tick
 
     vcd = tmp_path / "cut.vcd"
@@ -197,9 +207,15 @@ def test_rtl_gtkw_names_exist(tmp_path: Path) -> None:
     assert hw.trace_written and gtkw.is_file()
     assert group_names(gtkw) == [group for group, _ in WAVES]
     names = check_gtkw_names_exist(gtkw, vcd)
-    for signal_name in ("trainer.trainer.sample__valid", "trainer.trainer.result__payload.kind[1:0]",
-                        "trainer.trainer.fsm_state[2:0]", "trainer.trainer.live", "trainer.trainer.fwd.busy",
-                        "trainer.trainer.bwd.busy", "trainer.trainer.ctr_hits[47:0]"):
+    for signal_name in (
+        "trainer.trainer.sample__valid",
+        "trainer.trainer.result__payload.kind[1:0]",
+        "trainer.trainer.fsm_state[2:0]",
+        "trainer.trainer.live",
+        "trainer.trainer.fwd.busy",
+        "trainer.trainer.bwd.busy",
+        "trainer.trainer.ctr_hits[47:0]",
+    ):
         assert signal_name in names, signal_name
     # the names an FST's save file gets (from the Amaranth design: an FST header is not read) are in the VCD too
     from amaranth.hdl import Fragment
@@ -208,6 +224,11 @@ def test_rtl_gtkw_names_exist(tmp_path: Path) -> None:
     from specbp_rtl.sim.verilator import canonical_config
     from specbp_rtl.sim.waves import RTL_SCOPE, design_variables, gtkw_traces
 
-    from_design = [name for _, group in gtkw_traces(design_variables(Fragment.get(
-        Trainer(canonical_config(CFG)), None).prepare()), RTL_SCOPE) for name, _ in group]
+    from_design = [
+        name
+        for _, group in gtkw_traces(
+            design_variables(Fragment.get(Trainer(canonical_config(CFG)), None).prepare()), RTL_SCOPE
+        )
+        for name, _ in group
+    ]
     assert len(from_design) > 40 and set(from_design) <= set(names)

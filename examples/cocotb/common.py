@@ -20,8 +20,13 @@ from specbp_rtl.gateware import TrainerConfig
 #: 64-16-10 on the embedded digits, 4 lanes per engine, speculation on; the labels of the samples trained,
 #: in order (repeats make speculative steps: at this threshold 2 misses and 4 hits; the update after step 0 changes
 #: the weights).
-DEFAULT_TRAINER: dict[str, Any] = {"layers": [64, 16, 10], "lanes": 4, "threshold": 0.002, "seed": 1,
-                                   "labels": [0, 1, 0, 1, 0, 2, 2, 1]}
+DEFAULT_TRAINER: dict[str, Any] = {
+    "layers": [64, 16, 10],
+    "lanes": 4,
+    "threshold": 0.002,
+    "seed": 1,
+    "labels": [0, 1, 0, 1, 0, 2, 2, 1],
+}
 
 
 def trainer_settings() -> dict[str, Any]:

@@ -79,16 +79,30 @@ def run(design: str, sim: str, build: Path) -> bool:
     start = time.perf_counter()
     # Verilator: Amaranth's Verilog has widths Verilator lints (WIDTH...); they are not errors
     build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style"] if sim == "verilator" else []
-    runner.build(sources=[source], hdl_toplevel=design, build_dir=out, build_args=build_args, always=True,
-                 timescale=("1ns", "1ps") if sim == "icarus" else None, log_file=out / "build.log")
+    runner.build(
+        sources=[source],
+        hdl_toplevel=design,
+        build_dir=out,
+        build_args=build_args,
+        always=True,
+        timescale=("1ns", "1ps") if sim == "icarus" else None,
+        log_file=out / "build.log",
+    )
     built = time.perf_counter()
-    results = runner.test(hdl_toplevel=design, test_module=DESIGNS[design], build_dir=out, test_dir=out,
-                          extra_env={"PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])},
-                          log_file=out / "test.log")
+    results = runner.test(
+        hdl_toplevel=design,
+        test_module=DESIGNS[design],
+        build_dir=out,
+        test_dir=out,
+        extra_env={"PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])},
+        log_file=out / "test.log",
+    )
     total, failed = get_results(results)
     ok = total > 0 and failed == 0
-    print(f"{design} on {sim}: {'PASS' if ok else 'FAIL'} ({total - failed}/{total} tests; build "
-          f"{built - start:.1f} s, test {time.perf_counter() - built:.1f} s; log {out / 'test.log'})")
+    print(
+        f"{design} on {sim}: {'PASS' if ok else 'FAIL'} ({total - failed}/{total} tests; build "
+        f"{built - start:.1f} s, test {time.perf_counter() - built:.1f} s; log {out / 'test.log'})"
+    )
     return ok
 
 

@@ -48,8 +48,12 @@ async def comparator_matches_model(dut) -> None:
     chance = random.Random(seed)
     stored, current = vectors(rng, rows, nx.prob.max)
     thresholds = rng.choice([0.0, 0.0005, 0.002, 0.01, 0.05], size=rows)
-    plans = [nx.plan(TrainConfig(layers=(4, 3, CLASSES), metric=HW_METRICS[r % len(HW_METRICS)],
-                                 threshold=float(thresholds[r]))) for r in range(rows)]
+    plans = [
+        nx.plan(
+            TrainConfig(layers=(4, 3, CLASSES), metric=HW_METRICS[r % len(HW_METRICS)], threshold=float(thresholds[r]))
+        )
+        for r in range(rows)
+    ]
 
     Clock(dut.clk, 10, unit="ns").start()
     dut.rst.value = 1
@@ -87,11 +91,12 @@ async def comparator_matches_model(dut) -> None:
 
     assert len(got) == rows
     for r, (hit, distance) in enumerate(got):
-        want_hit, want_distance = Comparator.model(stored[r:r + 1], current[r:r + 1], plans[r])
+        want_hit, want_distance = Comparator.model(stored[r : r + 1], current[r : r + 1], plans[r])
         want = (int(want_hit[0]), int(want_distance[0]))
         assert (hit, distance) == want, (
             f"row {r} ({plans[r].config.metric}, threshold {plans[r].threshold_int}): "
-            f"got (hit, distance) {(hit, distance)}, model {want}")
+            f"got (hit, distance) {(hit, distance)}, model {want}"
+        )
     hits = sum(h for h, _ in got)
     assert 0 < hits < rows, f"{hits} hits in {rows} rows: the vectors do not exercise both outcomes"
     dut._log.info("checked %d comparisons (%d hits) against Comparator.model", rows, hits)

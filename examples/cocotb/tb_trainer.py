@@ -73,8 +73,9 @@ async def trainer_matches_golden(dut) -> None:
     kinds: list[str] = []
     for n in range(len(y)):
         for j, pixel in enumerate(x[n]):
-            beat = s_layout.const({"pixel": int(pixel), "label": int(y[n]), "infer": 0,
-                                   "epoch_start": int(n == 0 and j == 0)}).as_bits()
+            beat = s_layout.const(
+                {"pixel": int(pixel), "label": int(y[n]), "infer": 0, "epoch_start": int(n == 0 and j == 0)}
+            ).as_bits()
             await offer(dut, dut.sample__valid, dut.sample__ready, dut.sample__payload, beat, chance, gap=0.1)
         dut.sample__valid.value = 0
         while True:  # the result beat, with random back-pressure
@@ -97,8 +98,9 @@ async def trainer_matches_golden(dut) -> None:
     lanes = cfg.lanes
     params = []
     for layer in range(cfg.n_layers):
-        addresses = [weight_address(layer, word, lane, lanes) for word in range(cfg.words(layer)) for lane in
-                     range(lanes)]
+        addresses = [
+            weight_address(layer, word, lane, lanes) for word in range(cfg.words(layer)) for lane in range(lanes)
+        ]
         words = np.array([signed32(v) for v in await host_reads(dut, addresses)], dtype=np.int64)
         params.append(cfg.from_words(layer, words.reshape(cfg.words(layer), lanes)))
     names = ("steps", "first_sightings", "hits", "misses")
@@ -114,5 +116,10 @@ async def trainer_matches_golden(dut) -> None:
     assert counters == want, f"counters: hardware {counters}, golden {want}"
     init = FixedEngine(cfg.train, cfg.numerics).params
     assert any((w != w0).any() for (w, _), (w0, _) in zip(params, init)), "the weights never changed"
-    dut._log.info("trained %d samples (%s): step kinds, %d weights and counters %s equal the golden model's",
-                  len(y), " ".join(kinds), sum(w.size + b.size for w, b in params), counters)
+    dut._log.info(
+        "trained %d samples (%s): step kinds, %d weights and counters %s equal the golden model's",
+        len(y),
+        " ".join(kinds),
+        sum(w.size + b.size for w, b in params),
+        counters,
+    )

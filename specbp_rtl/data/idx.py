@@ -62,8 +62,7 @@ def read_idx(path: str | Path, dims: int) -> np.ndarray:
     if payload != expected:
         what = "truncated" if payload < expected else "has trailing bytes"
         raise DataError(
-            f"{path}: {what}: header says {'x'.join(map(str, shape))} = {expected} bytes, "
-            f"payload is {payload}"
+            f"{path}: {what}: header says {'x'.join(map(str, shape))} = {expected} bytes, payload is {payload}"
         )
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 

@@ -81,13 +81,15 @@ class Activation(wiring.Component):
         self.lanes = lanes
         self.plan = plan
         act, delta = plan.numerics.act, plan.numerics.delta
-        super().__init__({
-            "z": In(data.ArrayLayout(act.shape, lanes)),
-            "a": Out(data.ArrayLayout(act.shape, lanes)),
-            "delta_in": In(data.ArrayLayout(delta.shape, lanes)),
-            "delta_z": In(data.ArrayLayout(act.shape, lanes)),
-            "delta_out": Out(data.ArrayLayout(delta.shape, lanes)),
-        })
+        super().__init__(
+            {
+                "z": In(data.ArrayLayout(act.shape, lanes)),
+                "a": Out(data.ArrayLayout(act.shape, lanes)),
+                "delta_in": In(data.ArrayLayout(delta.shape, lanes)),
+                "delta_z": In(data.ArrayLayout(act.shape, lanes)),
+                "delta_out": Out(data.ArrayLayout(delta.shape, lanes)),
+            }
+        )
 
     @staticmethod
     def model(z: np.ndarray, delta_in: np.ndarray, delta_z: np.ndarray, plan: Plan) -> tuple[np.ndarray, np.ndarray]:

@@ -79,8 +79,9 @@ class BackwardEngine(wiring.Component):
         members |= read_port("sp", cfg.slots * cfg.classes, nx.prob.shape)
         members |= read_port("sx", cfg.slots * cfg.n_in(0), unsigned(8))
         for layer in range(cfg.n_layers - 1):
-            members |= read_port(f"sz{layer}", cfg.slots * cfg.passes(layer), data.ArrayLayout(nx.act.shape, lanes),
-                                 copies=cfg.sz_groups)
+            members |= read_port(
+                f"sz{layer}", cfg.slots * cfg.passes(layer), data.ArrayLayout(nx.act.shape, lanes), copies=cfg.sz_groups
+            )
         members |= read_port("w", cfg.total_words, data.ArrayLayout(nx.weight.shape, lanes))
         word = data.ArrayLayout(signed(max(fmt.width for fmt in plan.grad)), lanes)
         members |= read_port("g", cfg.total_words, word) | write_port("g", cfg.total_words, word)
@@ -90,8 +91,9 @@ class BackwardEngine(wiring.Component):
         cfg, nx, plan = self.cfg, self.cfg.numerics, self.cfg.plan
         lanes, n_layers, classes = cfg.lanes, cfg.n_layers, cfg.classes
         m = Module()
-        m.submodules.mac = mac = MacArray(lanes, broadcast=False, acc_width=cfg.backward_acc_width,
-                                          output_registers=cfg.timing_registers)
+        m.submodules.mac = mac = MacArray(
+            lanes, broadcast=False, acc_width=cfg.backward_acc_width, output_registers=cfg.timing_registers
+        )
         m.submodules.act = act = Activation(1, plan, latency=1)
         m.d.comb += mac.o.ready.eq(1)
         # cycles from the issue of a beat (its stage-1 registers) to o.valid of its result
@@ -99,8 +101,10 @@ class BackwardEngine(wiring.Component):
 
         slot = Signal.like(self.slot)
         label = Signal.like(self.label)
-        deltas = [Signal(data.ArrayLayout(plan.delta_fmt[layer].shape, cfg.passes(layer) * lanes),
-                          name=f"delta{layer}") for layer in range(n_layers)]
+        deltas = [
+            Signal(data.ArrayLayout(plan.delta_fmt[layer].shape, cfg.passes(layer) * lanes), name=f"delta{layer}")
+            for layer in range(n_layers)
+        ]
 
         max_in = max(cfg.layers[:-1])
         # slot base addresses of the label-state memories, and the element index with the slot memories'
@@ -156,8 +160,14 @@ class BackwardEngine(wiring.Component):
         s2_x = Signal(8)
         s2_z = Signal(nx.act.shape)
         stage2 = [
-            s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_last.eq(s1_last), s2_grad.eq(s1_grad),
-            s2_bias.eq(s1_bias), s2_layer.eq(s1_layer), s2_x.eq(self.sx_rdata), s2_z.eq(z_sel),
+            s2_valid.eq(s1_valid),
+            s2_first.eq(s1_first),
+            s2_last.eq(s1_last),
+            s2_grad.eq(s1_grad),
+            s2_bias.eq(s1_bias),
+            s2_layer.eq(s1_layer),
+            s2_x.eq(self.sx_rdata),
+            s2_z.eq(z_sel),
         ]
         if cfg.timing_registers:
             delta_word = select_delta(s1_layer, s1_p, "delta_word")
@@ -170,14 +180,22 @@ class BackwardEngine(wiring.Component):
         m.d.sync += stage2
         # stage 2 -> 3: leaky ReLU of the layer input (registered inside the unit); weights requantised
         m.d.comb += act.z[0].eq(s2_z)
-        stage3 = [(s2_valid, "valid"), (s2_first, "first"), (s2_last, "last"), (s2_grad, "grad"), (s2_bias, "bias"),
-                  (s2_layer, "layer"), (s2_x, "x")]
+        stage3 = [
+            (s2_valid, "valid"),
+            (s2_first, "first"),
+            (s2_last, "last"),
+            (s2_grad, "grad"),
+            (s2_bias, "bias"),
+            (s2_layer, "layer"),
+            (s2_x, "x"),
+        ]
         if cfg.timing_registers:
             stage3.append((s2_delta, "delta"))
         else:
             stage3.append((s2_p, "p"))
         s3_valid, s3_first, s3_last, s3_grad, s3_bias, s3_layer, s3_x, s3_dsel = (
-            delay(m, v, 1, f"s3_{name}") for v, name in stage3)
+            delay(m, v, 1, f"s3_{name}") for v, name in stage3
+        )
         # s3_dsel: the registered delta word, or (no timing_registers) the pass whose word is selected here
         s3_delta = s3_dsel if cfg.timing_registers else select_delta(s3_layer, s3_dsel, "s3_delta")
         s3_w = weight_operands(m, s2_w, nx, lanes, "s3_w")
@@ -209,7 +227,7 @@ class BackwardEngine(wiring.Component):
         g_layer = Signal(range(n_layers))
         g_valid_d = delay(m, g_issue, lat, "g_valid")
         g_tag = delay(m, Cat(g_addr, g_layer), lat, "g_tag", ram_min=cfg.delay_ram_min)
-        g_addr_d, g_layer_d = g_tag[:len(g_addr)], g_tag[len(g_addr):]
+        g_addr_d, g_layer_d = g_tag[: len(g_addr)], g_tag[len(g_addr) :]
         # the G word of the layer and the MAC result are registered, added (in the layer's format) into a
         # register, and written from it a cycle later: no adder between the flip-flops and the block RAMs (the
         # backward pass ends three cycles after the last write, GDRAIN). Without timing_registers, the
@@ -238,7 +256,7 @@ class BackwardEngine(wiring.Component):
             with m.Switch(g_layer_w):
                 for layer in range(n_layers):
                     with m.Case(layer):
-                        m.d.sync += g_wdata[lane].eq(g_sum[:plan.grad[layer].width].as_signed())
+                        m.d.sync += g_wdata[lane].eq(g_sum[: plan.grad[layer].width].as_signed())
 
         # -- delta results: lane sum, requantise, derivative ------------------------
         # Stages after the MAC output: P (lane sums of four), S (lane sum), R (rounded), Q (saturated),
@@ -257,7 +275,7 @@ class BackwardEngine(wiring.Component):
         parts = [Signal(signed(mac.acc_width + 3), name=f"lane_part{n}") for n in range(0, lanes, 4)]
         lane_sum = Signal(signed(mac.acc_width + lanes.bit_length()))
         m.d.sync += [
-            *(part.eq(tree_sum(values[4 * n:4 * n + 4])) for n, part in enumerate(parts)),
+            *(part.eq(tree_sum(values[4 * n : 4 * n + 4])) for n, part in enumerate(parts)),
             lane_sum.eq(tree_sum(parts)),
         ]
         # requantise into the hidden-delta format: rounded (per layer) into one register, saturated into the next
@@ -302,14 +320,18 @@ class BackwardEngine(wiring.Component):
         p_valid2, is_label2 = Signal(), Signal()
         sel2 = Signal(classes)  # one-hot write select of delta_k
         p_k = Signal(nx.prob.shape)
-        m.d.sync += [p_valid2.eq(p_valid), is_label2.eq(label == p_label), sel2.eq(Const(1, classes) << p_label),
-                     p_k.eq(self.sp_rdata)]
+        m.d.sync += [
+            p_valid2.eq(p_valid),
+            is_label2.eq(label == p_label),
+            sel2.eq(Const(1, classes) << p_label),
+            p_k.eq(self.sp_rdata),
+        ]
         # saturate(p_k - onehot) without an adder: softmax outputs are <= 1.0 (e_k <= 2**f, r <= 2**(2f) / S,
         # S >= e_k), so p_k - 1.0 keeps the f fraction bits and is negative unless p_k == 1.0, and p_k alone
         # only exceeds out_delta (when it has no integer bit) at exactly 1.0
         f = nx.prob.frac_bits
         minus_one = Cat(p_k[:f], (~p_k[f]).replicate(out_delta.width - f)).as_signed()
-        as_delta = Mux(p_k[f], out_delta.max, p_k[:f]) if out_delta.int_bits == 0 else p_k[:f + 1]
+        as_delta = Mux(p_k[f], out_delta.max, p_k[:f]) if out_delta.int_bits == 0 else p_k[: f + 1]
         for j in range(classes):
             with m.If(p_valid2 & sel2[j]):
                 m.d.sync += deltas[last][j].eq(Mux(is_label2, minus_one, as_delta))
@@ -333,8 +355,14 @@ class BackwardEngine(wiring.Component):
                 with m.State(f"GRAD{layer}"):
                     m.d.comb += self.busy.eq(1)
                     m.d.sync += [
-                        s1_valid.eq(1), s1_first.eq(1), s1_last.eq(1), s1_bias.eq(i_end), s1_p.eq(p),
-                        s1_lane.eq(lane_i), s1_layer.eq(layer), s1_grad.eq(1),
+                        s1_valid.eq(1),
+                        s1_first.eq(1),
+                        s1_last.eq(1),
+                        s1_bias.eq(i_end),
+                        s1_p.eq(p),
+                        s1_lane.eq(lane_i),
+                        s1_layer.eq(layer),
+                        s1_grad.eq(1),
                     ]
                     m.d.comb += [g_issue.eq(1), g_addr.eq(addr), g_layer.eq(layer)]
                     m.d.sync += addr.eq(addr + 1)
@@ -362,13 +390,22 @@ class BackwardEngine(wiring.Component):
                     with m.State(f"DELTA{layer}"):
                         m.d.comb += self.busy.eq(1)
                         m.d.sync += [
-                            s1_valid.eq(1), s1_first.eq(p == 0), s1_last.eq(p == passes - 1), s1_bias.eq(0),
-                            s1_p.eq(p), s1_lane.eq(lane_i), s1_layer.eq(layer), s1_grad.eq(0),
+                            s1_valid.eq(1),
+                            s1_first.eq(p == 0),
+                            s1_last.eq(p == passes - 1),
+                            s1_bias.eq(0),
+                            s1_p.eq(p),
+                            s1_lane.eq(lane_i),
+                            s1_layer.eq(layer),
+                            s1_grad.eq(0),
                         ]
                         with m.If(p == passes - 1):
                             idx.step(m)
-                            m.d.sync += [p.eq(0), addr.eq(i + (cfg.w_base(layer) + 1)),
-                                         i_end.eq((i == n_in - 2) if n_in >= 2 else 0)]
+                            m.d.sync += [
+                                p.eq(0),
+                                addr.eq(i + (cfg.w_base(layer) + 1)),
+                                i_end.eq((i == n_in - 2) if n_in >= 2 else 0),
+                            ]
                             with m.If(i_end):
                                 m.next = f"DDRAIN{layer}"
                         with m.Else():

@@ -92,12 +92,14 @@ class Comparator(wiring.Component):
         self._distance_width = (n * numerics.prob.max).bit_length()
         self.in_layout = data.StructLayout({"stored": numerics.prob.shape, "current": numerics.prob.shape})
         self.out_layout = data.StructLayout({"hit": 1, "distance": unsigned(self._distance_width)})
-        super().__init__({
-            "threshold": In(unsigned(32)),
-            "metric": In(Metric),
-            "i": In(stream.Signature(self.in_layout)),
-            "o": Out(stream.Signature(self.out_layout)),
-        })
+        super().__init__(
+            {
+                "threshold": In(unsigned(32)),
+                "metric": In(Metric),
+                "i": In(stream.Signature(self.in_layout)),
+                "o": Out(stream.Signature(self.out_layout)),
+            }
+        )
 
     @property
     def n(self) -> int:
@@ -146,8 +148,11 @@ class Comparator(wiring.Component):
         # the threshold saturated to the distance's width (every distance is below 2**distance_width)
         dw = self._distance_width
         a_thr = Signal(min(dw, len(self.threshold)))
-        thr_sat = self.threshold if dw >= len(self.threshold) else \
-            Mux(self.threshold[dw:].any(), (1 << dw) - 1, self.threshold[:dw])
+        thr_sat = (
+            self.threshold
+            if dw >= len(self.threshold)
+            else Mux(self.threshold[dw:].any(), (1 << dw) - 1, self.threshold[:dw])
+        )
         # stage B: running sum / maximum, and the finished distance
         acc = Signal(self._distance_width)
         b_valid = Signal()
@@ -164,8 +169,13 @@ class Comparator(wiring.Component):
                 a_last.eq(k == n - 1),
                 a_max.eq(self.metric == Metric.MAX_ABS),
                 a_thr.eq(thr_sat),
-                a_diff.eq(Mux(payload.stored >= payload.current, payload.stored - payload.current,
-                              payload.current - payload.stored)),
+                a_diff.eq(
+                    Mux(
+                        payload.stored >= payload.current,
+                        payload.stored - payload.current,
+                        payload.current - payload.stored,
+                    )
+                ),
                 b_valid.eq(a_valid & a_last),
                 self.o.valid.eq(b_valid),
             ]

@@ -74,11 +74,13 @@ class CounterBank(wiring.Component):
             raise ValueError(f"width: must be an integer in 1..64, got {width!r}")
         self.n, self.width, self.attrs = n, width, dict(attrs or {})
         self.pending_width = (2 * n).bit_length()
-        super().__init__({
-            "inc": In(n),
-            "read": In(stream.Signature(range(n))),
-            "value": Out(stream.Signature(width)),
-        })
+        super().__init__(
+            {
+                "inc": In(n),
+                "read": In(stream.Signature(range(n))),
+                "value": Out(stream.Signature(width)),
+            }
+        )
         # built here so that simulators can peek at the counts (:meth:`peek`)
         self._mem = Memory(shape=width, depth=n, init=[], attrs=self.attrs)
         self._pending = [Signal(self.pending_width, name=f"pending{k}") for k in range(n)]
@@ -93,8 +95,15 @@ class CounterBank(wiring.Component):
         n, mask = self.n, (1 << self.width) - 1
         visit, write, snap = ctx.get(self._visit), ctx.get(self._write), ctx.get(self._snap)
         fresh = ctx.get(self._fresh)
-        return [((0 if fresh and k >= visit else ctx.get(self._mem.data[k])) + ctx.get(self._pending[k])
-                 + (snap if write and visit == k else 0)) & mask for k in range(n)]
+        return [
+            (
+                (0 if fresh and k >= visit else ctx.get(self._mem.data[k]))
+                + ctx.get(self._pending[k])
+                + (snap if write and visit == k else 0)
+            )
+            & mask
+            for k in range(n)
+        ]
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -111,9 +120,12 @@ class CounterBank(wiring.Component):
                 m.d.sync += fresh.eq(0)
         total = Signal(self.width)
         m.d.comb += [
-            rd.addr.eq(visit), rd.en.eq(~write),
+            rd.addr.eq(visit),
+            rd.en.eq(~write),
             total.eq(Mux(fresh, 0, rd.data) + snap),
-            wr.addr.eq(visit), wr.data.eq(total), wr.en.eq(write),
+            wr.addr.eq(visit),
+            wr.data.eq(total),
+            wr.en.eq(write),
         ]
         # the read cycle takes the counter's pending events (its new pending count is this cycle's event)
         with m.If(~write):

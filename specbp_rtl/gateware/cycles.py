@@ -94,13 +94,22 @@ class CycleModel:
     def total(self, sequential: int, hits: int, misses: int, updates: int) -> int:
         """Cycles of a run with these step and update counts (first sightings are sequential steps)."""
         steps = sequential + hits + misses
-        return (sequential * self.sequential_step + hits * self.hit_step + misses * self.miss_step
-                + updates * self.update + steps)
+        return (
+            sequential * self.sequential_step
+            + hits * self.hit_step
+            + misses * self.miss_step
+            + updates * self.update
+            + steps
+        )
 
     def total_pipelined(self, steps: int, overlapped: int, updates: int) -> int:
         """Cycles of a pipelined-mode run (every update is preceded by a flush)."""
-        return (overlapped * self.pipelined_step + (steps - overlapped) * self.pipelined_first_step
-                + updates * (self.flush + self.update) + steps)
+        return (
+            overlapped * self.pipelined_step
+            + (steps - overlapped) * self.pipelined_first_step
+            + updates * (self.flush + self.update)
+            + steps
+        )
 
     def run_total(self, counters: dict[str, int], pipeline: bool) -> int:
         """:meth:`total` or :meth:`total_pipelined` of a run's step counters.

@@ -86,8 +86,9 @@ class ForwardEngine(wiring.Component):
         for layer in range(cfg.n_layers - 1):
             depth = cfg.slots * cfg.passes(layer)
             word = data.ArrayLayout(nx.act.shape, lanes)
-            members |= (write_port(f"sz{layer}", depth, word, copies=cfg.sz_groups)
-                        | read_port(f"sz{layer}", depth, word, copies=cfg.sz_groups))
+            members |= write_port(f"sz{layer}", depth, word, copies=cfg.sz_groups) | read_port(
+                f"sz{layer}", depth, word, copies=cfg.sz_groups
+            )
         members |= write_port("sp", cfg.slots * cfg.classes, nx.prob.shape)
         super().__init__(members)
 
@@ -97,11 +98,13 @@ class ForwardEngine(wiring.Component):
         m = Module()
         act_frac = nx.act.frac_bits
         acc_frac = nx.weight_operand_frac + act_frac
-        m.submodules.mac = mac = MacArray(lanes, broadcast=True, acc_width=cfg.forward_acc_width, acc_frac=acc_frac,
-                                          out=nx.act)
+        m.submodules.mac = mac = MacArray(
+            lanes, broadcast=True, acc_width=cfg.forward_acc_width, acc_frac=acc_frac, out=nx.act
+        )
         m.submodules.act = act = Activation(1, plan, latency=1)
-        m.submodules.softmax = softmax = Softmax(cfg.classes, nx, lut_top_in_logic=cfg.area_trims,
-                                                  serial_multiplier=cfg.area_trims)
+        m.submodules.softmax = softmax = Softmax(
+            cfg.classes, nx, lut_top_in_logic=cfg.area_trims, serial_multiplier=cfg.area_trims
+        )
         m.d.comb += mac.o.ready.eq(1)
 
         slot = Signal.like(self.slot)
@@ -143,8 +146,13 @@ class ForwardEngine(wiring.Component):
         # (without timing_registers the trainer reads the weights a cycle later, straight into the operand register)
         s2_w = Signal.like(weights, name="s2_w") if cfg.timing_registers else weights
         m.d.sync += [
-            s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_last.eq(s1_last), s2_src.eq(s1_src),
-            s2_pixel.eq(s1_pixel), s2_sx.eq(self.sx_rdata), s2_hidden.eq(hidden),
+            s2_valid.eq(s1_valid),
+            s2_first.eq(s1_first),
+            s2_last.eq(s1_last),
+            s2_src.eq(s1_src),
+            s2_pixel.eq(s1_pixel),
+            s2_sx.eq(self.sx_rdata),
+            s2_hidden.eq(hidden),
             *([s2_w.eq(weights)] if cfg.timing_registers else []),
         ]
 
@@ -152,9 +160,15 @@ class ForwardEngine(wiring.Component):
         # to the MAC operand
         m.d.comb += act.z[0].eq(s2_hidden)
         s3_valid, s3_first, s3_last, s3_src, s3_byte = (
-            delay(m, v, 1, name) for v, name in ((s2_valid, "s3_valid"), (s2_first, "s3_first"),
-                                                 (s2_last, "s3_last"), (s2_src, "s3_src"),
-                                                 (Mux(s2_src == SRC_PIXEL, s2_pixel, s2_sx), "s3_byte")))
+            delay(m, v, 1, name)
+            for v, name in (
+                (s2_valid, "s3_valid"),
+                (s2_first, "s3_first"),
+                (s2_last, "s3_last"),
+                (s2_src, "s3_src"),
+                (Mux(s2_src == SRC_PIXEL, s2_pixel, s2_sx), "s3_byte"),
+            )
+        )
         s3_a = weight_operands(m, s2_w, nx, lanes, "s3_a")
 
         # stage 3: the MAC beat
@@ -190,7 +204,6 @@ class ForwardEngine(wiring.Component):
         with m.If(cand_valid & ((cand_k == 0) | (cand_z > best))):
             m.d.sync += [best.eq(cand_z), self.prediction.eq(cand_k)]
         written = Signal(range(classes + 1))
-
 
         m.d.comb += self.done.eq(0)
         # read addresses straight from the counters, in every state (no state decoding in front of the
@@ -288,14 +301,18 @@ class ForwardEngine(wiring.Component):
         groups = cfg.sz_groups
         for layer in range(n_layers - 1):
             waddr, wen = getattr(self, f"sz{layer}_waddr"), getattr(self, f"sz{layer}_wen")
-            for n, (addr_r, en_r) in enumerate(zip(register_copies(f"sz{layer}_waddr_r", len(waddr[0]), groups),
-                                                   register_copies(f"sz{layer}_wen_r", 1, groups))):
-                m.d.sync += [addr_r.eq(bases[f"sz{layer}"] + out_pass),
-                             en_r.eq(result_ahead & (out_layer == layer))]
+            for n, (addr_r, en_r) in enumerate(
+                zip(
+                    register_copies(f"sz{layer}_waddr_r", len(waddr[0]), groups),
+                    register_copies(f"sz{layer}_wen_r", 1, groups),
+                )
+            ):
+                m.d.sync += [addr_r.eq(bases[f"sz{layer}"] + out_pass), en_r.eq(result_ahead & (out_layer == layer))]
                 m.d.comb += [waddr[n].eq(addr_r), wen[n].eq(en_r)]
         logit_en = [Signal(name=f"logit_en{q}") for q in range(cfg.passes(n_layers - 1))]
-        m.d.sync += [en.eq(result_ahead & (out_layer == n_layers - 1) & (out_pass == q))
-                     for q, en in enumerate(logit_en)]
+        m.d.sync += [
+            en.eq(result_ahead & (out_layer == n_layers - 1) & (out_pass == q)) for q, en in enumerate(logit_en)
+        ]
         for q, en in enumerate(logit_en):
             with m.If(en):
                 m.d.sync += [logits[q * lanes + lane].eq(mac.o.payload.value[lane]) for lane in range(lanes)]

@@ -44,9 +44,25 @@ from amaranth.hdl import unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["COUNTERS", "HostBus", "access_error", "check_addresses", "lane_bits", "REG_STATUS", "REG_THRESHOLD",
-           "REG_METRIC", "REG_SPEC_EN", "REG_LANES", "REG_COUNTERS", "READ_REGISTER_RUNS", "WRITE_REGISTER_RUN",
-           "SPEC_EN_MAX", "SUM_COUNTERS", "spec_en_value", "weight_address"]
+__all__ = [
+    "COUNTERS",
+    "HostBus",
+    "access_error",
+    "check_addresses",
+    "lane_bits",
+    "REG_STATUS",
+    "REG_THRESHOLD",
+    "REG_METRIC",
+    "REG_SPEC_EN",
+    "REG_LANES",
+    "REG_COUNTERS",
+    "READ_REGISTER_RUNS",
+    "WRITE_REGISTER_RUN",
+    "SPEC_EN_MAX",
+    "SUM_COUNTERS",
+    "spec_en_value",
+    "weight_address",
+]
 
 REG_STATUS = 0x0
 REG_THRESHOLD = 0x1
@@ -61,6 +77,7 @@ SPEC_EN_MAX = 0b11
 def spec_en_value(speculate: bool, pipeline: bool = False) -> int:
     """The SPEC_EN register value of a mode."""
     return int(bool(speculate)) | int(bool(pipeline)) << 1
+
 
 #: Hardware performance counters, in register order.
 COUNTERS: tuple[str, ...] = (
@@ -144,14 +161,16 @@ class HostBus(wiring.Signature):
     """Host-driven register bus (members from the host's point of view)."""
 
     def __init__(self) -> None:
-        super().__init__({
-            "addr": Out(unsigned(24)),
-            "wdata": Out(unsigned(32)),
-            "we": Out(1),
-            "re": Out(1),
-            "rdata": In(unsigned(32)),
-            "rvalid": In(1),
-        })
+        super().__init__(
+            {
+                "addr": Out(unsigned(24)),
+                "wdata": Out(unsigned(32)),
+                "we": Out(1),
+                "re": Out(1),
+                "rdata": In(unsigned(32)),
+                "rvalid": In(1),
+            }
+        )
 
 
 def check_addresses(words: tuple[int, ...], lanes: int, addrs, write: bool) -> None:

@@ -109,21 +109,33 @@ class TrainerConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.lanes, int) or not 1 <= self.lanes <= 64:
             raise ConfigError(f"lanes: must be an integer in 1..64, got {self.lanes!r}")
-        if isinstance(self.counter_width, bool) or not isinstance(self.counter_width, int) \
-                or not 16 <= self.counter_width <= 64:
+        if (
+            isinstance(self.counter_width, bool)
+            or not isinstance(self.counter_width, int)
+            or not 16 <= self.counter_width <= 64
+        ):
             raise ConfigError(f"counter_width: must be an integer in 16..64, got {self.counter_width!r}")
         check_delay_ram_min(self.delay_ram_min)
-        if isinstance(self.sz_groups, bool) or not isinstance(self.sz_groups, int) or self.sz_groups < 1 \
-                or self.lanes % self.sz_groups:
+        if (
+            isinstance(self.sz_groups, bool)
+            or not isinstance(self.sz_groups, int)
+            or self.sz_groups < 1
+            or self.lanes % self.sz_groups
+        ):
             raise ConfigError(f"sz_groups: must be a positive divisor of lanes={self.lanes}, got {self.sz_groups!r}")
-        if self.update_lanes is not None and (isinstance(self.update_lanes, bool)
-                                              or not isinstance(self.update_lanes, int) or self.update_lanes < 1
-                                              or self.lanes % self.update_lanes):
-            raise ConfigError(f"update_lanes: must be a positive divisor of lanes={self.lanes}, "
-                              f"got {self.update_lanes!r}")
+        if self.update_lanes is not None and (
+            isinstance(self.update_lanes, bool)
+            or not isinstance(self.update_lanes, int)
+            or self.update_lanes < 1
+            or self.lanes % self.update_lanes
+        ):
+            raise ConfigError(
+                f"update_lanes: must be a positive divisor of lanes={self.lanes}, got {self.update_lanes!r}"
+            )
         if self.counter_memory not in COUNTER_MEMORIES:
-            raise ConfigError(f"counter_memory: must be one of {', '.join(map(repr, COUNTER_MEMORIES))}, "
-                              f"got {self.counter_memory!r}")
+            raise ConfigError(
+                f"counter_memory: must be one of {', '.join(map(repr, COUNTER_MEMORIES))}, got {self.counter_memory!r}"
+            )
         if not isinstance(self.timing_registers, bool):
             raise ConfigError(f"timing_registers: must be a boolean, got {self.timing_registers!r}")
         if not isinstance(self.area_trims, bool):
@@ -134,8 +146,7 @@ class TrainerConfig:
             raise ConfigError(f"layers: too wide for the trainer's counters: {self.train.layers}")
         nx = self.numerics
         if nx.act.frac_bits < nx.input_frac:
-            raise ConfigError(f"numerics.act: needs at least input_frac={nx.input_frac} fractional bits, "
-                              f"got {nx.act}")
+            raise ConfigError(f"numerics.act: needs at least input_frac={nx.input_frac} fractional bits, got {nx.act}")
         self.plan  # noqa: B018 - validates the fixed-point plan (metric, formats)
 
     @property

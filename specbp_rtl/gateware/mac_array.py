@@ -109,9 +109,18 @@ class MacArray(wiring.Component):
     #: The same without ``output_registers``.
     LATENCY_UNREGISTERED = 2
 
-    def __init__(self, lanes: int, *, a_width: int = 16, b_width: int = 16, broadcast: bool = True,
-                 acc_width: int = 48, acc_frac: int = 0, out: Q | None = None,
-                 output_registers: bool = True) -> None:
+    def __init__(
+        self,
+        lanes: int,
+        *,
+        a_width: int = 16,
+        b_width: int = 16,
+        broadcast: bool = True,
+        acc_width: int = 48,
+        acc_frac: int = 0,
+        out: Q | None = None,
+        output_registers: bool = True,
+    ) -> None:
         _check_int("lanes", lanes, 1)
         _check_int("a_width", a_width, 1)
         _check_int("b_width", b_width, 1)
@@ -132,18 +141,22 @@ class MacArray(wiring.Component):
         self.out = out
         self.output_registers = output_registers
         b_layout = signed(b_width) if broadcast else data.ArrayLayout(signed(b_width), lanes)
-        in_layout = data.StructLayout({
-            "a": data.ArrayLayout(signed(a_width), lanes),
-            "b": b_layout,
-            "first": 1,
-            "last": 1,
-        })
+        in_layout = data.StructLayout(
+            {
+                "a": data.ArrayLayout(signed(a_width), lanes),
+                "b": b_layout,
+                "first": 1,
+                "last": 1,
+            }
+        )
         out_shape = out.shape if out is not None else signed(acc_width)
         out_layout = data.StructLayout({"value": data.ArrayLayout(out_shape, lanes)})
-        super().__init__({
-            "i": In(stream.Signature(in_layout)),
-            "o": Out(stream.Signature(out_layout)),
-        })
+        super().__init__(
+            {
+                "i": In(stream.Signature(in_layout)),
+                "o": Out(stream.Signature(out_layout)),
+            }
+        )
 
     @property
     def latency(self) -> int:
@@ -156,8 +169,16 @@ class MacArray(wiring.Component):
         return cls.LATENCY if output_registers else cls.LATENCY_UNREGISTERED
 
     @staticmethod
-    def model(a: np.ndarray, b: np.ndarray, first: np.ndarray, last: np.ndarray, *, acc_frac: int = 0,
-              out: Q | None = None, acc_width: int = 48) -> np.ndarray:
+    def model(
+        a: np.ndarray,
+        b: np.ndarray,
+        first: np.ndarray,
+        last: np.ndarray,
+        *,
+        acc_frac: int = 0,
+        out: Q | None = None,
+        acc_width: int = 48,
+    ) -> np.ndarray:
         """Bit-exact numpy model of a beat sequence.
 
         ``a``: ``(n, lanes)``; ``b``: ``(n,)`` (broadcast) or ``(n, lanes)``;
@@ -248,9 +269,10 @@ class MacArray(wiring.Component):
                         m.d.sync += self.o.payload.value[lane].eq(self._saturate(round4[lane]))
         if not self.output_registers:
             # the accumulator holds a completed sum for one cycle (or while stalled)
-            m.d.comb += [self.o.valid.eq(done3),
-                         *(self.o.payload.value[lane].eq(self._saturate(self._round(acc3[lane])))
-                           for lane in range(lanes))]
+            m.d.comb += [
+                self.o.valid.eq(done3),
+                *(self.o.payload.value[lane].eq(self._saturate(self._round(acc3[lane]))) for lane in range(lanes)),
+            ]
         return m
 
     def _round(self, acc: Value) -> Value:

@@ -36,5 +36,8 @@ def read_port_ahead(name: str, depth: int, shape: ShapeLike) -> dict:
 
 
 def write_port(name: str, depth: int, shape: ShapeLike, copies: int | None = None) -> dict:
-    return {f"{name}_waddr": Out(_addr(depth, copies)), f"{name}_wdata": Out(shape),
-            f"{name}_wen": Out(1 if copies is None else copies)}
+    return {
+        f"{name}_waddr": Out(_addr(depth, copies)),
+        f"{name}_wdata": Out(shape),
+        f"{name}_wen": Out(1 if copies is None else copies),
+    }

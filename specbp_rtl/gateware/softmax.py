@@ -101,8 +101,9 @@ class Softmax(wiring.Component):
     ``n = 10``), counted between the last logits of consecutive vectors.
     """
 
-    def __init__(self, n: int, numerics: Numerics, lut_top_in_logic: bool = False,
-                 serial_multiplier: bool = False) -> None:
+    def __init__(
+        self, n: int, numerics: Numerics, lut_top_in_logic: bool = False, serial_multiplier: bool = False
+    ) -> None:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n: must be a positive integer, got {n!r}")
         if not isinstance(numerics, Numerics):
@@ -121,10 +122,12 @@ class Softmax(wiring.Component):
         self._quotient_bits = ((1 << (2 * f)) // self._lut[0]).bit_length()
         if self._quotient_bits < 2:
             raise ValueError(f"numerics.prob: needs at least 1 fractional bit, got {numerics.prob}")
-        super().__init__({
-            "i": In(stream.Signature(numerics.act.shape)),
-            "o": Out(stream.Signature(numerics.prob.shape)),
-        })
+        super().__init__(
+            {
+                "i": In(stream.Signature(numerics.act.shape)),
+                "o": Out(stream.Signature(numerics.prob.shape)),
+            }
+        )
 
     @property
     def n(self) -> int:
@@ -258,8 +261,11 @@ class Softmax(wiring.Component):
             with m.If(mgo):
                 m.d.sync += [macc.eq(macc + addend), mc.eq(mc << 1), mq.eq(mq >> 1), mstep.eq(mstep + 1)]
                 with m.If(fin):
-                    m.d.sync += [busy.eq(0), self.o.valid.eq(1),
-                                 self.o.payload.eq(((macc + addend) >> f)[: prob.width])]
+                    m.d.sync += [
+                        busy.eq(0),
+                        self.o.valid.eq(1),
+                        self.o.payload.eq(((macc + addend) >> f)[: prob.width]),
+                    ]
             with m.If(take):
                 m.d.sync += [busy.eq(1), mc.eq(e), mq.eq(quo), macc.eq(1 << (f - 1)), mstep.eq(0)]
         else:
@@ -267,7 +273,7 @@ class Softmax(wiring.Component):
             # four partial sums of four gated partial products each, stage 2 (the output register) adds them
             s1_valid = Signal()
             terms = [Mux(quo[j], e << j, 0) for j in range(qbits)] + [1 << (f - 1)]
-            groups = [terms[g:g + 4] for g in range(0, len(terms), 4)]
+            groups = [terms[g : g + 4] for g in range(0, len(terms), 4)]
             partial = [Signal(prob.width + qbits + 1, name=f"partial{g}") for g in range(len(groups))]
             m.d.comb += [
                 advance.eq(~self.o.valid | self.o.ready),

@@ -87,12 +87,14 @@ METRIC_CODES = {"mean-abs": Metric.MEAN_ABS, "max-abs": Metric.MAX_ABS, "l1": Me
 
 
 def sample_layout(cfg: TrainerConfig) -> data.StructLayout:
-    return data.StructLayout({
-        "pixel": unsigned(8),
-        "label": range(max(cfg.classes, 2)),
-        "infer": 1,
-        "epoch_start": 1,
-    })
+    return data.StructLayout(
+        {
+            "pixel": unsigned(8),
+            "label": range(max(cfg.classes, 2)),
+            "infer": 1,
+            "epoch_start": 1,
+        }
+    )
 
 
 def result_layout(cfg: TrainerConfig) -> data.StructLayout:
@@ -167,8 +169,9 @@ class Trainer(wiring.Component):
         # word w_base(l): the engines, the update unit and the host see no per-layer multiplexers
         total = cfg.total_words
         w_word = data.ArrayLayout(nx.weight.shape, lanes)
-        init_words = [list(map(int, row)) for layer in range(n_layers)
-                      for row in cfg.to_words(layer, *self.init[layer])]
+        init_words = [
+            list(map(int, row)) for layer in range(n_layers) for row in cfg.to_words(layer, *self.init[layer])
+        ]
         m.submodules.w = wmem = Memory(shape=w_word, depth=total, init=init_words)
         wr0, wr1, wwr = wmem.read_port(), wmem.read_port(), wmem.write_port()  # wr0: forward/update/host
         g_word = data.ArrayLayout(signed(max(fmt.width for fmt in plan.grad)), lanes)
@@ -196,8 +199,9 @@ class Trainer(wiring.Component):
         for layer in range(n_layers - 1):
             sz_w.append([]), sz_r0.append([]), sz_r1.append([])
             for n in range(groups):
-                mem = Memory(shape=data.ArrayLayout(nx.act.shape, per_group), depth=cfg.slots * cfg.passes(layer),
-                             init=[])
+                mem = Memory(
+                    shape=data.ArrayLayout(nx.act.shape, per_group), depth=cfg.slots * cfg.passes(layer), init=[]
+                )
                 m.submodules[f"sz{layer}" if groups == 1 else f"sz{layer}_g{n}"] = mem
                 sz_w[layer].append(mem.write_port())
                 sz_r0[layer].append(mem.read_port())
@@ -208,12 +212,17 @@ class Trainer(wiring.Component):
 
         # -- engine wiring -------------------------------------------------------------
         m.d.comb += [
-            sx_w.addr.eq(fwd.sx_waddr), sx_w.data.eq(fwd.sx_wdata),
+            sx_w.addr.eq(fwd.sx_waddr),
+            sx_w.data.eq(fwd.sx_wdata),
             sx_w.en.eq(fwd.sx_wen & (~infer | sx_scratch)),
             *([sx_r0.addr.eq(fwd.sx_raddr), fwd.sx_rdata.eq(sx_r0.data)] if sx_r0 is not None else []),
-            sx_r1.addr.eq(bwd.sx_raddr), bwd.sx_rdata.eq(sx_r1.data),
-            sp_w.addr.eq(fwd.sp_waddr), sp_w.data.eq(fwd.sp_wdata), sp_w.en.eq(fwd.sp_wen),
-            sp_r1.addr.eq(bwd.sp_raddr), bwd.sp_rdata.eq(sp_r1.data),
+            sx_r1.addr.eq(bwd.sx_raddr),
+            bwd.sx_rdata.eq(sx_r1.data),
+            sp_w.addr.eq(fwd.sp_waddr),
+            sp_w.data.eq(fwd.sp_wdata),
+            sp_w.en.eq(fwd.sp_wen),
+            sp_r1.addr.eq(bwd.sp_raddr),
+            bwd.sp_rdata.eq(sp_r1.data),
         ]
         for layer in range(n_layers - 1):
             for n in range(groups):
@@ -230,7 +239,8 @@ class Trainer(wiring.Component):
                 ]
         m.d.comb += [
             fwd.w_rdata.eq(wr0.data),
-            wr1.addr.eq(bwd.w_raddr), bwd.w_rdata.eq(wr1.data),
+            wr1.addr.eq(bwd.w_raddr),
+            bwd.w_rdata.eq(wr1.data),
             bwd.g_rdata.eq(grd.data),
         ]
 
@@ -266,10 +276,14 @@ class Trainer(wiring.Component):
         bank = None
         if cfg.counter_memory is not None:
             m.submodules.counter_bank = bank = CounterBank(
-                len(COUNTERS), cfg.counter_width, {"ram_style": COUNTER_MEMORIES[cfg.counter_memory]})
+                len(COUNTERS), cfg.counter_width, {"ram_style": COUNTER_MEMORIES[cfg.counter_memory]}
+            )
         self.counter_bank = bank
-        ctr = {name: Signal(cfg.counter_width, name=f"ctr_{name}") for name in COUNTERS
-               if bank is None or name in SUM_COUNTERS}
+        ctr = {
+            name: Signal(cfg.counter_width, name=f"ctr_{name}")
+            for name in COUNTERS
+            if bank is None or name in SUM_COUNTERS
+        }
         self._sum_counters = {name: ctr[name] for name in SUM_COUNTERS}
         if bank is None:
             for name in COUNTERS:
@@ -348,10 +362,19 @@ class Trainer(wiring.Component):
                     idx = Mux(payload.epoch_start, 0, phase)
                     old_base.load(m, old_slot)
                     m.d.sync += [
-                        label.eq(lab), infer.eq(payload.infer), new.eq(new_slot), old.eq(old_slot),
-                        speculating.eq(spec), piping.eq(pipe), overlap.eq(pipe & pending),
-                        f_done.eq(0), b_done.eq(0), c_done.eq(0), hit.eq(0),
-                        step_cycles.eq(1), update_due.eq(~payload.infer & (idx == 0)),
+                        label.eq(lab),
+                        infer.eq(payload.infer),
+                        new.eq(new_slot),
+                        old.eq(old_slot),
+                        speculating.eq(spec),
+                        piping.eq(pipe),
+                        overlap.eq(pipe & pending),
+                        f_done.eq(0),
+                        b_done.eq(0),
+                        c_done.eq(0),
+                        hit.eq(0),
+                        step_cycles.eq(1),
+                        update_due.eq(~payload.infer & (idx == 0)),
                     ]
                     with m.If(~payload.infer):
                         m.d.sync += phase.eq(Mux(idx == cfg.train.batch - 1, 0, idx + 1))
@@ -505,6 +528,7 @@ class Trainer(wiring.Component):
 
         def g_addr(word: Value, bank: Value) -> Value:
             return Cat(word[:bank_bits], bank)
+
         with m.If(fsm_update):
             m.d.sync += w_waddr.eq(addr_out)
             if beats == 1:
@@ -572,27 +596,38 @@ class Trainer(wiring.Component):
         a_addr = Signal(addr_layout)
         a_mem_next = Signal()
         m.d.comb += a_mem_next.eq(host.re & fsm_idle & (h_region != 0))
-        m.d.sync += [a_valid.eq(host.re), a_addr.low.eq(host.addr[:low_bits]),
-                     a_addr.mid_zero.eq(host.addr[low_bits:20] == 0), a_addr.region.eq(h_region)]
+        m.d.sync += [
+            a_valid.eq(host.re),
+            a_addr.low.eq(host.addr[:low_bits]),
+            a_addr.mid_zero.eq(host.addr[low_bits:20] == 0),
+            a_addr.region.eq(h_region),
+        ]
         ctr_bits = (len(COUNTERS) - 1).bit_length()
         a_ctr = Signal(ctr_bits)
-        m.d.sync += a_ctr.eq((host.addr[1:1 + ctr_bits] - (REG_COUNTERS >> 1))[:ctr_bits])
+        m.d.sync += a_ctr.eq((host.addr[1 : 1 + ctr_bits] - (REG_COUNTERS >> 1))[:ctr_bits])
         a_bank = Signal()  # a read of a counter in the counter bank: answered by the bank, not by the pipeline
         if bank is not None:
-            in_bank = [REG_COUNTERS + 2 * k + half for k, name in enumerate(COUNTERS) if name not in SUM_COUNTERS
-                       for half in (0, 1)]
+            in_bank = [
+                REG_COUNTERS + 2 * k + half
+                for k, name in enumerate(COUNTERS)
+                if name not in SUM_COUNTERS
+                for half in (0, 1)
+            ]
             low = host.addr[:low_bits]
-            m.d.sync += a_bank.eq(host.re & (h_region == 0) & (host.addr[low_bits:20] == 0)
-                                  & low.matches(*in_bank))
+            m.d.sync += a_bank.eq(host.re & (h_region == 0) & (host.addr[low_bits:20] == 0) & low.matches(*in_bank))
         r0_valid = Signal()
         r0_addr = Signal(addr_layout)
         r1_valid = Signal()
         r1_addr = Signal(addr_layout)
         # the word read, or (without timing_registers) its lane, selected at the block RAMs' output
         r1_word = Signal(w_word, name="r1_word") if cfg.timing_registers else Signal(nx.weight.shape, name="r1_weight")
-        m.d.sync += [r0_valid.eq(a_valid & ~a_bank), r0_addr.eq(a_addr),
-                     r1_valid.eq(r0_valid), r1_addr.eq(r0_addr),
-                     r1_word.eq(wr0.data if cfg.timing_registers else wr0.data[r0_addr.low[:lane_bits]])]
+        m.d.sync += [
+            r0_valid.eq(a_valid & ~a_bank),
+            r0_addr.eq(a_addr),
+            r1_valid.eq(r0_valid),
+            r1_addr.eq(r0_addr),
+            r1_word.eq(wr0.data if cfg.timing_registers else wr0.data[r0_addr.low[:lane_bits]]),
+        ]
         # the weight memory's shared read port (forward engine, update sequencer, host) gets its address from
         # a register: the multiplexer works on the sources' next values, a cycle ahead (no multiplexer between
         # the register and the block RAMs)
@@ -631,7 +666,10 @@ class Trainer(wiring.Component):
         r2_valid, r2_is_reg = Signal(), Signal()
         r2_reg, r2_weight = Signal(32), Signal(32)
         m.d.sync += [
-            r2_valid.eq(r1_valid), r2_is_reg.eq(r_region == 0), r2_reg.eq(reg_value), r2_weight.eq(weight_value),
+            r2_valid.eq(r1_valid),
+            r2_is_reg.eq(r_region == 0),
+            r2_reg.eq(reg_value),
+            r2_weight.eq(weight_value),
             host.rvalid.eq(r2_valid),
         ]
         with m.If(r2_valid):

@@ -96,8 +96,17 @@ class UpdateUnit(wiring.Component):
     #: Cycles from the clock edge accepting a beat to ``o.valid`` (with ``o.ready`` high).
     LATENCY = 5
 
-    def __init__(self, lanes: int, *, weight: Q, grad: Q | Sequence[Q], clip_int: int | Sequence[int], lr_m: int,
-                 shift: int | Sequence[int], delay_ram_min: int = 0) -> None:
+    def __init__(
+        self,
+        lanes: int,
+        *,
+        weight: Q,
+        grad: Q | Sequence[Q],
+        clip_int: int | Sequence[int],
+        lr_m: int,
+        shift: int | Sequence[int],
+        delay_ram_min: int = 0,
+    ) -> None:
         per_layer = isinstance(grad, (tuple, list))
         grads = tuple(grad) if per_layer else (grad,)
         clips = tuple(clip_int) if isinstance(clip_int, (tuple, list)) else (clip_int,)
@@ -107,8 +116,12 @@ class UpdateUnit(wiring.Component):
         for name, values in (("clip_int", clips), ("shift", shifts)):
             if len(values) != len(grads):
                 raise ValueError(f"{name}: needs one value per layer ({len(grads)}), got {len(values)}")
-        for name, value in (("lanes", lanes), ("lr_m", lr_m), *(("clip_int", c) for c in clips),
-                            *(("shift", s) for s in shifts)):
+        for name, value in (
+            ("lanes", lanes),
+            ("lr_m", lr_m),
+            *(("clip_int", c) for c in clips),
+            *(("shift", s) for s in shifts),
+        ):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{name}: must be an integer, got {value!r}")
         if lanes < 1:
@@ -135,10 +148,12 @@ class UpdateUnit(wiring.Component):
         fields = {"w": w_array, "g": data.ArrayLayout(self.grad.shape, lanes)}
         if per_layer:
             fields["layer"] = range(max(len(grads), 2))
-        super().__init__({
-            "i": In(stream.Signature(data.StructLayout(fields))),
-            "o": Out(stream.Signature(data.StructLayout({"w": w_array}))),
-        })
+        super().__init__(
+            {
+                "i": In(stream.Signature(data.StructLayout(fields))),
+                "o": Out(stream.Signature(data.StructLayout({"w": w_array}))),
+            }
+        )
 
     @classmethod
     def for_layer(cls, lanes: int, plan: Plan, layer: int) -> UpdateUnit:
@@ -147,8 +162,14 @@ class UpdateUnit(wiring.Component):
             raise ValueError(f"plan: must be a numerics.Plan, got {plan!r}")
         if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < len(plan.grad):
             raise ValueError(f"layer: must be in 0..{len(plan.grad) - 1}, got {layer!r}")
-        return cls(lanes, weight=plan.numerics.weight, grad=plan.grad[layer], clip_int=plan.clip_int(layer),
-                   lr_m=plan.lr_m, shift=plan.update_shift(layer))
+        return cls(
+            lanes,
+            weight=plan.numerics.weight,
+            grad=plan.grad[layer],
+            clip_int=plan.clip_int(layer),
+            lr_m=plan.lr_m,
+            shift=plan.update_shift(layer),
+        )
 
     @classmethod
     def for_plan(cls, lanes: int, plan: Plan, delay_ram_min: int = 0) -> UpdateUnit:
@@ -156,9 +177,15 @@ class UpdateUnit(wiring.Component):
         if not isinstance(plan, Plan):
             raise ValueError(f"plan: must be a numerics.Plan, got {plan!r}")
         layers = range(len(plan.grad))
-        return cls(lanes, weight=plan.numerics.weight, grad=list(plan.grad),
-                   clip_int=[plan.clip_int(layer) for layer in layers], lr_m=plan.lr_m,
-                   shift=[plan.update_shift(layer) for layer in layers], delay_ram_min=delay_ram_min)
+        return cls(
+            lanes,
+            weight=plan.numerics.weight,
+            grad=list(plan.grad),
+            clip_int=[plan.clip_int(layer) for layer in layers],
+            lr_m=plan.lr_m,
+            shift=[plan.update_shift(layer) for layer in layers],
+            delay_ram_min=delay_ram_min,
+        )
 
     @staticmethod
     def model(w: np.ndarray, g: np.ndarray, layer: int, plan: Plan) -> np.ndarray:

@@ -15,8 +15,16 @@ from ..numerics import Numerics
 if TYPE_CHECKING:
     from .layout import TrainerConfig
 
-__all__ = ["ElementIndex", "SlotBases", "check_delay_ram_min", "delay", "next_value", "slot_addressing", "tree_sum",
-           "weight_operands"]
+__all__ = [
+    "ElementIndex",
+    "SlotBases",
+    "check_delay_ram_min",
+    "delay",
+    "next_value",
+    "slot_addressing",
+    "tree_sum",
+    "weight_operands",
+]
 
 
 def check_delay_ram_min(value: object) -> int:
@@ -130,14 +138,26 @@ class ElementIndex:
     :data:`specbp_rtl.toolchain.REGISTER_COPIES_KEPT`).
     """
 
-    def __init__(self, max_in: int, lanes: int, bases: SlotBases, by_element: tuple[str, ...] = (),
-                 by_word: tuple[str, ...] = (), word_copies: int = 1) -> None:
+    def __init__(
+        self,
+        max_in: int,
+        lanes: int,
+        bases: SlotBases,
+        by_element: tuple[str, ...] = (),
+        by_word: tuple[str, ...] = (),
+        word_copies: int = 1,
+    ) -> None:
         self.lanes, self.bases, self.by_element, self.by_word = lanes, bases, tuple(by_element), tuple(by_word)
         self.i = Signal(range(max_in + 2), name="i")
         self.lane = Signal(range(lanes), name="lane_i")
-        self.copies = {name: register_copies(f"{name}_addr", range(bases.slots * bases.sizes[name] + max_in + 2),
-                                             word_copies if name in self.by_word else 1)
-                       for name in self.by_element + self.by_word}
+        self.copies = {
+            name: register_copies(
+                f"{name}_addr",
+                range(bases.slots * bases.sizes[name] + max_in + 2),
+                word_copies if name in self.by_word else 1,
+            )
+            for name in self.by_element + self.by_word
+        }
         self.addr = {name: regs[0] for name, regs in self.copies.items()}
 
     def restart(self, m: Module, slot: Value | None = None) -> None:
@@ -161,16 +181,25 @@ def slot_addressing(cfg: TrainerConfig) -> tuple[SlotBases, ElementIndex]:
     """An engine's slot base registers (input bytes, softmax outputs, hidden pre-activations) and its element
     index with the registered input-byte (``base + element``) and pre-activation (``base + word``) addresses."""
     n_layers = cfg.n_layers
-    bases = SlotBases({"sx": cfg.n_in(0), "sp": cfg.classes,
-                       **{f"sz{layer}": cfg.passes(layer) for layer in range(n_layers - 1)}}, cfg.slots)
-    idx = ElementIndex(max(cfg.layers[:-1]), cfg.lanes, bases, by_element=("sx",),
-                       by_word=tuple(f"sz{layer}" for layer in range(n_layers - 1)), word_copies=cfg.sz_groups)
+    bases = SlotBases(
+        {"sx": cfg.n_in(0), "sp": cfg.classes, **{f"sz{layer}": cfg.passes(layer) for layer in range(n_layers - 1)}},
+        cfg.slots,
+    )
+    idx = ElementIndex(
+        max(cfg.layers[:-1]),
+        cfg.lanes,
+        bases,
+        by_element=("sx",),
+        by_word=tuple(f"sz{layer}" for layer in range(n_layers - 1)),
+        word_copies=cfg.sz_groups,
+    )
     return bases, idx
 
 
 def weight_operands(m: Module, word: Value, nx: Numerics, lanes: int, name: str) -> Signal:
     """A word of master weights requantised to the MAC operand format, registered (one cycle)."""
     out = Signal(data.ArrayLayout(nx.weight_operand.shape, lanes), name=name)
-    m.d.sync += [out[lane].eq(hdl_requantize(word[lane], nx.weight.frac_bits, nx.weight_operand))
-                 for lane in range(lanes)]
+    m.d.sync += [
+        out[lane].eq(hdl_requantize(word[lane], nx.weight.frac_bits, nx.weight_operand)) for lane in range(lanes)
+    ]
     return out

@@ -105,8 +105,7 @@ def output_error(p: np.ndarray, labels: np.ndarray, nx: Numerics) -> np.ndarray:
     return saturate(d, nx.out_delta)
 
 
-def backprop_delta(delta: np.ndarray, w_op: np.ndarray, z_prev: np.ndarray, delta_fmt: Q,
-                   plan: Plan) -> np.ndarray:
+def backprop_delta(delta: np.ndarray, w_op: np.ndarray, z_prev: np.ndarray, delta_fmt: Q, plan: Plan) -> np.ndarray:
     """Error of the previous layer: ``requantize(delta @ W) * f'(z_prev)``."""
     nx = plan.numerics
     s = requantize(_exact_matmul(delta, w_op), delta_fmt.frac_bits + nx.weight_operand_frac, nx.delta)
@@ -184,8 +183,9 @@ class FixedEngine:
             g_w, g_b = self.grads[layer]
             outer_accumulate(g_w, g_b, delta, state.inputs[layer], plan.in_frac[layer])
             if layer:
-                delta = backprop_delta(delta, self.operands[layer][0], state.pre[layer - 1],
-                                       plan.delta_fmt[layer], plan)
+                delta = backprop_delta(
+                    delta, self.operands[layer][0], state.pre[layer - 1], plan.delta_fmt[layer], plan
+                )
 
     def update(self) -> None:
         for layer, ((w, b), (g_w, g_b)) in enumerate(zip(self.params, self.grads)):

@@ -97,8 +97,13 @@ def parameter_state(params: Params, grads: Params) -> dict[str, np.ndarray]:
     return state
 
 
-def load_parameter_state(params: Params, grads: Params, state: dict[str, np.ndarray], kind: str,
-                         bounds: Callable[[str, int], tuple[float, float]] | None = None) -> None:
+def load_parameter_state(
+    params: Params,
+    grads: Params,
+    state: dict[str, np.ndarray],
+    kind: str,
+    bounds: Callable[[str, int], tuple[float, float]] | None = None,
+) -> None:
     """Copy a :func:`parameter_state` dict into ``params`` and ``grads`` in place.
 
     Everything is checked before anything is written, so a bad state leaves the
@@ -113,9 +118,11 @@ def load_parameter_state(params: Params, grads: Params, state: dict[str, np.ndar
         Naming the first key that is missing, unexpected, or of the wrong
         shape, dtype or range.
     """
-    expected = {f"{k}{layer}": (k, layer, a)
-                for layer, ((w, b), (g_w, g_b)) in enumerate(zip(params, grads))
-                for k, a in (("w", w), ("b", b), ("gw", g_w), ("gb", g_b))}
+    expected = {
+        f"{k}{layer}": (k, layer, a)
+        for layer, ((w, b), (g_w, g_b)) in enumerate(zip(params, grads))
+        for k, a in (("w", w), ("b", b), ("gw", g_w), ("gb", g_b))
+    }
     missing = [k for k in expected if k not in state]
     if missing:
         raise ValueError(f"engine state: {missing[0]} is missing")
@@ -160,9 +167,7 @@ class ForwardState:
     p: np.ndarray
 
     def take(self, index: np.ndarray) -> ForwardState:
-        return ForwardState(
-            [a[index] for a in self.inputs], [z[index] for z in self.pre], self.p[index]
-        )
+        return ForwardState([a[index] for a in self.inputs], [z[index] for z in self.pre], self.p[index])
 
     def concat(self, other: ForwardState) -> ForwardState:
         return ForwardState(
@@ -391,8 +396,10 @@ class SpeculativeTrainer:
             without :meth:`deferred_interrupts`): that state is inconsistent.
         """
         if self._in_group:
-            raise RuntimeError("training was interrupted inside a group, so its state is inconsistent "
-                               "(train inside SpeculativeTrainer.deferred_interrupts())")
+            raise RuntimeError(
+                "training was interrupted inside a group, so its state is inconsistent "
+                "(train inside SpeculativeTrainer.deferred_interrupts())"
+            )
         st = {f"engine.{k}": v for k, v in self.engine.state().items()}
         for layer, a in enumerate(self.slots.inputs):
             st[f"slots.inputs.{layer}"] = a.copy()
@@ -420,8 +427,11 @@ class SpeculativeTrainer:
             this trainer's engine.
         """
         template = self.engine.empty_state(self.engine.config.classes)
-        slot_keys = ([f"slots.inputs.{layer}" for layer in range(len(template.inputs))]
-                     + [f"slots.pre.{layer}" for layer in range(len(template.pre))] + ["slots.p"])
+        slot_keys = (
+            [f"slots.inputs.{layer}" for layer in range(len(template.inputs))]
+            + [f"slots.pre.{layer}" for layer in range(len(template.pre))]
+            + ["slots.p"]
+        )
         slot_like = dict(zip(slot_keys, [*template.inputs, *template.pre, template.p]))
         counter_keys = [f"counters.{name}" for name in STEP_COUNTERS]
         own = [*slot_keys, "seen", "pending", *counter_keys, "position", "epochs_done"]
@@ -434,12 +444,14 @@ class SpeculativeTrainer:
         for key, like in slot_like.items():
             value = np.asarray(state[key])
             if value.shape != like.shape or value.dtype.kind != like.dtype.kind:
-                raise ValueError(f"trainer state: {key} is {value.dtype}{list(value.shape)}, "
-                                 f"expected {like.dtype}{list(like.shape)}")
+                raise ValueError(
+                    f"trainer state: {key} is {value.dtype}{list(value.shape)}, expected {like.dtype}{list(like.shape)}"
+                )
         seen = np.asarray(state["seen"])
         if seen.shape != (self.engine.config.classes,) or seen.dtype != bool:
-            raise ValueError(f"trainer state: seen is {seen.dtype}{list(seen.shape)}, "
-                             f"expected bool[{self.engine.config.classes}]")
+            raise ValueError(
+                f"trainer state: seen is {seen.dtype}{list(seen.shape)}, expected bool[{self.engine.config.classes}]"
+            )
         pending = np.asarray(state["pending"])
         if pending.shape != () or pending.dtype != bool:
             raise ValueError(f"trainer state: pending is {pending.dtype}{list(pending.shape)}, expected a bool")
@@ -449,7 +461,7 @@ class SpeculativeTrainer:
             if value.shape != () or value.dtype.kind not in "iu" or int(value) < 0:
                 raise ValueError(f"trainer state: {key} must be a non-negative integer, got {value!r}")
             scalars[key] = int(value)
-        self.engine.load_state({k[len("engine."):]: v for k, v in state.items() if k.startswith("engine.")})
+        self.engine.load_state({k[len("engine.") :]: v for k, v in state.items() if k.startswith("engine.")})
         n_in = len(template.inputs)
         values = [np.array(state[k], dtype=slot_like[k].dtype) for k in slot_keys]
         self.slots = ForwardState(values[:n_in], values[n_in:-1], values[-1])
