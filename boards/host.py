@@ -32,23 +32,28 @@ import numpy as np
 
 from ..config import TrainConfig
 from ..data import Dataset
-from ..gateware.host import COUNTERS, access_error, weight_address
+from ..driver import TrainerDriver
+from ..gateware.host import COUNTERS, access_error
 from ..gateware.layout import TrainerConfig
-from ..gateware.trainer import METRIC_CODES
 from ..model.golden import FixedEngine
-from ..model.speculation import STEP_COUNTERS, weights_sha256
+from ..model.speculation import weights_sha256
 from ..numerics import numerics_preset
-from ..sim.runner import RunResult, hardware_fields
+from ..record import RunResult, hardware_fields
+from ..steps import StepKind
 from . import protocol as proto
 
-__all__ = ["BoardTrainer", "ByteStream", "BoardError", "KIND_NAMES", "RETRY_STATUSES"]
+__all__ = ["BoardTrainer", "ByteStream", "BoardError", "RETRY_STATUSES"]
 
-#: :class:`~specbp_rtl.gateware.trainer.StepKind` codes as the other backends name them
-KIND_NAMES = {0: "sequential", 1: "first_sighting", 2: "hit", 3: "miss"}
-#: the step counter each step kind increments (to name the kind of a step whose answer was lost)
-_KIND_COUNTERS = {"sequential": "sequential", "first_sighting": "first_sightings", "hit": "hits", "miss": "misses"}
 #: statuses of a frame the link rejected without touching any state: safe to send again
 RETRY_STATUSES = frozenset({proto.Status.BAD_CRC, proto.Status.TIMEOUT, proto.Status.FRAMING})
+
+
+def _spans(addrs: np.ndarray) -> list[tuple[int, int]]:
+    """``[lo, hi)`` index ranges of ``addrs`` that hold consecutive addresses."""
+    if not len(addrs):
+        return []
+    cuts = (np.flatnonzero(np.diff(addrs.astype(np.int64)) != 1) + 1).tolist()
+    return list(zip([0, *cuts], [*cuts, len(addrs)]))
 
 
 class ByteStream(Protocol):
@@ -61,7 +66,7 @@ class BoardError(Exception):
     """The board is not usable for the request (wrong topology, not fresh, no pyserial)."""
 
 
-class BoardTrainer:
+class BoardTrainer(TrainerDriver):
     """Driver of one board.
 
     Parameters
@@ -106,6 +111,8 @@ class BoardTrainer:
         #: the board's step counter as far as this driver knows (``None``: not read yet)
         self._steps: int | None = None
         self._counters: dict[str, int] | None = None
+        #: the design as :meth:`configure` set it (``None``: not configured yet)
+        self._cfg: TrainerConfig | None = None
         #: frames the board rejected, responses lost or garbled, requests sent again
         self.link_stats = {"rejected": 0, "lost": 0, "retries": 0}
 
@@ -199,12 +206,19 @@ class BoardTrainer:
         """Host-bus writes to ``base, base + 1, ...``, split to fit the board's receive buffer."""
         values = [int(v) for v in values]
         self._check_access(base, len(values), write=True)
+        self._write_run(base, values)
+
+    def read_words(self, base: int, count: int, signed: bool = False) -> list[int]:
+        """Host-bus reads of ``base, base + 1, ...`` (``count`` words)."""
+        self._check_access(base, count, write=False)
+        return self._read_run(base, count, signed)
+
+    def _write_run(self, base: int, values: list[int]) -> None:
         per_frame = (self.info.max_payload - 4) // 4
         for start in range(0, len(values), per_frame):
             self.request(proto.write_words(base + start, values[start : start + per_frame]))
 
-    def read_words(self, base: int, count: int, signed: bool = False) -> list[int]:
-        self._check_access(base, count, write=False)
+    def _read_run(self, base: int, count: int, signed: bool = False) -> list[int]:
         out: list[int] = []
         while len(out) < count:
             n = min(count - len(out), 1024)
@@ -212,18 +226,28 @@ class BoardTrainer:
             out.extend(struct.unpack(f"<{n}{'i' if signed else 'I'}", data))
         return out
 
-    def set_threshold(self, value: int) -> None:
-        """Comparator bound in probability LSBs (:attr:`specbp_rtl.numerics.Plan.threshold_int`)."""
-        self.request(proto.set_threshold(value))
+    # -- the transport of TrainerDriver: one WRITE_WEIGHTS/READ_WEIGHTS run per span of consecutive addresses --
+    @property
+    def cfg(self) -> TrainerConfig:
+        """The design behind the link: from :meth:`configure`, else the board's ``PING`` (layers, lanes, formats)."""
+        if self._cfg is None:
+            info = self.info
+            return TrainerConfig(
+                train=TrainConfig(layers=info.layers), lanes=info.lanes, numerics=numerics_preset(info.numerics)
+            )
+        return self._cfg
 
-    def set_metric(self, metric: str | int) -> None:
-        code = metric if isinstance(metric, int) else METRIC_CODES[metric].value
-        self.request(proto.set_metric(code))
+    def _bus_write(self, addrs: np.ndarray, values: np.ndarray) -> None:
+        for lo, hi in _spans(addrs):
+            self._write_run(int(addrs[lo]), values[lo:hi].tolist())
 
-    def set_spec(self, on: bool, pipeline: bool = False) -> None:
-        self.request(proto.set_spec(on, pipeline))
+    def _bus_read(self, addrs: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(addrs), dtype=np.uint32)
+        for lo, hi in _spans(addrs):
+            out[lo:hi] = self._read_run(int(addrs[lo]), hi - lo)
+        return out
 
-    def train_sample(self, label: int, pixels, epoch_start: bool = False) -> tuple[int | None, str]:
+    def train_sample(self, label: int, pixels, epoch_start: bool = False) -> tuple[int | None, StepKind]:
         """One training step; returns ``(prediction, step kind)``.
 
         When the step's answer was lost on the line and the step counter
@@ -238,70 +262,40 @@ class BoardTrainer:
                     "a training step's answer was lost and the step counter was not read "
                     "before it: cannot tell whether the board ran the step"
                 )
-            now = self.read_counters()
+            now = self.counters()
             if now["steps"] == known["steps"]:
                 return None  # the board did not run it: send it again
             if now["steps"] != known["steps"] + 1:
                 raise BoardError(
                     f"board: the step counter moved from {known['steps']} to {now['steps']} over one training step"
                 )
-            kind = next(k for k, c in _KIND_COUNTERS.items() if now[c] != known[c])
-            return bytes([0xFF, next(code for code, name in KIND_NAMES.items() if name == kind)])
+            kind = next(k for k in StepKind if now[k.counter] != known[k.counter])
+            return bytes([0xFF, kind.value])
 
         data = self.request(proto.train_sample(label, pixels, epoch_start), recover)
         if data[0] != 0xFF and self._counters is not None:  # answered: the counters it moved, as the board has them
-            c = _KIND_COUNTERS[KIND_NAMES[data[1]]]
+            c = StepKind(data[1]).counter
             self._counters = self._counters | {"steps": self._counters["steps"] + 1, c: self._counters[c] + 1}
-        return (None if data[0] == 0xFF else data[0]), KIND_NAMES[data[1]]
+        return (None if data[0] == 0xFF else data[0]), StepKind(data[1])
 
     def infer(self, pixels) -> int:
         return self.request(proto.infer_sample(pixels))[0]
 
-    def read_counters(self) -> dict[str, int]:
-        data = self.request(proto.read_counters())
-        counters = dict(zip(COUNTERS, struct.unpack(f"<{len(COUNTERS)}Q", data)))
-        self._counters = counters
-        return counters
+    def counters(self) -> dict[str, int]:
+        """The performance counters (:meth:`TrainerDriver.counters`); remembered for :meth:`train_sample`."""
+        self._counters = super().counters()
+        return self._counters
 
-    # -- weights ------------------------------------------------------------------------------------------
-    def _runs(self, cfg: TrainerConfig, layer: int) -> list[tuple[int, int, int]]:
-        """``(address, first word, words)`` runs of consecutive bus addresses of one layer."""
-        lanes = cfg.lanes
-        if lanes == 1 << max(1, (lanes - 1).bit_length()):
-            return [(weight_address(layer, 0, 0, lanes), 0, cfg.words(layer))]
-        return [(weight_address(layer, w, 0, lanes), w, 1) for w in range(cfg.words(layer))]
-
-    def write_params(self, cfg: TrainerConfig, params: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        """Write master weights and biases (integers, ``(out, in)`` and ``(out,)`` per layer)."""
-        for layer, (w, b) in enumerate(params):
-            words = cfg.to_words(layer, w, b)
-            for addr, first, n in self._runs(cfg, layer):
-                self.write_words(addr, words[first : first + n].reshape(-1))
-
-    def read_params(self, cfg: TrainerConfig) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Read master weights and biases back (integers)."""
-        params = []
-        for layer in range(cfg.n_layers):
-            values: list[int] = []
-            for addr, _, n in self._runs(cfg, layer):
-                values.extend(self.read_words(addr, n * cfg.lanes, signed=True))
-            words = np.array(values, dtype=np.int64).reshape(cfg.words(layer), cfg.lanes)
-            params.append(cfg.from_words(layer, words))
-        return params
-
-    def configure(self, config: TrainConfig) -> TrainerConfig:
-        """Check the board's topology against ``config`` and set threshold, metric and speculation."""
+    def configure(self, train: TrainConfig) -> None:
+        """Check the board's topology (``PING``) against ``train``; program threshold, metric and speculation."""
         info = self.ping()
-        if tuple(info.layers) != tuple(config.layers):
+        if tuple(info.layers) != tuple(train.layers):
             raise BoardError(
                 f"layers: the board was built for {','.join(map(str, info.layers))}, "
-                f"not {','.join(map(str, config.layers))}"
+                f"not {','.join(map(str, train.layers))}"
             )
-        cfg = TrainerConfig(train=config, lanes=info.lanes, numerics=numerics_preset(info.numerics))
-        self.set_threshold(cfg.plan.threshold_int)
-        self.set_metric(config.metric)
-        self.set_spec(config.speculative, config.pipeline)
-        return cfg
+        self._cfg = TrainerConfig(train=train, lanes=info.lanes, numerics=numerics_preset(info.numerics))
+        super().configure(train)
 
     # -- a whole training job ----------------------------------------------------------------------------------
     def train(
@@ -332,15 +326,16 @@ class BoardTrainer:
         and the weights the board still reports are kept.
         """
         start = time.perf_counter()
-        cfg = self.configure(config)
-        before = self.read_counters()
+        self.configure(config)
+        cfg = self.cfg
+        before = self.counters()
         if fresh and before["steps"]:
             raise BoardError(
                 f"board: it has already trained {before['steps']} steps; its label state and "
                 f"gradient accumulators cannot be reset over the link: reprogram or reset it"
             )
         if write_init:
-            self.write_params(cfg, FixedEngine(config, cfg.numerics).params)
+            self.load_weights(FixedEngine(config, cfg.numerics).params)
         result = RunResult(
             "board",
             dataset.name,
@@ -364,7 +359,7 @@ class BoardTrainer:
                             tick(1)
                 finally:
                     train_time += time.perf_counter() - t0
-                params = self.read_params(cfg)
+                params = self.read_weights()
                 eng = FixedEngine(config, cfg.numerics)
                 for (w, b), (hw, hb) in zip(eng.params, params):
                     w[...] = hw
@@ -379,17 +374,15 @@ class BoardTrainer:
             error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         extra: dict[str, Any] = {"lanes": cfg.lanes, "link": dict(self.link_stats)}
         try:
-            c = self.read_counters()
+            c = self.counters()
             c = {k: c[k] - before[k] for k in COUNTERS}
-            params = self.read_params(cfg)
+            params = self.read_weights()
         except (proto.ProtocolError, proto.StatusError, OSError) as exc:
             error = error or str(exc).splitlines()[0]
             c = {k: 0 for k in COUNTERS}
         busy = c["sequential_cycles"] + c["hit_cycles"] + c["miss_cycles"] + c["update_cycles"]
         fields = hardware_fields(c | {"cycles": busy})
-        result.counters = {k: c[k] for k in STEP_COUNTERS}
-        spec = c["hits"] + c["misses"]
-        result.hit_rate = c["hits"] / spec if spec else 0.0
+        result.take_counters(c)
         result.train_seconds = train_time
         result.wall_seconds = time.perf_counter() - start
         result.weights_sha256 = weights_sha256(params, "<i8") if params else ""

@@ -41,6 +41,8 @@ class SimSerial:
         without a byte: a timeout that means the same on a loaded machine
         (a lost response is a line gone quiet, not a slow simulator).
 
+    Notes
+    -----
     To keep the simulation short, simulated time only advances while bytes
     are being sent, while :meth:`read` waits for bytes, or during
     :meth:`idle`; otherwise the simulation thread sleeps.

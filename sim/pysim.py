@@ -26,10 +26,11 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from ..gateware.layout import TrainerConfig
-from ..gateware.trainer import StepKind, Trainer
+from ..gateware.trainer import Trainer
 from ..interrupts import interrupt_flag
 from ..model.golden import FixedEngine
 from ..model.speculation import weights_sha256
+from ..steps import StepKind
 from .waves import PYSIM_SCOPE, TraceEstimate, estimate_trace, gtkw_path, gtkw_traces, vcd_variables, write_gtkw
 
 __all__ = ["PysimTrainer", "TraceWindow", "host_read", "host_write"]
@@ -57,14 +58,6 @@ async def host_read(ctx, bus, addr: int, signed: bool = False) -> int:
     (value,) = await ctx.tick().sample(bus.rdata).until(bus.rvalid)
     value = int(value)
     return value - (1 << 32) if signed and value & (1 << 31) else value
-
-
-KIND_NAMES = {
-    StepKind.SEQUENTIAL.value: "sequential",
-    StepKind.FIRST_SIGHTING.value: "first_sighting",
-    StepKind.HIT.value: "hit",
-    StepKind.MISS.value: "miss",
-}
 
 
 @dataclass
@@ -143,7 +136,7 @@ class PysimTrainer:
         self.trace_samples = (int(start), int(count))
         #: the waveform written by :meth:`run` (``None`` without ``vcd``)
         self.trace: TraceWindow | None = None
-        self.kinds: list[str] = []
+        self.kinds: list[StepKind] = []
         self.predictions: list[int] = []
         self.counters: dict[str, int] = {}
         self.params: list[tuple[np.ndarray, np.ndarray]] = []
@@ -235,7 +228,7 @@ class PysimTrainer:
                     if infer:
                         self.predictions.append(int(result.prediction))
                     else:
-                        self.kinds.append(KIND_NAMES[result.kind.value])
+                        self.kinds.append(StepKind(result.kind.value))
                     if tick:
                         tick(1)
                     if stop.is_set():  # Ctrl-C: end between two samples; the state so far is read back

@@ -1,17 +1,14 @@
 """Run a training job on a backend and collect the result record.
 
 :func:`run_training` is what ``specbp train`` does: train ``epochs`` epochs in
-file order, test after every epoch, and return a :class:`RunResult` whose
-:meth:`~RunResult.as_json` is the stable JSON record shared by every backend
-(fields are added by later backends, never renamed).
+file order, test after every epoch, and return a
+:class:`~specbp_rtl.record.RunResult`, the record shared by every backend.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -19,10 +16,11 @@ from ..config import TrainConfig
 from ..data import Dataset
 from ..model.golden import FixedEngine
 from ..model.reference import FloatEngine
-from ..model.speculation import STEP_COUNTERS, SpeculativeTrainer
+from ..model.speculation import SpeculativeTrainer
 from ..numerics import numerics_preset
+from ..record import RunResult, hardware_fields
 
-__all__ = ["BACKENDS", "RunResult", "make_engine", "run_training"]
+__all__ = ["BACKENDS", "make_engine", "run_training"]
 
 #: Numpy model backends.
 ENGINES: dict[str, type] = {"float": FloatEngine, "fixed": FixedEngine}
@@ -43,76 +41,6 @@ def make_engine(backend: str, config: TrainConfig, numerics: str = "standard"):
             f"numerics: the float backend computes in float64, {numerics!r} applies to fixed, pysim and rtl"
         )
     return cls(config)
-
-
-@dataclass
-class RunResult:
-    backend: str
-    dataset: str
-    config: TrainConfig
-    epochs: int
-    train_samples: int
-    test_samples: int
-    accuracy_per_epoch: list[float] = field(default_factory=list)
-    counters: dict[str, int] = field(default_factory=dict)
-    hit_rate: float = 0.0
-    wall_seconds: float = 0.0
-    train_seconds: float = 0.0
-    weights_sha256: str = ""
-    interrupted: bool = False
-    #: backend-specific fields (cycle counts of the hardware backends)
-    extra: dict[str, Any] = field(default_factory=dict)
-    #: number formats (:data:`specbp_rtl.numerics.NUMERICS`; the float backend has none)
-    numerics: str | None = "standard"
-    #: steps a resumed run's checkpoint had already trained (counted in ``counters``, not in the speed)
-    steps_before: int = 0
-
-    @property
-    def accuracy(self) -> float:
-        return self.accuracy_per_epoch[-1] if self.accuracy_per_epoch else 0.0
-
-    @property
-    def samples_trained(self) -> int:
-        return self.counters.get("steps", 0)
-
-    def as_json(self) -> dict[str, Any]:
-        cfg = self.config
-        c = self.counters
-        return {
-            "backend": self.backend,
-            "dataset": self.dataset,
-            "layers": list(cfg.layers),
-            "epochs": self.epochs,
-            "epochs_completed": len(self.accuracy_per_epoch),
-            "threshold": cfg.threshold,
-            "metric": cfg.metric,
-            "seed": cfg.seed,
-            "pipeline": cfg.pipeline,
-            "batch": cfg.batch,
-            "lr": cfg.lr,
-            "clip": cfg.clip,
-            "slope": cfg.slope,
-            "numerics": self.numerics,
-            "train_samples": self.train_samples,
-            "test_samples": self.test_samples,
-            "samples_trained": self.samples_trained,
-            "accuracy": self.accuracy,
-            "accuracy_per_epoch": self.accuracy_per_epoch,
-            "steps": c.get("steps", 0),
-            "sequential": c.get("sequential", 0),
-            "first_sightings": c.get("first_sightings", 0),
-            "hits": c.get("hits", 0),
-            "misses": c.get("misses", 0),
-            "updates": c.get("updates", 0),
-            "overlapped": c.get("overlapped", 0),
-            "hit_rate": self.hit_rate,
-            "wall_seconds": round(self.wall_seconds, 4),
-            "samples_per_second": (
-                round((self.samples_trained - self.steps_before) / self.train_seconds, 1) if self.train_seconds else 0.0
-            ),
-            "weights_sha256": self.weights_sha256,
-            "interrupted": self.interrupted,
-        } | self.extra
 
 
 def run_training(
@@ -148,14 +76,7 @@ def run_training(
     then covers the completed epochs and has ``interrupted`` set, so nothing
     already measured is lost.
     """
-    if dataset.inputs != config.layers[0]:
-        raise ValueError(
-            f"layers: the first layer has {config.layers[0]} inputs but dataset {dataset.name} "
-            f"has {dataset.inputs} pixels per sample"
-        )
-    top = int(max(dataset.train_y.max(), dataset.test_y.max()))
-    if top >= config.classes:
-        raise ValueError(f"layers: the output layer has {config.classes} classes but the labels go up to {top}")
+    config.check_dataset(dataset)
     numerics_preset(numerics)  # an unknown name fails here, naming the parameter (float: make_engine refuses
     # any formats but standard)
     if backend == "pysim":
@@ -243,30 +164,6 @@ def run_training(
     return result
 
 
-def hardware_fields(counters: dict[str, int]) -> dict[str, Any]:
-    """JSON fields derived from the trainer's performance counters."""
-    steps = max(counters["steps"], 1)
-
-    def mean(cycles: str, count: int) -> float | None:
-        return round(counters[cycles] / count, 2) if count else None
-
-    return {
-        "cycles": counters["cycles"],
-        "cycles_per_sample": round(counters["cycles"] / steps, 2),
-        # the forward engine also runs the hardware's inference passes (rtl backend's test set)
-        "forward_cycles": round(counters["forward_cycles"] / max(counters["steps"] + counters["inferences"], 1), 2),
-        "backward_cycles": round(counters["backward_cycles"] / steps, 2),
-        "update_cycles": counters["update_cycles"],
-        "updates": counters["updates"],
-        "cycles_per_step": {
-            "hit": mean("hit_cycles", counters["hits"]),
-            "miss": mean("miss_cycles", counters["misses"]),
-            "sequential": mean("sequential_cycles", counters["sequential"] + counters["first_sightings"]),
-        },
-        "counters": counters,
-    }
-
-
 def _run_pysim(
     config, dataset, epochs, progress, lanes, vcd, numerics, trace_samples: tuple[int, int] = (0, 10)
 ) -> RunResult:
@@ -300,9 +197,7 @@ def _run_pysim(
         predicted = hw.golden_with_weights(params).predict(dataset.test_x)
         result.accuracy_per_epoch.append(float(np.mean(predicted == dataset.test_y)))
     c = hw.counters
-    result.counters = {k: c[k] for k in STEP_COUNTERS}
-    spec = c["hits"] + c["misses"]
-    result.hit_rate = c["hits"] / spec if spec else 0.0
+    result.take_counters(c)
     result.train_seconds = train_time
     result.wall_seconds = time.perf_counter() - start
     result.weights_sha256 = hw.weights_sha256()

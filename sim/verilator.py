@@ -59,24 +59,14 @@ import numpy as np
 
 from ..config import TrainConfig
 from ..data import Dataset
-from ..gateware.comparator import Metric
-from ..gateware.host import (
-    COUNTERS,
-    REG_COUNTERS,
-    REG_LANES,
-    REG_METRIC,
-    REG_SPEC_EN,
-    REG_THRESHOLD,
-    check_addresses,
-    spec_en_value,
-)
+from ..driver import TrainerDriver
+from ..gateware.host import REG_LANES
 from ..gateware.layout import TrainerConfig
-from ..gateware.trainer import StepKind as HwKind
 from ..gateware.trainer import result_layout, sample_layout
 from ..model.golden import FixedEngine
-from ..model.speculation import STEP_COUNTERS, StepKind, weights_sha256
-from ..numerics import HW_METRICS, numerics_preset
-from .runner import RunResult, hardware_fields
+from ..numerics import numerics_preset
+from ..record import RunResult, hardware_fields
+from ..steps import StepKind
 
 __all__ = [
     "BuildInfo",
@@ -131,13 +121,6 @@ TRACE_FLAGS = {
 }
 TRACE_CODES = {None: 0, "vcd": 1, "fst": 2}
 
-#: The result stream's step kind codes, as the golden model names them.
-KIND_NAMES: dict[int, str] = {
-    HwKind.SEQUENTIAL.value: StepKind.SEQUENTIAL,
-    HwKind.FIRST_SIGHTING.value: StepKind.FIRST_SIGHTING,
-    HwKind.HIT.value: StepKind.HIT,
-    HwKind.MISS.value: StepKind.MISS,
-}
 #: Samples streamed per ctypes call (progress granularity, Ctrl-C latency).
 CHUNK = 256
 
@@ -483,13 +466,14 @@ def _ptr(a: np.ndarray) -> int:
     return a.ctypes.data
 
 
-class VerilatorTrainer:
+class VerilatorTrainer(TrainerDriver):
     """The Trainer's Verilog in Verilator: load weights, program registers, train, infer, read back.
 
     ``cfg`` gives the design (its threshold, metric and seed are ignored by the
     build: see :func:`canonical_config`); program them with :meth:`configure`
     (or :meth:`set_threshold`, :meth:`set_metric`, :meth:`set_spec`) and
-    :meth:`load_weights`. A fresh model holds zero weights and speculation off.
+    :meth:`load_weights`, which it has from :class:`~specbp_rtl.driver.TrainerDriver`.
+    A fresh model holds zero weights and speculation off.
 
     ``vcd`` or ``fst`` names a waveform file covering the samples
     ``[start, start + count)`` of ``trace_samples``, counted in streaming order
@@ -521,15 +505,12 @@ class VerilatorTrainer:
         self._handle: int | None = None
         self._closed = False
         self._trace_since: float | None = None
-        #: step kind of every training sample so far ("sequential", "first_sighting", "hit", "miss")
-        self.kinds: list[str] = []
+        #: step kind of every training sample so far
+        self.kinds: list[StepKind] = []
         #: clock cycles spent streaming training samples (and draining the last update of each call)
         self.train_cycles = 0
         #: weights after each epoch, filled by :func:`run_rtl`
         self.snapshots: list[list[tuple[np.ndarray, np.ndarray]]] = []
-        lanes = cfg.lanes
-        self._lane_bits = max(1, (lanes - 1).bit_length())
-        self._words = tuple(cfg.words(n) for n in range(cfg.n_layers))
         self._max_wait = 64 * sum(cfg.words(n) for n in range(cfg.n_layers)) + 100_000
 
     # -- life cycle --------------------------------------------------------------------
@@ -646,20 +627,15 @@ class VerilatorTrainer:
         if self._sim_lib().sb_wait_idle(self._need()) != 0:
             raise SimulationError(f"the trainer did not become idle within {self._max_wait} cycles")
 
-    # -- host bus ------------------------------------------------------------------------
-    def write_registers(self, addrs: np.ndarray | list[int], values: np.ndarray | list[int]) -> None:
-        """Host-bus writes, one per cycle, once the trainer is idle (values are taken modulo 2**32)."""
-        a = np.ascontiguousarray(addrs, dtype=np.uint32)
-        v = np.ascontiguousarray(np.asarray(values, dtype=np.int64) & 0xFFFFFFFF, dtype=np.uint32)
-        if a.shape != v.shape:
-            raise ValueError("write_registers: addrs and values differ in length")
-        check_addresses(self._words, self.cfg.lanes, np.asarray(addrs, dtype=np.int64), write=True)
+    # -- host bus (the transport of TrainerDriver) ------------------------------------------
+    def _bus_write(self, addrs: np.ndarray, values: np.ndarray) -> None:
+        """Host-bus writes, one per cycle, once the trainer is idle."""
+        a, v = np.ascontiguousarray(addrs, dtype=np.uint32), np.ascontiguousarray(values, dtype=np.uint32)
         self._idle()
         self._sim_lib().sb_host_write(self._need(), _ptr(a), _ptr(v), len(a))
 
-    def read_registers(self, addrs: np.ndarray | list[int]) -> np.ndarray:
-        """Host-bus reads (pipelined, one per cycle) once the trainer is idle; ``uint32`` values."""
-        check_addresses(self._words, self.cfg.lanes, np.asarray(addrs, dtype=np.int64), write=False)
+    def _bus_read(self, addrs: np.ndarray) -> np.ndarray:
+        """Host-bus reads (pipelined, one per cycle) once the trainer is idle."""
         a = np.ascontiguousarray(addrs, dtype=np.uint32)
         out = np.zeros(len(a), dtype=np.uint32)
         self._idle()
@@ -667,67 +643,13 @@ class VerilatorTrainer:
             raise SimulationError("host bus: a read was not answered")
         return out
 
-    def _weight_addresses(self, layer: int) -> np.ndarray:
-        words, lanes = self.cfg.words(layer), self.cfg.lanes
-        word = np.arange(words, dtype=np.uint32)[:, None] << self._lane_bits
-        lane = np.arange(lanes, dtype=np.uint32)[None, :]
-        return (((layer + 1) << 20) | word | lane).reshape(-1)
-
-    def load_weights(self, params: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        """Write master weights ``[(W, b), ...]`` (integers, ``(out, in)`` and ``(out,)``)."""
-        for layer, (w, b) in enumerate(params):
-            words = self.cfg.to_words(layer, np.asarray(w), np.asarray(b))
-            self.write_registers(self._weight_addresses(layer), words.reshape(-1))
-
-    def read_weights(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Read the master weights back over the host bus."""
-        params = []
-        for layer in range(self.cfg.n_layers):
-            raw = self.read_registers(self._weight_addresses(layer)).view(np.int32).astype(np.int64)
-            params.append(self.cfg.from_words(layer, raw.reshape(self.cfg.words(layer), self.cfg.lanes)))
-        return params
-
-    def weights_sha256(self, params: list[tuple[np.ndarray, np.ndarray]] | None = None) -> str:
-        """:func:`~specbp_rtl.model.speculation.weights_sha256` of ``params`` (default: read back now)."""
-        return weights_sha256(params if params is not None else self.read_weights(), "<i8")
-
-    def counters(self) -> dict[str, int]:
-        """The hardware performance counters (48-bit, read as low and high words)."""
-        raw = self.read_registers([REG_COUNTERS + k for k in range(2 * len(COUNTERS))]).astype(np.int64)
-        return {name: int(raw[2 * n] | (raw[2 * n + 1] << 32)) for n, name in enumerate(COUNTERS)}
-
-    def set_threshold(self, value: int) -> None:
-        """THRESHOLD register: the comparator bound in probability LSBs (``Plan.threshold_int``)."""
-        if not 0 <= value < 1 << 32:
-            raise ValueError(f"threshold: register value must fit 32 bits, got {value}")
-        self.write_registers([REG_THRESHOLD], [value])
-
-    def set_metric(self, metric: str | int) -> None:
-        """METRIC register: ``"mean-abs"`` (0), ``"max-abs"`` (1) or ``"l1"`` (2)."""
-        if isinstance(metric, str):
-            code = Metric.from_name(metric).value
-        elif metric in {m.value for m in Metric}:
-            code = int(metric)
-        else:
-            raise ValueError(f"metric: register codes are {', '.join(str(m.value) for m in Metric)}, got {metric!r}")
-        self.write_registers([REG_METRIC], [code])
-
-    def set_spec(self, enable: bool, pipeline: bool = False) -> None:
-        """SPEC_EN register: speculation on or off; bit 1 the pipelined baseline."""
-        self.write_registers([REG_SPEC_EN], [spec_en_value(enable, pipeline)])
-
-    def configure(self, train: TrainConfig) -> None:
-        """Program THRESHOLD, METRIC and SPEC_EN for ``train`` (its layers etc. must match the design)."""
+    def _check_design(self, train: TrainConfig) -> None:
         canon = canonical_config(dataclasses.replace(self.cfg, train=train))
         if canon != canonical_config(self.cfg):
             raise ValueError(
                 "configure: the TrainConfig differs from the built design in more than "
                 "threshold, metric, seed and pipeline"
             )
-        plan = self.cfg.numerics.plan(train)
-        self.set_threshold(plan.threshold_int if train.speculative else 0)
-        self.set_metric(train.metric if train.metric in HW_METRICS else "mean-abs")
-        self.set_spec(train.speculative, train.pipeline)
 
     # -- streaming ------------------------------------------------------------------------
     def _check_samples(self, x: np.ndarray, y: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -776,7 +698,7 @@ class VerilatorTrainer:
 
     def train(
         self, x: np.ndarray, y: np.ndarray, epoch_start: bool = True, progress: Callable[[int], None] | None = None
-    ) -> list[str]:
+    ) -> list[StepKind]:
         """Train on ``x`` (``uint8``, ``(n, inputs)``) with labels ``y`` in order; returns the step kinds.
 
         ``epoch_start`` flags the first sample as the first of an epoch (the
@@ -788,7 +710,7 @@ class VerilatorTrainer:
         before = self.cycles
         self._idle()
         self.train_cycles += self.cycles - before
-        kinds = [KIND_NAMES[k] for k in kind]
+        kinds = [StepKind(int(k)) for k in kind]
         self.kinds += kinds
         return kinds
 
@@ -828,11 +750,7 @@ def run_rtl(
     training streams only (inference and host-bus access are left out, as in
     the ``pysim`` backend, which tests with the golden model).
     """
-    if dataset.inputs != config.layers[0]:
-        raise ValueError(
-            f"layers: the first layer has {config.layers[0]} inputs but dataset {dataset.name} "
-            f"has {dataset.inputs} pixels per sample"
-        )
+    config.check_dataset(dataset)
     start = time.perf_counter()
     cfg = TrainerConfig(train=config, lanes=lanes, numerics=numerics_preset(numerics))
     hw = VerilatorTrainer(cfg, vcd=vcd, fst=fst, trace_samples=trace_samples, cache_dir=cache_dir)
@@ -864,9 +782,7 @@ def run_rtl(
         result.weights_sha256 = hw.weights_sha256()
     finally:
         hw.close()
-    result.counters = {k: c[k] for k in STEP_COUNTERS}
-    spec = c["hits"] + c["misses"]
-    result.hit_rate = c["hits"] / spec if spec else 0.0
+    result.take_counters(c)
     result.train_seconds = train_time
     result.wall_seconds = time.perf_counter() - start
     extra: dict[str, Any] = hardware_fields(c) | {

@@ -101,8 +101,8 @@ def bench_trainer(args: argparse.Namespace) -> int:
     import time
 
     from .gateware.layout import TrainerConfig
+    from .record import hardware_fields
     from .sim.pysim import PysimTrainer
-    from .sim.runner import hardware_fields
 
     ds, layers = _bench_data(args)
     n = args.samples

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .data import Dataset
 
 __all__ = ["METRICS", "ConfigError", "TrainConfig", "parse_layers"]
 
@@ -121,6 +125,19 @@ class TrainConfig:
     @property
     def classes(self) -> int:
         return self.layers[-1]
+
+    def check_dataset(self, dataset: Dataset) -> None:
+        """Raise ``ValueError`` unless ``dataset`` fits the network: its pixels per sample are the first
+        layer's inputs and its labels (train and test) are below the number of classes."""
+        if dataset.inputs != self.layers[0]:
+            raise ValueError(
+                f"layers: the first layer has {self.layers[0]} inputs but dataset {dataset.name} "
+                f"has {dataset.inputs} pixels per sample"
+            )
+        labels = [y for y in (dataset.train_y, dataset.test_y) if len(y)]
+        top = max((int(y.max()) for y in labels), default=-1)
+        if top >= self.classes:
+            raise ValueError(f"layers: the output layer has {self.classes} classes but the labels go up to {top}")
 
     def as_dict(self) -> dict:
         d = asdict(self)

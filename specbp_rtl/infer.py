@@ -157,13 +157,14 @@ def run_inference(
         from .numerics import numerics_name
 
         with BoardTrainer(port, baud) as board:
-            tcfg = board.configure(cfg)
+            board.configure(cfg)
+            tcfg = board.cfg
             if numerics_name(tcfg.numerics) != ck.numerics:
                 raise CheckpointError(
                     f"checkpoint {ck.path}: numerics {ck.numerics} do not match the board's "
                     f"{numerics_name(tcfg.numerics)}"
                 )
-            board.write_params(tcfg, ck.weights)
+            board.load_weights(ck.weights)
             predictions = np.array([board.infer(bytes(np.asarray(s, dtype=np.uint8))) for s in x], dtype=np.int64)
     return InferenceResult(
         backend,

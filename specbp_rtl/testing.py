@@ -24,8 +24,7 @@ public for anyone who tests their own RTL the same way. They work with any
 
 Example::
 
-    from amaranth.hdl import Value
-from amaranth.sim import Simulator
+    from amaranth.sim import Simulator
     from specbp_rtl.gateware import Softmax
     from specbp_rtl.numerics import Numerics
     from specbp_rtl.testing import StreamSink, assert_matches_model, stream_source, watchdog

@@ -35,6 +35,7 @@ from specbp_rtl.model.golden import FixedEngine
 from specbp_rtl.model.speculation import SpeculativeTrainer
 from specbp_rtl.numerics import NUMERICS, Numerics
 from specbp_rtl.sim.runner import run_training
+from specbp_rtl.steps import StepKind
 
 DIVISOR = 4
 TIMEOUT = 200
@@ -324,7 +325,7 @@ def test_corrupted_frames_change_nothing(board) -> None:
     response, no state changes, and the next good frame works."""
     dut, ser, bt = board
     x, y = random_set(3, seed=5)
-    assert bt.train_sample(int(y[0]), bytes(x[0]), epoch_start=True)[1] == "first_sighting"
+    assert bt.train_sample(int(y[0]), bytes(x[0]), epoch_start=True)[1] is StepKind.FIRST_SIGHTING
     before = ser.peek(lambda ctx: snapshot(dut, ctx))
     assert before[1]["steps"] == 1
 
@@ -368,14 +369,14 @@ def test_corrupted_frames_change_nothing(board) -> None:
     after = ser.peek(lambda ctx: snapshot(dut, ctx))
     assert after == before
     # good frames still change state
-    assert bt.train_sample(int(y[1]), bytes(x[1]))[1] in ("hit", "first_sighting")
+    assert bt.train_sample(int(y[1]), bytes(x[1]))[1] in (StepKind.HIT, StepKind.FIRST_SIGHTING)
     bt.set_threshold(77)
     assert bt.read_words(0x1, 1) == [77]
     bt.set_spec(False, pipeline=True)  # the mode register: bit 0 speculation, bit 1 pipelined baseline
     assert bt.read_words(0x3, 1) == [2]
     bt.write_words(0x100000, [-5, 6, 7, -8])  # a whole word: committed with its last lane
     assert bt.read_words(0x100000, 4, signed=True) == [-5, 6, 7, -8]
-    counters = bt.read_counters()
+    counters = bt.counters()
     assert counters["steps"] == 2 and counters["cycles"] > 0
     assert ser.framing_errors == 0
 

@@ -31,11 +31,11 @@ from specbp_rtl.config import TrainConfig
 from specbp_rtl.gateware import Comparator, Metric, Trainer, result_layout, sample_layout
 from specbp_rtl.model import FixedEngine, SpeculativeTrainer
 from specbp_rtl.numerics import HW_METRICS, Numerics
+from specbp_rtl.steps import StepKind
 from specbp_rtl.testing import icarus_g2012_compatible
 
 ROOT = Path(__file__).resolve().parents[1]
 COCOTB_DIR = ROOT / "examples" / "cocotb"
-KINDS = {0: "sequential", 1: "first_sighting", 2: "hit", 3: "miss"}
 
 
 def need(tool: str) -> str:
@@ -211,8 +211,8 @@ module tb;
 endmodule
 """
     text = run_icarus(tmp_path, verilog.convert(Trainer(cfg), name="trainer"), "trainer", testbench, mode)
-    kinds = [KINDS[r_layout.from_bits(int(v)).kind.value] for v in re.findall(r"^result \d+ (\d+)$", text, re.M)]
+    kinds = [r_layout.from_bits(int(v)).kind for v in re.findall(r"^result \d+ (\d+)$", text, re.M)]
     golden = SpeculativeTrainer(FixedEngine(cfg.train, cfg.numerics), log=[])
     golden.train_epoch(x, y)
     assert kinds == golden.log, text
-    assert {"hit", "miss", "first_sighting"} <= set(kinds)
+    assert {StepKind.HIT, StepKind.MISS, StepKind.FIRST_SIGHTING} <= set(kinds)

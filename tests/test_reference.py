@@ -20,7 +20,8 @@ from specbp_rtl.config import ConfigError, TrainConfig
 from specbp_rtl.data import load_dataset
 from specbp_rtl.model.golden import FixedEngine
 from specbp_rtl.model.reference import FloatEngine, distance, init_integers
-from specbp_rtl.model.speculation import Counters, SpeculativeTrainer, StepKind
+from specbp_rtl.model.speculation import Counters, SpeculativeTrainer
+from specbp_rtl.steps import StepKind
 
 # ---------------------------------------------------------------------------
 # Scalar restatement of DESIGN §2
@@ -194,7 +195,7 @@ def test_float_engine_matches_scalar_restatement(metric: str, threshold: float) 
         scalar.epoch(TINY_X, TINY_Y)
 
     engine = FloatEngine(cfg)
-    log: list[str] = []
+    log: list[StepKind] = []
     trainer = SpeculativeTrainer(engine, log=log)
     x = np.array(TINY_X, dtype=np.uint8)
     y = np.array(TINY_Y, dtype=np.int64)
@@ -229,7 +230,7 @@ def test_float_engine_matches_scalar_restatement_sequential() -> None:
     cfg = _tiny_config("mean-abs", 0.0)
     scalar = ScalarNet(cfg)
     engine = FloatEngine(cfg)
-    log: list[str] = []
+    log: list[StepKind] = []
     trainer = SpeculativeTrainer(engine, log=log)
     for _ in range(2):
         scalar.epoch(TINY_X, TINY_Y)
@@ -415,7 +416,7 @@ def test_vectorised_groups_equal_naive_loop(engine_cls, metric, threshold, expec
     epochs = 2
 
     fast = engine_cls(cfg)
-    log: list[str] = []
+    log: list[StepKind] = []
     trainer = SpeculativeTrainer(fast, log=log)
     trainer.train_epoch(x, y)
     # the tail group (i = 196..199) left its gradient in G: it carries into epoch 2
@@ -463,12 +464,12 @@ def test_group_with_speculation_source_inside_the_group() -> None:
     cfg = TrainConfig(layers=(2, 3, 2), batch=4, threshold=0.25, seed=5)
     x = np.array([[10, 20], [30, 40], [50, 60], [70, 80], [90, 100]], dtype=np.uint8)
     y = np.array([0, 1, 1, 1, 0])
-    log: list[str] = []
+    log: list[StepKind] = []
     fast = FloatEngine(cfg)
     SpeculativeTrainer(fast, log=log).train_epoch(x, y)
     slow = FloatEngine(cfg)
     _, kinds = naive_train(slow, x, y, 1)
-    assert log == kinds == ["first_sighting", "first_sighting", "hit", "hit", "hit"]
+    assert log == kinds == [StepKind.FIRST_SIGHTING] * 2 + [StepKind.HIT] * 3
     for (wa, ba), (wb, bb) in zip(fast.params, slow.params):
         np.testing.assert_allclose(wa, wb, rtol=0, atol=1e-14)
         np.testing.assert_allclose(ba, bb, rtol=0, atol=1e-14)

@@ -32,6 +32,7 @@ from specbp_rtl.model.golden import FixedEngine
 from specbp_rtl.model.speculation import STEP_COUNTERS, SpeculativeTrainer
 from specbp_rtl.sim.runner import run_training
 from specbp_rtl.sim.verilator import BuildInfo, ToolError, VerilatorTrainer, build_library, run_rtl
+from specbp_rtl.steps import StepKind
 
 MNIST = (784, 16, 16, 10)
 DIGITS = (64, 16, 16, 10)
@@ -168,7 +169,7 @@ def test_cycle_counts_match_pysim(digits_build: BuildInfo, cache: Path, digits: 
     sim.run([(x, y, False, True)])
     hw = hardware(train, cache)
     hw.train(x, y)
-    assert "hit" in hw.kinds and "miss" in hw.kinds
+    assert StepKind.HIT in hw.kinds and StepKind.MISS in hw.kinds
     assert hw.kinds == sim.kinds
     assert {**hw.counters(), "cycles": hw.train_cycles} == sim.counters
     assert hw.weights_sha256() == sim.weights_sha256()
@@ -287,7 +288,7 @@ def test_vcd_trace_window(cache: Path, tmp_path: Path) -> None:
     hw.train(x[2:], y[2:], epoch_start=False)
     last = hw.cycles
     eng, tr = golden(train, [(x, y)])
-    assert hw.kinds == tr.log and "hit" in tr.log and "miss" in tr.log
+    assert hw.kinds == tr.log and StepKind.HIT in tr.log and StepKind.MISS in tr.log
     assert hw.weights_sha256() == eng.weights_sha256()
     hw.close()
     text = vcd.read_text()

@@ -22,6 +22,7 @@ from specbp_rtl.gateware.cycles import CycleModel
 from specbp_rtl.gateware.layout import TrainerConfig
 from specbp_rtl.sim.pysim import PERIOD_FS, PysimTrainer
 from specbp_rtl.sim.waves import WAVES, gtkw_signals, vcd_variables
+from specbp_rtl.steps import StepKind
 
 LAYERS = (16, 8, 4)
 LANES = 4
@@ -69,7 +70,7 @@ def untraced() -> tuple:
     hw.run(BATCHES)
     assert hw.trace is None
     kinds = hw.kinds
-    assert "hit" in kinds and "miss" in kinds, kinds  # the window sees every step kind's control path
+    assert StepKind.HIT in kinds and StepKind.MISS in kinds, kinds  # the window sees every step kind's control path
     return observed(hw)
 
 

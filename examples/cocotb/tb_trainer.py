@@ -27,9 +27,8 @@ from common import offer, trainer_config, trainer_samples, trainer_settings
 from specbp_rtl.gateware import COUNTERS, result_layout, sample_layout, weight_address
 from specbp_rtl.gateware.host import REG_COUNTERS
 from specbp_rtl.model import FixedEngine, SpeculativeTrainer
+from specbp_rtl.steps import StepKind
 from specbp_rtl.testing import assert_matches_model
-
-KINDS = {0: "sequential", 1: "first_sighting", 2: "hit", 3: "miss"}  # StepKind codes of the result beat
 
 
 async def host_reads(dut, addresses: list[int]) -> list[int]:
@@ -70,7 +69,7 @@ async def trainer_matches_golden(dut) -> None:
     dut.rst.value = 0
     await RisingEdge(dut.clk)
 
-    kinds: list[str] = []
+    kinds: list[StepKind] = []
     for n in range(len(y)):
         for j, pixel in enumerate(x[n]):
             beat = s_layout.const(
@@ -85,7 +84,7 @@ async def trainer_matches_golden(dut) -> None:
             beat = r_layout.from_bits(int(dut.result__payload.value)) if done else None
             await RisingEdge(dut.clk)
             if done:
-                kinds.append(KINDS[beat.kind.value])
+                kinds.append(beat.kind)  # a StepKind
                 break
         dut.result__ready.value = 0
     while True:  # a pending update runs after the last result
@@ -119,7 +118,7 @@ async def trainer_matches_golden(dut) -> None:
     dut._log.info(
         "trained %d samples (%s): step kinds, %d weights and counters %s equal the golden model's",
         len(y),
-        " ".join(kinds),
+        " ".join(k.label for k in kinds),
         sum(w.size + b.size for w, b in params),
         counters,
     )

@@ -15,7 +15,7 @@ The public names are importable from this package::
   (:mod:`.counters`);
 * engines: :class:`ForwardEngine` (:mod:`.forward`), :class:`BackwardEngine`
   (:mod:`.backward`);
-* the top: :class:`Trainer`, :class:`StepKind`, :func:`sample_layout`,
+* the top: :class:`Trainer`, :func:`sample_layout`,
   :func:`result_layout` (:mod:`.trainer`), configured by
   :class:`TrainerConfig` (:mod:`.layout`), with its exact cycle model
   :class:`CycleModel` (:mod:`.cycles`);
@@ -36,7 +36,7 @@ from .host import COUNTERS, HostBus, access_error, spec_en_value, weight_address
 from .layout import COUNTER_MEMORIES, TrainerConfig
 from .mac_array import MacArray
 from .softmax import Softmax
-from .trainer import METRIC_CODES, StepKind, Trainer, result_layout, sample_layout
+from .trainer import Trainer, result_layout, sample_layout
 from .update import UpdateUnit
 
 __all__ = [
@@ -54,8 +54,6 @@ __all__ = [
     # the trainer, its configuration and cycle model
     "COUNTER_MEMORIES",
     "CycleModel",
-    "METRIC_CODES",
-    "StepKind",
     "Trainer",
     "TrainerConfig",
     "result_layout",

@@ -36,6 +36,16 @@ class Metric(enum.Enum, shape=2):
             raise ValueError(f"metric: {name!r} has no hardware comparator (one of {', '.join(HW_METRICS)})")
         return cls[name.upper().replace("-", "_")]
 
+    @classmethod
+    def of_run(cls, name: str) -> Metric:
+        """The METRIC register value of a run with metric ``name``: :meth:`from_name`, or ``MEAN_ABS``.
+
+        A metric without a hardware comparator (``"cross-entropy"``) is only
+        accepted with threshold 0 (:meth:`specbp_rtl.numerics.Numerics.plan`),
+        where the comparator is unused and the register's value does not matter.
+        """
+        return cls.from_name(name) if name in HW_METRICS else cls.MEAN_ABS
+
 
 class Comparator(wiring.Component):
     """Distance ``sum |stored - current|`` (mean-abs, l1) or ``max |stored - current|`` (max-abs) and the hit flag.

@@ -38,6 +38,12 @@ __all__ = ["CycleModel"]
 
 @dataclass(frozen=True)
 class CycleModel:
+    """Clock cycles of a :class:`~specbp_rtl.gateware.trainer.Trainer` elaborated with ``cfg``.
+
+    Every property is a count of cycles, the closed formulas of the module docstring;
+    :meth:`total` adds them up for a run's step and update counts.
+    """
+
     cfg: TrainerConfig
 
     @property
@@ -46,6 +52,7 @@ class CycleModel:
 
     @property
     def forward(self) -> int:
+        """One forward pass ``F`` (MAC beats, per-layer pipeline drains, softmax)."""
         cfg = self.cfg
         beats = sum(cfg.words(layer) for layer in range(cfg.n_layers))
         # area_trims: the softmax's serial multiplier takes quotient_bits cycles per probability, not one
@@ -54,6 +61,7 @@ class CycleModel:
 
     @property
     def backward(self) -> int:
+        """One backward pass ``B`` (output error, gradient words, error propagation, drains)."""
         cfg = self.cfg
         beats = cfg.classes + sum(cfg.words(layer) for layer in range(cfg.n_layers))
         beats += sum(cfg.passes(layer) * cfg.n_in(layer) for layer in range(1, cfg.n_layers))
@@ -61,34 +69,38 @@ class CycleModel:
 
     @property
     def sequential_step(self) -> int:
+        """A sequential step (speculation off, or a first sighting), ``F + B + 4``."""
         return self.forward + self.backward + 4
 
     @property
     def hit_step(self) -> int:
+        """A step whose speculative backward pass is kept, ``max(F + 7, B + 3)``."""
         return max(self.forward + 7, self.backward + 3)
 
     @property
     def miss_step(self) -> int:
+        """A step whose speculative backward pass is discarded and run again, ``max(F + 7, B + 3) + B + 2``."""
         return self.hit_step + self.backward + 2
 
     @property
     def update(self) -> int:
+        """One weight update over every layer, ``beats * sum_l words(l) + UpdateUnit.LATENCY + 4``."""
         cfg = self.cfg
         return cfg.update_beats * sum(cfg.words(layer) for layer in range(cfg.n_layers)) + UpdateUnit.LATENCY + 4
 
     @property
     def pipelined_step(self) -> int:
-        """Pipelined mode: forward pass of this sample with the backward pass of the previous one."""
+        """Pipelined mode, one step (the forward pass of this sample with the backward pass of the previous one)."""
         return max(self.forward + 2, self.backward + 3)
 
     @property
     def pipelined_first_step(self) -> int:
-        """Pipelined mode: a forward pass with no backward pass owed (after an update, or the first step)."""
+        """Pipelined mode, a forward pass with no backward pass owed (after an update, or the first step)."""
         return self.forward + 2
 
     @property
     def flush(self) -> int:
-        """Pipelined mode: the backward pass a step runs before an update."""
+        """Pipelined mode, the backward pass a step runs before an update."""
         return self.backward + 3
 
     def total(self, sequential: int, hits: int, misses: int, updates: int) -> int:

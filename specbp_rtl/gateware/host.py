@@ -25,8 +25,8 @@ address                    r/w   contents
                                  drops an owed backward pass)
 ``0x000004``               r     LANES
 ``0x000010 + 2 k (+1)``    r     performance counter ``k`` (:data:`COUNTERS`), low (high) 32 bits
-``(l + 1) << 20 | word <<
-lane_bits | lane``         rw    master weight of layer ``l`` (sign-extended); writes are
+:func:`weight_address`     rw    ``(l + 1) << 20 | word << lane_bits | lane``: the
+                                 master weight of layer ``l`` (sign-extended); writes are
                                  staged per lane in one staging word (shared by the
                                  layers) and the word is committed when its last lane
                                  (``lanes - 1``) is written: write a word's lanes in order

@@ -68,7 +68,7 @@ class TrainerConfig:
     UltraPlus single-port RAM) keeps the counters that count events (all but
     the three step-cycle sums) in a :class:`~.counters.CounterBank`, one adder
     for all. Counter reads over the host bus then wait for the counter's visit
-    (:mod:`.host`), and the trainer has no ``counters`` port.
+    (:mod:`~specbp_rtl.gateware.host`), and the trainer has no ``counters`` port.
     ``timing_registers``: the backward engine registers memory data before
     using it, for the ECP5's timing: the gradient read-modify-write's operands
     (the old word from the block RAM, the MAC result) before their adder, the

@@ -36,9 +36,9 @@ sample : In(stream)
     ``epoch_start`` are read from the first beat.
 result : Out(stream)
     One beat per sample: ``prediction`` (first maximal logit), ``kind``
-    (:class:`StepKind` code).
+    (:class:`~specbp_rtl.steps.StepKind` code).
 host : In(HostBus)
-    Registers, counters and weights (:mod:`.host`).
+    Registers, counters and weights (:mod:`~specbp_rtl.gateware.host`).
 counters : Out
     The performance counters as a struct (also readable over ``host``). Absent
     when the event counters are in a counter bank
@@ -49,11 +49,12 @@ counters : Out
 from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value, signed, unsigned
-from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..model.golden import FixedEngine
+from ..steps import StepKind
 from .backward import BackwardEngine
 from .comparator import Comparator, Metric
 from .counters import CounterBank
@@ -73,17 +74,7 @@ from .layout import COUNTER_MEMORIES, TrainerConfig
 from .update import UpdateUnit
 from .util import SlotBases, delay, next_value
 
-__all__ = ["StepKind", "Trainer", "sample_layout", "result_layout"]
-
-
-class StepKind(enum.Enum, shape=2):
-    SEQUENTIAL = 0
-    FIRST_SIGHTING = 1
-    HIT = 2
-    MISS = 3
-
-
-METRIC_CODES = {"mean-abs": Metric.MEAN_ABS, "max-abs": Metric.MAX_ABS, "l1": Metric.L1}
+__all__ = ["Trainer", "sample_layout", "result_layout"]
 
 
 def sample_layout(cfg: TrainerConfig) -> data.StructLayout:
@@ -151,7 +142,7 @@ class Trainer(wiring.Component):
 
         # -- registers -------------------------------------------------------------
         threshold = Signal(32, init=plan.threshold_int)
-        metric = Signal(Metric, init=METRIC_CODES.get(cfg.train.metric, Metric.MEAN_ABS))
+        metric = Signal(Metric, init=Metric.of_run(cfg.train.metric))
         spec_en = Signal(init=int(cfg.train.speculative))
         pipe_en = Signal(init=int(cfg.train.pipeline))  # the pipelined (non-speculative) baseline
         pending = Signal()  # pipelined: the previous training sample's backward pass is owed

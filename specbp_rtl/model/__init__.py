@@ -30,7 +30,6 @@ from .speculation import (
     Engine,
     ForwardState,
     SpeculativeTrainer,
-    StepKind,
     weights_sha256,
 )
 
@@ -42,7 +41,6 @@ __all__ = [
     "FloatEngine",
     "ForwardState",
     "SpeculativeTrainer",
-    "StepKind",
     "distance",
     "golden",
     "init_integers",

@@ -48,6 +48,7 @@ from typing import Protocol
 import numpy as np
 
 from ..config import TrainConfig
+from ..steps import StepKind
 
 __all__ = [
     "STEP_COUNTERS",
@@ -55,7 +56,6 @@ __all__ = [
     "Engine",
     "ForwardState",
     "SpeculativeTrainer",
-    "StepKind",
     "load_parameter_state",
     "parameter_state",
     "weights_sha256",
@@ -141,15 +141,6 @@ def load_parameter_state(
                 raise ValueError(f"engine state: {key} holds values outside its format's range {lo}..{hi}")
     for key, (_, _, target) in expected.items():
         target[...] = state[key]
-
-
-class StepKind:
-    """Classification of a training step."""
-
-    SEQUENTIAL = "sequential"
-    FIRST_SIGHTING = "first_sighting"
-    HIT = "hit"
-    MISS = "miss"
 
 
 @dataclass
@@ -294,6 +285,8 @@ class SpeculativeTrainer:
             the integer golden model does not notice but float64 rounding
             does).
 
+        Notes
+        -----
         After every group :attr:`position` is the number of samples of this
         epoch that are complete; when the epoch is, it is 0 again and
         :attr:`epochs_done` has grown by one.
@@ -497,16 +490,17 @@ class SpeculativeTrainer:
             src[rows[hit]] = spec_src[rows[hit]]
             c.hits += int(hit.sum())
             c.misses += int((~hit).sum())
-            kinds = np.where(hit, StepKind.HIT, StepKind.MISS)
+            kinds = [StepKind.HIT if h else StepKind.MISS for h in hit]
         if speculative:
             c.first_sightings += int((~spec).sum())
         else:
             c.sequential += n
         if self.log is not None:
-            k = np.full(n, StepKind.FIRST_SIGHTING if speculative else StepKind.SEQUENTIAL, dtype=object)
+            k = [StepKind.FIRST_SIGHTING if speculative else StepKind.SEQUENTIAL] * n
             if spec.any():
-                k[rows] = kinds
-            self.log.extend(k.tolist())
+                for row, kind in zip(rows.tolist(), kinds):
+                    k[row] = kind
+            self.log.extend(k)
         c.steps += n
         if eng.config.pipeline:
             # every step but a group's first overlaps its predecessor's backward pass; the first does when
