@@ -11,6 +11,7 @@ unless ``program=True``.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import write_atomic
+from ..gateware.microarch import preset_name
 from .pll import ecp5_pll_params
 from .top import BOARDS, DEFAULT_BAUD, BoardTop, trainer_config
 
@@ -121,6 +123,10 @@ def format_report(report: dict[str, Any]) -> str:
             f"number formats",
         ),
         (
+            "microarchitecture",
+            (report.get("microarchitecture") or {}).get("preset") or "custom (see the JSON report)",
+        ),
+        (
             "clock",
             f"{report['clock_mhz']:g} MHz"
             + (
@@ -212,20 +218,14 @@ def build_board(
         "bitstream_bytes": 0,
         "build_seconds": 0.0,
         "trades": spec.trades,
+        "microarchitecture": {"preset": preset_name(cfg.arch), **dataclasses.asdict(cfg.arch)},
         "baud": baud,
         "build_dir": str(Path(out_dir).resolve()),
         "programmed": False,
     }
     start = time.perf_counter()
     platform = spec.make_platform()
-    top = BoardTop(
-        cfg,
-        baud=baud,
-        pll_mhz=pll_mhz,
-        register_host=spec.register_host,
-        check_registers=spec.link_check_registers,
-        address_check=spec.link_address_check,
-    )
+    top = BoardTop(cfg, baud=baud, pll_mhz=pll_mhz)
     opts = dict(spec.toolchain_opts)
     if placer_seed is not None:
         opts["nextpnr_opts"] = f"{opts.get('nextpnr_opts', '')} --seed {int(placer_seed)}".strip()

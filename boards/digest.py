@@ -34,13 +34,7 @@ DIGEST_FILE = Path(__file__).with_name("rtlil_digests.json")
 def board_rtlil(board: str) -> str:
     """The RTLIL that ``specbp build --board board`` (default lanes, layers and clock) gives Yosys."""
     spec = BOARDS[board]
-    top = BoardTop(
-        trainer_config(board),
-        pll_mhz=spec.pll_mhz,
-        register_host=spec.register_host,
-        check_registers=spec.link_check_registers,
-        address_check=spec.link_address_check,
-    )
+    top = BoardTop(trainer_config(board), pll_mhz=spec.pll_mhz)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the platform's own deprecations are not this netlist's business
         plan = spec.make_platform().prepare(top, name="top")

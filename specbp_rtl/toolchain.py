@@ -49,7 +49,7 @@ DELAY_LINE_COLLISIONS_UNDEFINED = "setparam -set COLLISION_X_MASK 1'1 */t:$memrd
 #: Run after reading the RTLIL: registers that exist as several equal copies, one beside each consumer, are kept
 #: apart. They are the MAC arrays' per-lane operand registers (``b1_<lane>``: in broadcast mode, the forward engine,
 #: all hold the same operand) and the copies of the hidden pre-activation memories' address registers, one per
-#: lane group (``*_copy<n>``, :attr:`~specbp_rtl.gateware.layout.TrainerConfig.sz_groups`). ``opt_merge`` would
+#: lane group (``*_copy<n>``, :attr:`~specbp_rtl.gateware.microarch.Microarchitecture.sz_groups`). ``opt_merge`` would
 #: otherwise merge equal flip-flops into one, whose route to every lane's multiplier or memory cells, spread over
 #: the die beside their MACs, was the 16-lane ECP5 build's critical path (6.1 of 14.1 ns to the multipliers,
 #: 10.6 of 13.1 ns to 128 distributed-RAM cells). ``opt_merge`` leaves two cells alone when both carry ``keep``.

@@ -10,6 +10,7 @@ golden model (FixedEngine + SpeculativeTrainer).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -31,6 +32,7 @@ from specbp_rtl.config import ConfigError, TrainConfig
 from specbp_rtl.data import Dataset
 from specbp_rtl.gateware.host import COUNTERS
 from specbp_rtl.gateware.layout import TrainerConfig
+from specbp_rtl.gateware.microarch import PRESETS, Microarchitecture
 from specbp_rtl.model.golden import FixedEngine
 from specbp_rtl.model.speculation import SpeculativeTrainer
 from specbp_rtl.numerics import NUMERICS, Numerics
@@ -55,8 +57,11 @@ def random_set(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture
 def board(request):
-    """``(dut, sim serial, driver)``; ``@pytest.mark.parametrize("board", [{link options}], indirect=True)``."""
-    dut = LinkedTrainer(CFG, DIVISOR, TIMEOUT, **getattr(request, "param", {}))
+    """``(dut, sim serial, driver)``; ``@pytest.mark.parametrize("board", [{options}], indirect=True)``: ``arch``
+    (:class:`Microarchitecture` fields) and :class:`LinkedTrainer` arguments."""
+    options = dict(getattr(request, "param", {}))
+    cfg = dataclasses.replace(CFG, arch=Microarchitecture(**options.pop("arch", {})))
+    dut = LinkedTrainer(cfg, DIVISOR, TIMEOUT, **options)
     ser = SimSerial(dut, DIVISOR, read_timeout=30)
     yield dut, ser, BoardTrainer(stream=ser)
     ser.close()
@@ -226,17 +231,13 @@ def test_link_refuses_runs_outside_the_address_map(lanes: int, check_registers: 
 # -- end to end ---------------------------------------------------------------------------------------------------
 def test_icebreaker_core_over_uart_matches_golden() -> None:
     """The iCEBreaker's own trainer (16-4-2 x4, ``lean`` formats, delay lines in memories, the update unit one
-    lane at a time, the event counters in a counter bank, no timing registers, host bus not registered) behind
+    lane at a time, the event counters in a counter bank, no timing registers: the ice40-up5k preset) behind
     its link: PING names the formats, and the driver trains it to the fixed model's weights and counters in those
     formats."""
     # (threshold 0.01: the lean formats' probabilities have 8 fractional bits; 0.002 would hit only equal outputs)
     cfg = trainer_config("icebreaker", train=TrainConfig(layers=(16, 4, 2), batch=3, threshold=0.01))
-    assert cfg.numerics == NUMERICS["lean"] and cfg.delay_ram_min == 3 and cfg.lanes == 4
-    assert cfg.update_lanes == 1 and cfg.counter_memory == "spram" and not cfg.timing_registers
-    spec = BOARDS["icebreaker"]
-    dut = LinkedTrainer(
-        cfg, DIVISOR, TIMEOUT, register_host=spec.register_host, check_registers=spec.link_check_registers
-    )
+    assert cfg.numerics == NUMERICS["lean"] and cfg.lanes == 4 and cfg.arch == PRESETS["ice40-up5k"]
+    dut = LinkedTrainer(cfg, DIVISOR, TIMEOUT)
     ser = SimSerial(dut, DIVISOR, read_timeout=30)
     try:
         bt = BoardTrainer(stream=ser)
@@ -316,7 +317,7 @@ def snapshot(dut, ctx) -> tuple[list, dict]:
 
 @pytest.mark.parametrize(
     "board",
-    [{"max_payload": MAX_PAYLOAD}, {"max_payload": MAX_PAYLOAD, "check_registers": True}],
+    [{"max_payload": MAX_PAYLOAD}, {"max_payload": MAX_PAYLOAD, "arch": {"link_check_registers": True}}],
     indirect=True,
     ids=["comparators", "check-registers"],
 )

@@ -17,6 +17,7 @@ from specbp_rtl.gateware.host import (
     weight_address,
 )
 from specbp_rtl.gateware.layout import TrainerConfig
+from specbp_rtl.gateware.microarch import Microarchitecture
 from specbp_rtl.gateware.trainer import Trainer
 from specbp_rtl.model.golden import FixedEngine
 from specbp_rtl.sim.pysim import host_read, host_write
@@ -105,7 +106,7 @@ def test_counters_in_a_memory_read_over_the_host_bus() -> None:
     """``counter_memory``: the event counters live in a CounterBank; host reads (which wait for the counter's
     visit) return the same counts as the simulator's peek, and the step counters match the golden model."""
     train = TrainConfig(layers=(16, 8, 4), batch=3, threshold=0.25)
-    cfg = TrainerConfig(train=train, lanes=4, counter_memory="block", counter_width=48)
+    cfg = TrainerConfig(train=train, lanes=4, arch=Microarchitecture(counter_memory="block", counter_width=48))
     rng = np.random.default_rng(3)
     x = rng.integers(0, 256, size=(7, 16)).astype(np.uint8)
     y = rng.integers(0, 4, size=7)

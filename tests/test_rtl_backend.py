@@ -28,6 +28,7 @@ from specbp_rtl.config import TrainConfig
 from specbp_rtl.data import Dataset, load_dataset
 from specbp_rtl.gateware.cycles import CycleModel
 from specbp_rtl.gateware.layout import TrainerConfig
+from specbp_rtl.gateware.microarch import Microarchitecture
 from specbp_rtl.model.golden import FixedEngine
 from specbp_rtl.model.speculation import STEP_COUNTERS, SpeculativeTrainer
 from specbp_rtl.sim.runner import run_training
@@ -259,8 +260,9 @@ def test_canonical_config_ignores_runtime_registers() -> None:
     c = TrainerConfig(train=TrainConfig(layers=DIGITS, batch=10), lanes=8)
     assert rtl.canonical_config(c) != rtl.canonical_config(b)
     # elaboration options are kept (the iCEBreaker's memory delay lines and counter width)
-    d = TrainerConfig(train=TrainConfig(layers=DIGITS), lanes=8, delay_ram_min=3, counter_width=32)
-    assert (rtl.canonical_config(d).delay_ram_min, rtl.canonical_config(d).counter_width) == (3, 32)
+    arch = Microarchitecture(delay_ram_min=3, counter_width=32)
+    d = TrainerConfig(train=TrainConfig(layers=DIGITS), lanes=8, arch=arch)
+    assert rtl.canonical_config(d).arch == arch
 
 
 def test_cache_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

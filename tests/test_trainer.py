@@ -7,6 +7,8 @@ Weights (``weights_sha256``) and the step classification must be identical to
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,7 @@ from specbp_rtl.config import TrainConfig
 from specbp_rtl.data import load_dataset
 from specbp_rtl.gateware.cycles import CycleModel
 from specbp_rtl.gateware.layout import TrainerConfig
+from specbp_rtl.gateware.microarch import PRESETS, Microarchitecture
 from specbp_rtl.gateware.update import UpdateUnit
 from specbp_rtl.model.golden import FixedEngine
 from specbp_rtl.model.speculation import SpeculativeTrainer
@@ -38,9 +41,17 @@ def random_set(inputs: int, classes: int, n: int, seed: int = 0) -> tuple[np.nda
     return x, y.astype(np.uint8)
 
 
-def check(train: TrainConfig, lanes: int, epochs: list[tuple[np.ndarray, np.ndarray]], **options) -> PysimTrainer:
-    """Bit-exact against the golden model; ``options``: more :class:`TrainerConfig` fields."""
-    cfg = TrainerConfig(train=train, lanes=lanes, **options)
+def check(
+    train: TrainConfig,
+    lanes: int,
+    epochs: list[tuple[np.ndarray, np.ndarray]],
+    numerics: Numerics | None = None,
+    arch: Microarchitecture | None = None,
+    **options,
+) -> PysimTrainer:
+    """Bit-exact against the golden model; ``options``: :class:`Microarchitecture` fields (over ``arch``)."""
+    arch = dataclasses.replace(arch or Microarchitecture(), **options)
+    cfg = TrainerConfig(train=train, lanes=lanes, numerics=numerics or Numerics(), arch=arch)
     eng, tr = golden(train, epochs, cfg.numerics)
     hw = PysimTrainer(cfg)
     probe = epochs[0][0][:6]  # inference after training: the hardware's predictions (first maximal logit)
@@ -148,17 +159,7 @@ def test_lane_serial_update(layers: tuple[int, ...], lanes: int, update_lanes: i
     bit-exact, and the cycle model's longer update holds (with the iCEBreaker's other options, its forward and
     backward passes too)."""
     x, y = random_set(16, layers[-1], 30, seed=9)
-    options = (
-        {
-            "numerics": NUMERICS["lean"],
-            "delay_ram_min": 3,
-            "counter_memory": "spram",
-            "timing_registers": False,
-            "area_trims": True,
-        }
-        if ice40
-        else {}
-    )
+    options = {"numerics": NUMERICS["lean"], "arch": PRESETS["ice40-up5k"]} if ice40 else {}
     hw = check(
         TrainConfig(layers=layers, threshold=0.002, batch=4),
         lanes,
@@ -167,7 +168,9 @@ def test_lane_serial_update(layers: tuple[int, ...], lanes: int, update_lanes: i
         **options,
     )
     assert hw.counters["updates"] >= 8
-    cfg = TrainerConfig(train=TrainConfig(layers=layers), lanes=lanes, update_lanes=update_lanes)
+    cfg = TrainerConfig(
+        train=TrainConfig(layers=layers), lanes=lanes, arch=Microarchitecture(update_lanes=update_lanes)
+    )
     assert CycleModel(cfg).update == (lanes // update_lanes) * cfg.total_words + UpdateUnit.LATENCY + 4
 
 
@@ -265,30 +268,66 @@ def test_cli_pysim_vcd(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "name"),
+    ("kwargs", "arch", "name"),
     [
-        ({"lanes": 0}, "lanes"),
-        ({"lanes": 65}, "lanes"),
-        ({"counter_width": 8}, "counter_width"),
-        ({"counter_width": 65}, "counter_width"),
-        ({"delay_ram_min": 1}, "delay_ram_min"),
-        ({"delay_ram_min": -2}, "delay_ram_min"),
-        ({"sz_groups": 0}, "sz_groups"),
-        ({"lanes": 16, "sz_groups": 3}, "sz_groups"),
-        ({"update_lanes": 0}, "update_lanes"),
-        ({"counter_memory": "distributed"}, "counter_memory"),
-        ({"timing_registers": 0}, "timing_registers"),
-        ({"area_trims": 1}, "area_trims"),
-        ({"lanes": 4, "update_lanes": 3}, "update_lanes"),
-        ({"train": TrainConfig(layers=(16, 8, 17))}, "layers"),
-        ({"train": TrainConfig(threshold=0.1, metric="cross-entropy")}, "metric"),
+        ({"lanes": 0}, {}, "lanes"),
+        ({"lanes": 65}, {}, "lanes"),
+        ({}, {"counter_width": 8}, "counter_width"),
+        ({}, {"counter_width": 65}, "counter_width"),
+        ({}, {"delay_ram_min": 1}, "delay_ram_min"),
+        ({}, {"delay_ram_min": -2}, "delay_ram_min"),
+        ({}, {"sz_groups": 0}, "sz_groups"),
+        ({"lanes": 16}, {"sz_groups": 3}, "sz_groups"),
+        ({}, {"update_lanes": 0}, "update_lanes"),
+        ({}, {"counter_memory": "distributed"}, "counter_memory"),
+        ({}, {"mac_output_registers": 0}, "mac_output_registers"),
+        ({}, {"softmax_serial_multiplier": 1}, "softmax_serial_multiplier"),
+        ({}, {"link_address_check": None}, "link_address_check"),
+        ({"lanes": 4}, {"update_lanes": 3}, "update_lanes"),
+        ({"train": TrainConfig(layers=(16, 8, 17))}, {}, "layers"),
+        ({"train": TrainConfig(threshold=0.1, metric="cross-entropy")}, {}, "metric"),
+        ({"arch": "ice40-up5k"}, None, "arch"),
     ],
 )
-def test_invalid_trainer_config_names_the_parameter(kwargs: dict, name: str) -> None:
+def test_invalid_trainer_config_names_the_parameter(kwargs: dict, arch: dict | None, name: str) -> None:
     from specbp_rtl.config import ConfigError
 
     with pytest.raises(ConfigError, match=f"^{name}:"):
-        TrainerConfig(**kwargs)
+        TrainerConfig(**kwargs, **({} if arch is None else {"arch": Microarchitecture(**arch)}))
+
+
+#: every Microarchitecture field that changes the trainer's datapath and was only ever switched together with
+#: others (the ECP5's timing registers, the iCE40's area trims): each alone must stay bit-exact, cycle model too
+SINGLE_OPTIONS = (
+    "backward_operand_registers",
+    "backward_gradient_registers",
+    "mac_output_registers",
+    "forward_weight_register",
+    "host_read_word_register",
+    "input_read_port_if_used",
+    "softmax_exp_one_in_logic",
+    "softmax_serial_multiplier",
+)
+
+
+@pytest.mark.parametrize("option", SINGLE_OPTIONS)
+def test_each_microarchitecture_option_alone(option: str) -> None:
+    """One option flipped from the default: weights, step kinds, counters and the cycle model still agree."""
+    x, y = random_set(16, 3, 16, seed=11)
+    flipped = not getattr(Microarchitecture(), option)
+    check(TrainConfig(layers=(16, 8, 3), threshold=0.002, batch=4), 4, [(x, y)], **{option: flipped})
+
+
+def test_presets_are_valid_and_differ() -> None:
+    """Every preset builds a configuration; the boards name their preset."""
+    from specbp_rtl.boards.top import BOARDS
+
+    assert set(PRESETS) == {"default", "ecp5-80mhz", "ice40-up5k"}
+    assert PRESETS["default"] == Microarchitecture()
+    assert len(set(PRESETS.values())) == len(PRESETS)
+    for arch in PRESETS.values():
+        TrainerConfig(train=TrainConfig(layers=(16, 8, 4)), lanes=4, arch=arch)
+    assert BOARDS["icebreaker"].arch == PRESETS["ice40-up5k"] and BOARDS["ulx3s-85f"].arch == PRESETS["ecp5-80mhz"]
 
 
 def test_32_bit_counters() -> None:
@@ -297,7 +336,11 @@ def test_32_bit_counters() -> None:
     runs = []
     for width in (48, 32):
         hw = PysimTrainer(
-            TrainerConfig(train=TrainConfig(layers=(16, 8, 4), threshold=0.25, batch=4), lanes=4, counter_width=width)
+            TrainerConfig(
+                train=TrainConfig(layers=(16, 8, 4), threshold=0.25, batch=4),
+                lanes=4,
+                arch=Microarchitecture(counter_width=width),
+            )
         )
         hw.run([(x, y, False, True)])
         runs.append((hw.counters, hw.weights_sha256()))

@@ -17,7 +17,8 @@ The public names are importable from this package::
   (:mod:`.backward`);
 * the top: :class:`Trainer`, :func:`sample_layout`,
   :func:`result_layout` (:mod:`.trainer`), configured by
-  :class:`TrainerConfig` (:mod:`.layout`), with its exact cycle model
+  :class:`TrainerConfig` (:mod:`.layout`) and a :class:`Microarchitecture`
+  (:mod:`.microarch`, named :data:`PRESETS`), with its exact cycle model
   :class:`CycleModel` (:mod:`.cycles`);
 * the host bus: :class:`HostBus`, the register addresses, :data:`COUNTERS`,
   :func:`weight_address`, :func:`spec_en_value` (:mod:`.host`).
@@ -35,6 +36,7 @@ from .forward import ForwardEngine
 from .host import COUNTERS, HostBus, access_error, spec_en_value, weight_address
 from .layout import COUNTER_MEMORIES, TrainerConfig
 from .mac_array import MacArray
+from .microarch import PRESETS, Microarchitecture
 from .softmax import Softmax
 from .trainer import Trainer, result_layout, sample_layout
 from .update import UpdateUnit
@@ -56,6 +58,8 @@ __all__ = [
     "CycleModel",
     "Trainer",
     "TrainerConfig",
+    "Microarchitecture",
+    "PRESETS",
     "result_layout",
     "sample_layout",
     # host bus

@@ -40,7 +40,8 @@ from .activation import Activation
 from .layout import TrainerConfig
 from .mac_array import MacArray
 from .ports import read_port, write_port
-from .util import delay, slot_addressing, tree_sum, weight_operands
+from .slots import slot_addressing
+from .util import delay, tree_sum, weight_operands
 
 __all__ = ["BackwardEngine"]
 
@@ -80,7 +81,10 @@ class BackwardEngine(wiring.Component):
         members |= read_port("sx", cfg.slots * cfg.n_in(0), unsigned(8))
         for layer in range(cfg.n_layers - 1):
             members |= read_port(
-                f"sz{layer}", cfg.slots * cfg.passes(layer), data.ArrayLayout(nx.act.shape, lanes), copies=cfg.sz_groups
+                f"sz{layer}",
+                cfg.slots * cfg.passes(layer),
+                data.ArrayLayout(nx.act.shape, lanes),
+                copies=cfg.arch.sz_groups,
             )
         members |= read_port("w", cfg.total_words, data.ArrayLayout(nx.weight.shape, lanes))
         word = data.ArrayLayout(signed(max(fmt.width for fmt in plan.grad)), lanes)
@@ -92,7 +96,7 @@ class BackwardEngine(wiring.Component):
         lanes, n_layers, classes = cfg.lanes, cfg.n_layers, cfg.classes
         m = Module()
         m.submodules.mac = mac = MacArray(
-            lanes, broadcast=False, acc_width=cfg.backward_acc_width, output_registers=cfg.timing_registers
+            lanes, broadcast=False, acc_width=cfg.backward_acc_width, output_registers=cfg.arch.mac_output_registers
         )
         m.submodules.act = act = Activation(1, plan, latency=1)
         m.d.comb += mac.o.ready.eq(1)
@@ -153,7 +157,7 @@ class BackwardEngine(wiring.Component):
             return word
 
         # stage 2: registered raw operands (no path from a memory read through the activation into the MACs).
-        # Without timing_registers, the weights are read a cycle later (straight into the stage-3 operand
+        # Without backward_operand_registers, the weights are read a cycle later (straight into the stage-3 operand
         # register) and the delta word is selected at stage 3 from the delta registers.
         s2_valid, s2_first, s2_last, s2_grad, s2_bias = Signal(), Signal(), Signal(), Signal(), Signal()
         s2_layer = Signal.like(s1_layer)
@@ -169,7 +173,7 @@ class BackwardEngine(wiring.Component):
             s2_x.eq(self.sx_rdata),
             s2_z.eq(z_sel),
         ]
-        if cfg.timing_registers:
+        if cfg.arch.backward_operand_registers:
             delta_word = select_delta(s1_layer, s1_p, "delta_word")
             s2_w = Signal.like(w_raw)
             s2_delta = Signal.like(delta_word)
@@ -189,15 +193,15 @@ class BackwardEngine(wiring.Component):
             (s2_layer, "layer"),
             (s2_x, "x"),
         ]
-        if cfg.timing_registers:
+        if cfg.arch.backward_operand_registers:
             stage3.append((s2_delta, "delta"))
         else:
             stage3.append((s2_p, "p"))
         s3_valid, s3_first, s3_last, s3_grad, s3_bias, s3_layer, s3_x, s3_dsel = (
             delay(m, v, 1, f"s3_{name}") for v, name in stage3
         )
-        # s3_dsel: the registered delta word, or (no timing_registers) the pass whose word is selected here
-        s3_delta = s3_dsel if cfg.timing_registers else select_delta(s3_layer, s3_dsel, "s3_delta")
+        # s3_dsel: the registered delta word, or (no backward_operand_registers) the pass whose word is selected here
+        s3_delta = s3_dsel if cfg.arch.backward_operand_registers else select_delta(s3_layer, s3_dsel, "s3_delta")
         s3_w = weight_operands(m, s2_w, nx, lanes, "s3_w")
         # stage 3: the MAC beat
         grad_in = Signal(16)  # the broadcast input x_i of a GRAD beat
@@ -226,13 +230,13 @@ class BackwardEngine(wiring.Component):
         g_addr = Signal.like(addr)
         g_layer = Signal(range(n_layers))
         g_valid_d = delay(m, g_issue, lat, "g_valid")
-        g_tag = delay(m, Cat(g_addr, g_layer), lat, "g_tag", ram_min=cfg.delay_ram_min)
+        g_tag = delay(m, Cat(g_addr, g_layer), lat, "g_tag", ram_min=cfg.arch.delay_ram_min)
         g_addr_d, g_layer_d = g_tag[: len(g_addr)], g_tag[len(g_addr) :]
         # the G word of the layer and the MAC result are registered, added (in the layer's format) into a
         # register, and written from it a cycle later: no adder between the flip-flops and the block RAMs (the
-        # backward pass ends three cycles after the last write, GDRAIN). Without timing_registers, the
+        # backward pass ends three cycles after the last write, GDRAIN). Without backward_gradient_registers, the
         # word and the result are added as they arrive, and the write is a cycle earlier.
-        if cfg.timing_registers:
+        if cfg.arch.backward_gradient_registers:
             g_valid_w = delay(m, g_valid_d, 3, "g_valid_w")
             g_addr_w = delay(m, g_addr_d, 3, "g_addr_w")
             g_layer_w = delay(m, g_layer_d, 2, "g_layer_w")
@@ -289,7 +293,7 @@ class BackwardEngine(wiring.Component):
         q_s = Signal(nx.delta.shape)
         m.d.sync += [rnd.eq(rounded), q_s.eq(hdl_saturate(rnd, nx.delta))]
         # the derivative at the beat's pre-activation, then the delta register
-        q_z = delay(m, z_sel, lat + 4, "q_z", ram_min=cfg.delay_ram_min)
+        q_z = delay(m, z_sel, lat + 4, "q_z", ram_min=cfg.arch.delay_ram_min)
         m.d.comb += [act.delta_in[0].eq(q_s), act.delta_z[0].eq(q_z)]
         r_valid = delay(m, sum_valid, 3, "r_valid")
         r_layer = delay(m, sum_layer, 3, "r_layer")
@@ -307,7 +311,7 @@ class BackwardEngine(wiring.Component):
         # read addresses straight from the counters, in every state (no state decoding in front of the
         # memories; a read outside GRAD/DELTA is never used)
         m.d.comb += self.sx_raddr.eq(idx.addr["sx"])
-        if cfg.timing_registers:
+        if cfg.arch.backward_operand_registers:
             m.d.comb += self.w_raddr.eq(addr)
         else:  # the weights a cycle later, read straight into the stage-3 operand register
             m.d.comb += self.w_raddr.eq(delay(m, addr, 1, "w_raddr"))

@@ -11,10 +11,10 @@ With ``L`` layers, ``beats_f = sum_l passes(l) * (n_in(l) + 1)``:
 * forward pass ``F = beats_f + 3 * classes + 8 * L + quotient_bits + 4``
   (MAC beats, per-layer pipeline drains, softmax: load, exp, reciprocal,
   normalise), plus ``classes * (quotient_bits - 1)`` with
-  :attr:`~.layout.TrainerConfig.area_trims` (the softmax's serial multiplier);
+  :attr:`~.microarch.Microarchitecture.softmax_serial_multiplier`;
 * backward pass ``B = classes + beats_f + sum_{l>=1} passes(l) * n_in(l) + (9 + M) * L - 2``
   (output error, gradient words, error propagation, drains; ``M`` the backward MAC array's latency:
-  4, or 2 without :attr:`~.layout.TrainerConfig.timing_registers`);
+  4, or 2 without :attr:`~.microarch.Microarchitecture.mac_output_registers`);
 * sequential step ``F + B + 4``; hit step ``max(F + 7, B + 3)`` (the comparator
   decides 7 cycles after the forward pass); miss step ``max(F + 7, B + 3) + B + 2``;
 * update ``beats * sum_l words(l) + UpdateUnit.LATENCY + 4`` (the layers in turn through one pipelined
@@ -55,8 +55,8 @@ class CycleModel:
         """One forward pass ``F`` (MAC beats, per-layer pipeline drains, softmax)."""
         cfg = self.cfg
         beats = sum(cfg.words(layer) for layer in range(cfg.n_layers))
-        # area_trims: the softmax's serial multiplier takes quotient_bits cycles per probability, not one
-        serial = cfg.classes * (self._quotient_bits - 1) if cfg.area_trims else 0
+        # the softmax's serial multiplier takes quotient_bits cycles per probability, not one
+        serial = cfg.classes * (self._quotient_bits - 1) if cfg.arch.softmax_serial_multiplier else 0
         return beats + 3 * cfg.classes + 8 * cfg.n_layers + self._quotient_bits + 4 + serial
 
     @property
@@ -65,7 +65,7 @@ class CycleModel:
         cfg = self.cfg
         beats = cfg.classes + sum(cfg.words(layer) for layer in range(cfg.n_layers))
         beats += sum(cfg.passes(layer) * cfg.n_in(layer) for layer in range(1, cfg.n_layers))
-        return beats + (9 + MacArray.latency_for(cfg.timing_registers)) * cfg.n_layers - 2
+        return beats + (9 + MacArray.latency_for(cfg.arch.mac_output_registers)) * cfg.n_layers - 2
 
     @property
     def sequential_step(self) -> int:

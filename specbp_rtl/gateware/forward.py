@@ -33,8 +33,9 @@ from .activation import Activation
 from .layout import TrainerConfig
 from .mac_array import MacArray
 from .ports import read_port, read_port_ahead, write_port
+from .slots import slot_addressing
 from .softmax import Softmax
-from .util import delay, next_value, register_copies, slot_addressing, weight_operands
+from .util import delay, next_value, register_copies, weight_operands
 
 __all__ = ["ForwardEngine"]
 
@@ -86,8 +87,8 @@ class ForwardEngine(wiring.Component):
         for layer in range(cfg.n_layers - 1):
             depth = cfg.slots * cfg.passes(layer)
             word = data.ArrayLayout(nx.act.shape, lanes)
-            members |= write_port(f"sz{layer}", depth, word, copies=cfg.sz_groups) | read_port(
-                f"sz{layer}", depth, word, copies=cfg.sz_groups
+            members |= write_port(f"sz{layer}", depth, word, copies=cfg.arch.sz_groups) | read_port(
+                f"sz{layer}", depth, word, copies=cfg.arch.sz_groups
             )
         members |= write_port("sp", cfg.slots * cfg.classes, nx.prob.shape)
         super().__init__(members)
@@ -103,7 +104,10 @@ class ForwardEngine(wiring.Component):
         )
         m.submodules.act = act = Activation(1, plan, latency=1)
         m.submodules.softmax = softmax = Softmax(
-            cfg.classes, nx, lut_top_in_logic=cfg.area_trims, serial_multiplier=cfg.area_trims
+            cfg.classes,
+            nx,
+            lut_top_in_logic=cfg.arch.softmax_exp_one_in_logic,
+            serial_multiplier=cfg.arch.softmax_serial_multiplier,
         )
         m.d.comb += mac.o.ready.eq(1)
 
@@ -143,8 +147,9 @@ class ForwardEngine(wiring.Component):
         s2_pixel = Signal(8)
         s2_sx = Signal(8)  # slot input byte, straight from the memory into a flip-flop
         s2_hidden = Signal(nx.act.shape)
-        # (without timing_registers the trainer reads the weights a cycle later, straight into the operand register)
-        s2_w = Signal.like(weights, name="s2_w") if cfg.timing_registers else weights
+        # (without forward_weight_register the trainer reads the weights a cycle later, straight into the operand
+        # register)
+        s2_w = Signal.like(weights, name="s2_w") if cfg.arch.forward_weight_register else weights
         m.d.sync += [
             s2_valid.eq(s1_valid),
             s2_first.eq(s1_first),
@@ -153,7 +158,7 @@ class ForwardEngine(wiring.Component):
             s2_pixel.eq(s1_pixel),
             s2_sx.eq(self.sx_rdata),
             s2_hidden.eq(hidden),
-            *([s2_w.eq(weights)] if cfg.timing_registers else []),
+            *([s2_w.eq(weights)] if cfg.arch.forward_weight_register else []),
         ]
 
         # stage 2 -> 3: leaky ReLU of the hidden input (registered inside the unit); weights requantised
@@ -292,13 +297,13 @@ class ForwardEngine(wiring.Component):
 
         # MAC results: hidden layers go to the slot, the output layer to the logits. The memories' write
         # addresses and enables and the logits' enables come from flip-flops, one copy per lane group
-        # (cfg.sz_groups): they are registered in the cycle before the result, when out_layer and out_pass
+        # (cfg.arch.sz_groups): they are registered in the cycle before the result, when out_layer and out_pass
         # already hold its layer and pass (the previous result came at least two cycles earlier: a pass has at
         # least two beats), from a flag that a result is due. The MAC never stalls (o.ready is high), so a
         # result comes exactly MacArray.LATENCY + 1 cycles after the beat with `last` is offered.
         out_layer = Signal(range(n_layers))
         result_ahead = delay(m, s3_valid & s3_last, MacArray.LATENCY, "result_ahead")
-        groups = cfg.sz_groups
+        groups = cfg.arch.sz_groups
         for layer in range(n_layers - 1):
             waddr, wen = getattr(self, f"sz{layer}_waddr"), getattr(self, f"sz{layer}_wen")
             for n, (addr_r, en_r) in enumerate(

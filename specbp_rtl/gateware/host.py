@@ -5,7 +5,7 @@ simulation driver). A read takes five cycles: assert ``re`` with ``addr`` for
 one cycle, ``rvalid`` pulses with ``rdata`` five cycles later (reads pipeline:
 one may start every cycle; unmapped registers read 0). With the event
 counters in a counter bank
-(:attr:`~specbp_rtl.gateware.layout.TrainerConfig.counter_memory`), a read of
+(:attr:`~specbp_rtl.gateware.microarch.Microarchitecture.counter_memory`), a read of
 one of them is answered 4 to ``2 * len(COUNTERS) + 3`` cycles later instead,
 when the bank visits the counter: wait for ``rvalid`` before the next read. A write takes one
 cycle (``we``, ``addr``, ``wdata``). Access memories only while the trainer is
@@ -99,7 +99,7 @@ COUNTERS: tuple[str, ...] = (
 )
 
 #: The counters that add a step's cycles (the others count events): registers even where the event counters are
-#: in a memory (:attr:`~specbp_rtl.gateware.layout.TrainerConfig.counter_memory`).
+#: in a memory (:attr:`~specbp_rtl.gateware.microarch.Microarchitecture.counter_memory`).
 SUM_COUNTERS: tuple[str, ...] = ("hit_cycles", "miss_cycles", "sequential_cycles")
 
 

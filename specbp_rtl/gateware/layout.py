@@ -27,12 +27,9 @@ import numpy as np
 
 from ..config import ConfigError, TrainConfig
 from ..numerics import Numerics, Plan
-from .util import check_delay_ram_min
+from .microarch import COUNTER_MEMORIES, Microarchitecture
 
 __all__ = ["COUNTER_MEMORIES", "TrainerConfig"]
-
-#: :attr:`TrainerConfig.counter_memory` values, and the Yosys ``ram_style`` of each memory kind.
-COUNTER_MEMORIES: dict[str | None, str | None] = {None: None, "block": "block", "spram": "huge"}
 
 
 @dataclass(frozen=True)
@@ -41,105 +38,23 @@ class TrainerConfig:
 
     ``train`` holds the algorithm (layers, batch, lr, clip, slope, and the
     *reset values* of the runtime threshold and metric registers); ``lanes`` is
-    the number of MACs per engine; ``numerics`` the number formats;
-    ``counter_width`` the width of the performance counters (they wrap at
-    ``2**counter_width``; 48 bits last 32 days at 100 MHz, 32 bits 6 minutes
-    at 12 MHz); ``delay_ram_min``: the long delay lines of the backward engine
-    and the update path (pre-activations, gradient addresses, update
-    addresses, the update unit's old weights), when at least this many cycles
-    long, are memories rather than
-    flip-flops (:func:`~.util.delay`; ``0``: never; the iCEBreaker's iCE40 has
-    no distributed RAM and spends a logic cell on every delayed bit);
-    ``sz_groups``: the hidden pre-activation memories (``sz``) are split into
-    this many lane groups (a divisor of ``lanes``), each memory with its own
-    copies of the engines' read and write address registers, so that no
-    address register drives every lane's memory cells (on the 16-lane ECP5
-    build one register's route to 128 distributed-RAM cells spread over the
-    die beside their lanes' MACs was the critical path). Behaviour and cycle
-    counts do not depend on it. ``update_lanes``: lanes of the SGD update
-    unit (a divisor of ``lanes``; ``None``: ``lanes``). With fewer, each weight
-    word goes through the unit in ``lanes // update_lanes`` beats, one lane
-    group per cycle (:attr:`update_beats`), and an update takes that many times
-    the words in cycles (:attr:`.cycles.CycleModel.update`): the iCEBreaker's
-    UP5K trades the update's speed (a few hundred cycles every ``batch``
-    samples) for about a thousand logic cells. Results do not depend on it.
-    ``counter_memory``: ``None`` keeps every performance counter in a register
-    with its own adder; ``"block"`` (block RAM) or ``"spram"`` (an iCE40
-    UltraPlus single-port RAM) keeps the counters that count events (all but
-    the three step-cycle sums) in a :class:`~.counters.CounterBank`, one adder
-    for all. Counter reads over the host bus then wait for the counter's visit
-    (:mod:`~specbp_rtl.gateware.host`), and the trainer has no ``counters`` port.
-    ``timing_registers``: the backward engine registers memory data before
-    using it, for the ECP5's timing: the gradient read-modify-write's operands
-    (the old word from the block RAM, the MAC result) before their adder, the
-    weights a stage before their operand register, the delta word before the
-    MAC's operand register. ``False`` (for the iCE40) adds the gradient
-    operands as they arrive, reads the weights a cycle later straight into the
-    operand register, selects the delta word at the MAC's input and takes the
-    MAC array's sums straight from its accumulators (``MacArray``'s
-    ``output_registers``): fewer registers per lane and bit. The forward
-    engine's weights, too, are read a cycle later straight into its operand
-    register, and a host read of a weight selects its lane at the block RAMs'
-    output. Results do not depend on it; the backward pass is two cycles
-    shorter per layer (:attr:`.cycles.CycleModel.backward`).
-    ``area_trims`` (for the iCE40): no forward read port on the slots' input
-    bytes when the first layer has one pass (the engine never reads them
-    back), and the softmax's exp LUT without its first entry (1.0, the only
-    one with the top bit: :class:`~.softmax.Softmax`'s ``lut_top_in_logic``),
-    which save a block RAM each on the UP5K; the softmax's multiplier one bit
-    per cycle (``serial_multiplier``: about 250 logic cells fewer, and
-    ``classes * (quotient_bits - 1)`` cycles more per forward pass,
-    :attr:`.cycles.CycleModel.forward`). Results do not depend on them. The
-    ECP5 build leaves them off: its routed netlist is the measured one, and
-    a netlist with the first two routed at 61.95 MHz instead of 81.02
-    (placement, not logic depth).
+    the number of MACs per engine; ``numerics`` the number formats; ``arch``
+    how the hardware is built (:class:`~.microarch.Microarchitecture`: options
+    that change area, timing or the cycles of some phases, never a result; a
+    preset of :data:`~.microarch.PRESETS`, or any combination).
     """
 
     train: TrainConfig = field(default_factory=TrainConfig)
     lanes: int = 16
     numerics: Numerics = field(default_factory=Numerics)
-    counter_width: int = 48
-    delay_ram_min: int = 0
-    sz_groups: int = 1
-    update_lanes: int | None = None
-    counter_memory: str | None = None
-    timing_registers: bool = True
-    area_trims: bool = False
+    arch: Microarchitecture = field(default_factory=Microarchitecture)
 
     def __post_init__(self) -> None:
         if not isinstance(self.lanes, int) or not 1 <= self.lanes <= 64:
             raise ConfigError(f"lanes: must be an integer in 1..64, got {self.lanes!r}")
-        if (
-            isinstance(self.counter_width, bool)
-            or not isinstance(self.counter_width, int)
-            or not 16 <= self.counter_width <= 64
-        ):
-            raise ConfigError(f"counter_width: must be an integer in 16..64, got {self.counter_width!r}")
-        check_delay_ram_min(self.delay_ram_min)
-        if (
-            isinstance(self.sz_groups, bool)
-            or not isinstance(self.sz_groups, int)
-            or self.sz_groups < 1
-            or self.lanes % self.sz_groups
-        ):
-            raise ConfigError(f"sz_groups: must be a positive divisor of lanes={self.lanes}, got {self.sz_groups!r}")
-        if self.update_lanes is not None and (
-            isinstance(self.update_lanes, bool)
-            or not isinstance(self.update_lanes, int)
-            or self.update_lanes < 1
-            or self.lanes % self.update_lanes
-        ):
-            raise ConfigError(
-                f"update_lanes: must be a positive divisor of lanes={self.lanes}, got {self.update_lanes!r}"
-            )
-        if self.counter_memory not in COUNTER_MEMORIES:
-            raise ConfigError(
-                f"counter_memory: must be one of {', '.join(map(repr, COUNTER_MEMORIES))}, got {self.counter_memory!r}"
-            )
-        if not isinstance(self.timing_registers, bool):
-            raise ConfigError(f"timing_registers: must be a boolean, got {self.timing_registers!r}")
-        if not isinstance(self.area_trims, bool):
-            raise ConfigError(f"area_trims: must be a boolean, got {self.area_trims!r}")
+        if not isinstance(self.arch, Microarchitecture):
+            raise ConfigError(f"arch: must be a Microarchitecture, got {self.arch!r}")
+        self.arch.check_lanes(self.lanes)
         if self.train.classes > 16:
             raise ConfigError(f"layers: at most 16 output classes (4-bit labels), got {self.train.classes}")
         if max(self.train.layers[1:]) > 4096 or self.train.layers[0] > 65536:
@@ -155,8 +70,8 @@ class TrainerConfig:
 
     @property
     def update_width(self) -> int:
-        """Lanes of the update unit (:attr:`update_lanes`, or every lane)."""
-        return self.lanes if self.update_lanes is None else self.update_lanes
+        """Lanes of the update unit (:attr:`~.microarch.Microarchitecture.update_lanes`, or every lane)."""
+        return self.lanes if self.arch.update_lanes is None else self.arch.update_lanes
 
     @property
     def update_beats(self) -> int:

@@ -5,7 +5,7 @@ accumulator banks; both memories hold every layer, layer ``l`` from word
 ``cfg.w_base(l)``), the label-state memory with ping-pong slots, a
 :class:`~.forward.ForwardEngine`, a :class:`~.backward.BackwardEngine`, the
 :class:`~.comparator.Comparator`, one :class:`~.update.UpdateUnit` shared by the layers
-(every lane of a word at once, or :attr:`~.layout.TrainerConfig.update_lanes` at a time),
+(every lane of a word at once, or :attr:`~.microarch.Microarchitecture.update_lanes` at a time),
 the performance counters (registers, or a :class:`~.counters.CounterBank`) and the
 :class:`~.host.HostBus`. Its numpy model is
 :class:`specbp_rtl.model.golden.FixedEngine` driven by
@@ -42,7 +42,7 @@ host : In(HostBus)
 counters : Out
     The performance counters as a struct (also readable over ``host``). Absent
     when the event counters are in a counter bank
-    (:attr:`~.layout.TrainerConfig.counter_memory`): read them over ``host``,
+    (:attr:`~.microarch.Microarchitecture.counter_memory`): read them over ``host``,
     or with :meth:`Trainer.peek_counters` in a simulation.
 """
 
@@ -114,11 +114,11 @@ class Trainer(wiring.Component):
             "sample": In(stream.Signature(sample_layout(cfg))),
             "result": Out(stream.Signature(result_layout(cfg))),
             "host": In(HostBus()),
-            "counters": Out(data.StructLayout({name: unsigned(cfg.counter_width) for name in COUNTERS})),
+            "counters": Out(data.StructLayout({name: unsigned(cfg.arch.counter_width) for name in COUNTERS})),
             "busy": Out(1),
             "idle": Out(1),
         }
-        if cfg.counter_memory is not None:
+        if cfg.arch.counter_memory is not None:
             del members["counters"]
         super().__init__(members)
         self.counter_bank: CounterBank | None = None  # set by elaborate()
@@ -138,7 +138,7 @@ class Trainer(wiring.Component):
         m.submodules.fwd = fwd = ForwardEngine(cfg)
         m.submodules.bwd = bwd = BackwardEngine(cfg)
         m.submodules.cmp = cmp = Comparator(classes, nx)
-        m.submodules.update = upd = UpdateUnit.for_plan(cfg.update_width, plan, cfg.delay_ram_min)
+        m.submodules.update = upd = UpdateUnit.for_plan(cfg.update_width, plan, cfg.arch.delay_ram_min)
 
         # -- registers -------------------------------------------------------------
         threshold = Signal(32, init=plan.threshold_int)
@@ -175,16 +175,16 @@ class Trainer(wiring.Component):
         sx_scratch = cfg.passes(0) > 1
         sx = Memory(shape=unsigned(8), depth=(cfg.slots if sx_scratch else cfg.scratch_slot) * cfg.n_in(0), init=[])
         m.submodules.sx = sx
-        # the forward engine reads the input bytes back only in a first layer of several passes (area_trims: no
-        # read port otherwise)
-        if cfg.area_trims and not sx_scratch:
+        # the forward engine reads the input bytes back only in a first layer of several passes
+        # (input_read_port_if_used: no read port otherwise)
+        if cfg.arch.input_read_port_if_used and not sx_scratch:
             sx_w, sx_r1 = sx.write_port(), sx.read_port()
             sx_r0 = None
         else:
             sx_w, sx_r0, sx_r1 = sx.write_port(), sx.read_port(), sx.read_port()
-        # hidden pre-activations: one memory per layer and lane group (cfg.sz_groups), each addressed by its own
+        # hidden pre-activations: one memory per layer and lane group (cfg.arch.sz_groups), each addressed by its own
         # copies of the engines' address registers
-        groups = cfg.sz_groups
+        groups = cfg.arch.sz_groups
         per_group = lanes // groups
         sz_w, sz_r0, sz_r1 = [], [], []
         for layer in range(n_layers - 1):
@@ -265,13 +265,13 @@ class Trainer(wiring.Component):
         # registers, or (counter_memory) the event counters in a CounterBank at their register index and the
         # three step-cycle sums in registers
         bank = None
-        if cfg.counter_memory is not None:
+        if cfg.arch.counter_memory is not None:
             m.submodules.counter_bank = bank = CounterBank(
-                len(COUNTERS), cfg.counter_width, {"ram_style": COUNTER_MEMORIES[cfg.counter_memory]}
+                len(COUNTERS), cfg.arch.counter_width, {"ram_style": COUNTER_MEMORIES[cfg.arch.counter_memory]}
             )
         self.counter_bank = bank
         ctr = {
-            name: Signal(cfg.counter_width, name=f"ctr_{name}")
+            name: Signal(cfg.arch.counter_width, name=f"ctr_{name}")
             for name in COUNTERS
             if bank is None or name in SUM_COUNTERS
         }
@@ -298,7 +298,7 @@ class Trainer(wiring.Component):
         kind = Signal(StepKind)
         f_done, b_done, c_done, hit = Signal(), Signal(), Signal(), Signal()
         update_due = Signal()
-        step_cycles = Signal(cfg.counter_width)
+        step_cycles = Signal(cfg.arch.counter_width)
         prediction = Signal.like(fwd.prediction)
         with m.If(fwd.done):
             m.d.sync += [f_done.eq(1), prediction.eq(fwd.prediction)]
@@ -488,7 +488,7 @@ class Trainer(wiring.Component):
         addr1 = delay(m, upd_addr, 1, "upd_a")
         layer1 = delay(m, upd_layer, 1, "upd_l")
         # the result of a beat presented in cycle c is valid in cycle c + LATENCY + 1
-        addr_out = delay(m, addr1, upd.LATENCY + 1, "upd_ao", ram_min=cfg.delay_ram_min)
+        addr_out = delay(m, addr1, upd.LATENCY + 1, "upd_ao", ram_min=cfg.arch.delay_ram_min)
         m.d.comb += [upd.i.valid.eq(valid1), upd.i.payload.layer.eq(layer1), upd.o.ready.eq(1)]
         width = cfg.update_width
         if beats == 1:
@@ -610,22 +610,28 @@ class Trainer(wiring.Component):
         r0_addr = Signal(addr_layout)
         r1_valid = Signal()
         r1_addr = Signal(addr_layout)
-        # the word read, or (without timing_registers) its lane, selected at the block RAMs' output
-        r1_word = Signal(w_word, name="r1_word") if cfg.timing_registers else Signal(nx.weight.shape, name="r1_weight")
+        # the word read, or (without host_read_word_register) its lane, selected at the block RAMs' output
+        r1_word = (
+            Signal(w_word, name="r1_word")
+            if cfg.arch.host_read_word_register
+            else Signal(nx.weight.shape, name="r1_weight")
+        )
         m.d.sync += [
             r0_valid.eq(a_valid & ~a_bank),
             r0_addr.eq(a_addr),
             r1_valid.eq(r0_valid),
             r1_addr.eq(r0_addr),
-            r1_word.eq(wr0.data if cfg.timing_registers else wr0.data[r0_addr.low[:lane_bits]]),
+            r1_word.eq(wr0.data if cfg.arch.host_read_word_register else wr0.data[r0_addr.low[:lane_bits]]),
         ]
         # the weight memory's shared read port (forward engine, update sequencer, host) gets its address from
         # a register: the multiplexer works on the sources' next values, a cycle ahead (no multiplexer between
         # the register and the block RAMs)
         w0_addr = Signal(range(total), name="w0_addr")
-        # (without timing_registers the forward engine's address a cycle later: its weights go straight into its
+        # (without forward_weight_register the forward engine's address a cycle later: its weights go straight into its
         # operand register)
-        fwd_w_addr = fwd.w_raddr_next if cfg.timing_registers else delay(m, fwd.w_raddr_next, 1, "fwd_w_addr")
+        fwd_w_addr = (
+            fwd.w_raddr_next if cfg.arch.forward_weight_register else delay(m, fwd.w_raddr_next, 1, "fwd_w_addr")
+        )
         m.d.sync += w0_addr.eq(Mux(a_mem_next, h_addr, Mux(upd_sel_next, upd_addr_next, fwd_w_addr)))
         m.d.comb += wr0.addr.eq(w0_addr)
         r_region = r1_addr.region
@@ -635,7 +641,7 @@ class Trainer(wiring.Component):
         # and carried with it; the value is only used for an address in the counter range)
         r0_ctr = Signal(ctr_bits)
         m.d.sync += r0_ctr.eq(a_ctr)
-        r1_ctr = Signal(cfg.counter_width)
+        r1_ctr = Signal(cfg.arch.counter_width)
         m.d.sync += r1_ctr.eq(Array([ctr.get(name, 0) for name in COUNTERS])[r0_ctr])
         reg_value = Signal(32)
         with m.Switch(Mux(r1_addr.mid_zero, r1_addr.low, 1 << low_bits)):  # 1 << low_bits: no register
@@ -653,7 +659,7 @@ class Trainer(wiring.Component):
                 m.d.comb += reg_value.eq(Mux(r1_addr.low[0], r1_ctr[32:], r1_ctr[:32]))
         weight_value = Signal(32)
         with m.If((r_region != 0) & (r_region <= n_layers)):
-            m.d.comb += weight_value.eq(r1_word[r_lane].as_signed() if cfg.timing_registers else r1_word)
+            m.d.comb += weight_value.eq(r1_word[r_lane].as_signed() if cfg.arch.host_read_word_register else r1_word)
         r2_valid, r2_is_reg = Signal(), Signal()
         r2_reg, r2_weight = Signal(32), Signal(32)
         m.d.sync += [

@@ -12,7 +12,8 @@ from amaranth.lib.wiring import In, Out
 from ..fixed import Q, hdl_const_mul_parts, hdl_round_shift, hdl_saturate, round_shift, saturate
 from ..model import golden
 from ..numerics import Plan
-from .util import check_delay_ram_min, delay
+from .microarch import check_delay_ram_min
+from .util import delay
 
 __all__ = ["UpdateUnit"]
 

@@ -2,38 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from amaranth.hdl import Array, Const, Module, Mux, ShapeLike, Signal, Value, unsigned
 from amaranth.lib import data
 from amaranth.lib.memory import Memory
 
-from ..config import ConfigError
 from ..fixed import hdl_requantize
 from ..numerics import Numerics
-
-if TYPE_CHECKING:
-    from .layout import TrainerConfig
 
 __all__ = [
     "ElementIndex",
     "SlotBases",
-    "check_delay_ram_min",
     "delay",
     "next_value",
-    "slot_addressing",
     "tree_sum",
     "weight_operands",
 ]
-
-
-def check_delay_ram_min(value: object) -> int:
-    """``value`` if it is a valid ``ram_min`` of :func:`delay` as a configuration option (``0``: never a
-    memory line, else the shortest line that is one, ``>= 2``); otherwise a :class:`ConfigError` naming
-    ``delay_ram_min``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value == 1 or value < 0:
-        raise ConfigError(f"delay_ram_min: must be 0 or an integer >= 2, got {value!r}")
-    return value
 
 
 def delay(m: Module, value: Value, cycles: int, name: str, ram_min: int = 0, en: Value | None = None) -> Value:
@@ -175,25 +158,6 @@ class ElementIndex:
             m.d.sync += [reg.eq(reg + 1) for name in self.by_word for reg in self.copies[name]]
         with m.Else():
             m.d.sync += self.lane.eq(self.lane + 1)
-
-
-def slot_addressing(cfg: TrainerConfig) -> tuple[SlotBases, ElementIndex]:
-    """An engine's slot base registers (input bytes, softmax outputs, hidden pre-activations) and its element
-    index with the registered input-byte (``base + element``) and pre-activation (``base + word``) addresses."""
-    n_layers = cfg.n_layers
-    bases = SlotBases(
-        {"sx": cfg.n_in(0), "sp": cfg.classes, **{f"sz{layer}": cfg.passes(layer) for layer in range(n_layers - 1)}},
-        cfg.slots,
-    )
-    idx = ElementIndex(
-        max(cfg.layers[:-1]),
-        cfg.lanes,
-        bases,
-        by_element=("sx",),
-        by_word=tuple(f"sz{layer}" for layer in range(n_layers - 1)),
-        word_copies=cfg.sz_groups,
-    )
-    return bases, idx
 
 
 def weight_operands(m: Module, word: Value, nx: Numerics, lanes: int, name: str) -> Signal:
