@@ -183,7 +183,7 @@ class PysimTrainer:
         that completed, and :attr:`params` and :attr:`counters` the state at
         the interruption.
         """
-        dut, cfg = self.dut, self.cfg
+        dut = self.dut
         stop = threading.Event()
         #: streaming position: the sample being streamed (-1 before the first), and samples completed
         position = {"started": -1, "done": 0}
@@ -192,15 +192,7 @@ class PysimTrainer:
             """Wait for a pending update, then read the weights and counters (into :attr:`params`)."""
             while not ctx.get(dut.idle):
                 await ctx.tick()
-            params = []
-            mem = dut.weight_memory
-            for layer in range(cfg.n_layers):
-                base = cfg.w_base(layer)
-                words = np.array(
-                    [[int(v) for v in ctx.get(mem.data[base + a])] for a in range(cfg.words(layer))], dtype=np.int64
-                )
-                params.append(cfg.from_words(layer, words))
-            self.params = params
+            self.params = dut.peek_weights(ctx)
             self.counters = dut.peek_counters(ctx)
 
         async def testbench(ctx) -> None:

@@ -309,8 +309,7 @@ def test_train_over_uart_matches_golden(board) -> None:
 
 def snapshot(dut, ctx) -> tuple[list, dict]:
     trainer = dut.trainer
-    mem = trainer.weight_memory
-    weights = [[int(v) for v in ctx.get(mem.data[a])] for a in range(CFG.total_words)]
+    weights = trainer.peek_weight_words(ctx)
     counters = {name: int(ctx.get(trainer.counters[name])) for name in COUNTERS if name != "cycles"}
     return weights, counters
 

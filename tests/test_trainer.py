@@ -346,3 +346,12 @@ def test_32_bit_counters() -> None:
         runs.append((hw.counters, hw.weights_sha256()))
     assert runs[0] == runs[1]
     assert runs[1][0]["hits"] > 0 and runs[1][0]["cycles"] > 0
+
+
+def test_peek_needs_an_elaborated_trainer() -> None:
+    """The peek API reads what elaborate built; before that it says so instead of failing on a missing attribute."""
+    from specbp_rtl.gateware.trainer import Trainer
+
+    trainer = Trainer(TrainerConfig(train=TrainConfig(layers=(16, 8, 4)), lanes=4))
+    with pytest.raises(RuntimeError, match="^peek: elaborate the trainer"):
+        trainer.peek_weights(None)
