@@ -218,7 +218,8 @@ def build_board(
         "bitstream_bytes": 0,
         "build_seconds": 0.0,
         "trades": spec.trades,
-        "microarchitecture": {"preset": preset_name(cfg.arch), **dataclasses.asdict(cfg.arch)},
+        # the board's preset; the fields as built (sz_groups: gcd(lanes, the preset's))
+        "microarchitecture": {"preset": preset_name(spec.arch), **dataclasses.asdict(cfg.arch)},
         "baud": baud,
         "build_dir": str(Path(out_dir).resolve()),
         "programmed": False,

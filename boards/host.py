@@ -4,7 +4,7 @@
 or over any byte-stream object with ``write(bytes)`` and ``read(n) -> bytes``
 (``read`` returns fewer bytes, or none, on timeout) -- the tests connect it
 to a bit-level simulated UART. :meth:`BoardTrainer.train` runs a whole
-training job and returns the same :class:`~specbp_rtl.sim.runner.RunResult`
+training job and returns the same :class:`~specbp_rtl.record.RunResult`
 record as the simulation backends (``backend = "board"``).
 
 The trainer's label-state memory, ``seen`` flags and gradient accumulators are
@@ -325,6 +325,7 @@ class BoardTrainer(TrainerDriver):
         failure, ``error`` in the record: the completed epochs, the counters
         and the weights the board still reports are kept.
         """
+        config.check_dataset(dataset)
         start = time.perf_counter()
         self.configure(config)
         cfg = self.cfg

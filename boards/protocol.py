@@ -50,7 +50,8 @@ inside the bus's address map
 registers, or one layer's weights up to its last word): the host driver
 refuses any other before sending it, and a link built with its address check
 (:class:`~specbp_rtl.boards.link.Link`'s ``address_check``, the default;
-not yet in the board builds, see :data:`~specbp_rtl.boards.top.BOARDS`)
+not yet in the board builds: their presets leave
+:attr:`~specbp_rtl.gateware.microarch.Microarchitecture.link_address_check` off)
 answers it with ``BAD_ARG``. A write run's payload must fit the link's
 receive buffer (``max_payload`` bytes, reported by ``PING``). The link executes a request only after its CRC, command,
 length and arguments have been checked: a frame with a bad CRC, an unknown

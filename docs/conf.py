@@ -49,7 +49,14 @@ napoleon_use_rtype = True
 napoleon_use_ivar = True
 # The gateware's own numpy sections: "Ports" lists a component's members like parameters; "Latency",
 # "Throughput" and "Model" are prose (without these, napoleon folds them into the section above).
-napoleon_custom_sections = [("Ports", "params_style"), "Latency", "Throughput", "Model"]
+napoleon_custom_sections = [
+    ("Ports", "params_style"),
+    ("Trainer", "params_style"),
+    ("Board link", "params_style"),
+    "Latency",
+    "Throughput",
+    "Model",
+]
 
 # -- HTML --------------------------------------------------------------------------------------------------------
 html_theme = "alabaster"

@@ -744,7 +744,7 @@ def run_rtl(
     """Train ``epochs`` epochs on the Verilated Trainer, testing with its inference mode after each.
 
     The record matches the ``pysim`` backend's; the extra fields are
-    :func:`~.runner.hardware_fields` of the counters plus ``lanes``,
+    :func:`~specbp_rtl.record.hardware_fields` of the counters plus ``lanes``,
     ``build_seconds``, ``sim_cycles_per_second``, ``cache_hit`` and
     ``weights_sha256_per_epoch``. ``cycles`` counts the clock cycles of the
     training streams only (inference and host-bus access are left out, as in

@@ -757,6 +757,11 @@ def _cmd_board(args: argparse.Namespace) -> int:
     check_output_file("--json", args.json)
     ds = load_dataset(dataset_name, args.data, args.train, args.test)
     _check_batch(cfg, ds)
+    try:
+        cfg.check_dataset(ds)
+    except ValueError as exc:
+        print(f"specbp: error: {exc}", file=sys.stderr)
+        return 2
     progress = _progress(not args.quiet and sys.stderr.isatty(), args.epochs)
     try:
         board = BoardTrainer(args.port, args.baud)

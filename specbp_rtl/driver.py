@@ -10,8 +10,8 @@ move 32-bit words to and from bus addresses:
 * :class:`specbp_rtl.sim.verilator.VerilatorTrainer`: ctypes calls into the
   Verilated model (one bus access per clock cycle);
 * :class:`specbp_rtl.boards.host.BoardTrainer`: ``WRITE_WEIGHTS`` and
-  ``READ_WEIGHTS`` frames over the UART link (:mod:`specbp_rtl.boards.protocol`),
-  one frame per run of consecutive addresses.
+  ``READ_WEIGHTS`` frames over the UART link (:mod:`specbp_rtl.boards.protocol`)
+  for each run of consecutive addresses (split to fit the board's frames).
 
 Every access is checked against the address map before it reaches the
 transport (:func:`~specbp_rtl.gateware.host.check_addresses`), so a wrong
@@ -158,6 +158,8 @@ class TrainerDriver:
         return weights_sha256(params if params is not None else self.read_weights(), "<i8")
 
     def counters(self) -> dict[str, int]:
-        """The performance counters (:data:`~specbp_rtl.gateware.host.COUNTERS`; 48-bit, low and high words)."""
+        """The performance counters (:data:`~specbp_rtl.gateware.host.COUNTERS`), each read as its low and
+        high 32-bit words; they wrap at ``2**counter_width``
+        (:class:`~specbp_rtl.gateware.microarch.Microarchitecture`)."""
         raw = self.read_registers(REG_COUNTERS + np.arange(2 * len(COUNTERS))).astype(np.int64)
         return {name: int(raw[2 * n] | (raw[2 * n + 1] << 32)) for n, name in enumerate(COUNTERS)}

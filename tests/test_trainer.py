@@ -315,7 +315,22 @@ def test_each_microarchitecture_option_alone(option: str) -> None:
     """One option flipped from the default: weights, step kinds, counters and the cycle model still agree."""
     x, y = random_set(16, 3, 16, seed=11)
     flipped = not getattr(Microarchitecture(), option)
-    check(TrainConfig(layers=(16, 8, 3), threshold=0.002, batch=4), 4, [(x, y)], **{option: flipped})
+    # (16, 4, 4, 3) on 4 lanes: one pass per layer (input_read_port_if_used acts), a hidden pre-activation memory
+    check(TrainConfig(layers=(16, 4, 4, 3), threshold=0.002, batch=4), 4, [(x, y)], **{option: flipped})
+
+
+def test_input_read_port_option_changes_the_netlist() -> None:
+    """``input_read_port_if_used`` drops a read port when the first layer has one pass (the option test above
+    would otherwise pass vacuously)."""
+    from amaranth.back import rtlil
+
+    from specbp_rtl.gateware.trainer import Trainer
+
+    texts = [
+        rtlil.convert(Trainer(TrainerConfig(train=TrainConfig(layers=(16, 4, 4, 3)), lanes=4, arch=arch)))
+        for arch in (Microarchitecture(), Microarchitecture(input_read_port_if_used=True))
+    ]
+    assert texts[0].count("$memrd") > texts[1].count("$memrd")
 
 
 def test_presets_are_valid_and_differ() -> None:
@@ -350,8 +365,12 @@ def test_32_bit_counters() -> None:
 
 def test_peek_needs_an_elaborated_trainer() -> None:
     """The peek API reads what elaborate built; before that it says so instead of failing on a missing attribute."""
+    from amaranth.hdl import Fragment
+
     from specbp_rtl.gateware.trainer import Trainer
 
     trainer = Trainer(TrainerConfig(train=TrainConfig(layers=(16, 8, 4)), lanes=4))
     with pytest.raises(RuntimeError, match="^peek: elaborate the trainer"):
         trainer.peek_weights(None)
+    Fragment.get(trainer, None)  # elaborated: what it peeks at exists now (and Amaranth sees it used)
+    assert set(trainer._peek) == {"weights", "counter_bank", "sum_counters"}

@@ -27,6 +27,7 @@ The building blocks the engines share (:mod:`.ports`, :mod:`.util`) stay in
 their modules.
 """
 
+from ..steps import StepKind
 from .activation import Activation
 from .backward import BackwardEngine
 from .comparator import Comparator, Metric
@@ -56,6 +57,7 @@ __all__ = [
     # the trainer, its configuration and cycle model
     "COUNTER_MEMORIES",
     "CycleModel",
+    "StepKind",
     "Trainer",
     "TrainerConfig",
     "Microarchitecture",

@@ -12,7 +12,7 @@ the performance counters (registers, or a :class:`~.counters.CounterBank`) and t
 :class:`specbp_rtl.model.speculation.SpeculativeTrainer`: after any number of
 samples the weights are bit-identical, and so are the step counters.
 
-Speculative-update unit (the control FSM below), per training step with label
+Speculative-update unit (:func:`.control.control_fsm`), per training step with label
 ``L``:
 
 * the current sample's forward pass writes slot ``new = 2L + !cur[L]``;
@@ -29,13 +29,15 @@ Speculative-update unit (the control FSM below), per training step with label
   ``epoch_start``), the layers are updated in turn, word by word:
   ``W -= lr * clip(G_live)`` and ``G_live = 0``.
 
-The package holds the trainer's named parts; :meth:`Trainer.elaborate` runs them
-in order on one module (:class:`.parts.Parts` carries what one part hands the
-next): :mod:`.control` (the run-time registers, the comparator's feed and the
-speculative-update FSM), :mod:`.memories` (the memories and the engines' ports
-onto them), :mod:`.counting` (the performance counters), :mod:`.sequencer` (the
-SGD update's datapath) and :mod:`.host_port` (the host bus). They build the same
-netlist as the single function they were cut from (the boards' RTLIL digests).
+The package holds the trainer's named parts; :meth:`Trainer.elaborate` runs
+them on one module (:class:`.parts.Parts` carries what one part hands the
+next), in this order: the run-time registers (:mod:`.control`), the memories
+and the engines' ports onto them (:mod:`.memories`), the forward engine's
+sample stream and the comparator's feed (:mod:`.control`), the performance
+counters (:mod:`.counting`), the speculative-update FSM (:mod:`.control`), the
+SGD update's datapath (:mod:`.sequencer`) and the host bus (:mod:`.host_port`).
+They build the same netlist as the single function they were cut from (the
+boards' RTLIL digests).
 
 Ports
 -----
@@ -71,7 +73,7 @@ from ..forward import ForwardEngine
 from ..host import COUNTERS, SUM_COUNTERS, HostBus
 from ..layout import TrainerConfig
 from ..update import UpdateUnit
-from .control import control_fsm, control_signals, feed_forward_and_comparator, speculation_registers
+from .control import control_fsm, control_signals, feed_engine_and_comparator, speculation_registers
 from .counting import build_counters
 from .host_port import host_port
 from .memories import build_memories, connect_engines
@@ -172,7 +174,7 @@ class Trainer(wiring.Component):
         speculation_registers(self, t)
         build_memories(self, t)
         connect_engines(self, t)
-        feed_forward_and_comparator(self, t)
+        feed_engine_and_comparator(self, t)
         build_counters(self, t)
         control_signals(self, t)
         control_fsm(self, t)

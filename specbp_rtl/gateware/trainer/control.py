@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "speculation_registers",
-    "feed_forward_and_comparator",
+    "feed_engine_and_comparator",
     "control_signals",
     "control_fsm",
     "finish_and_update_states",
@@ -52,9 +52,10 @@ def speculation_registers(trainer: Trainer, t: Parts) -> None:
     t.add(pipe_en=pipe_en, seen=seen, spec_en=spec_en, metric=metric, threshold=threshold)
 
 
-def feed_forward_and_comparator(trainer: Trainer, t: Parts) -> None:
-    """The sample stream into the forward engine, and the comparator fed ``p_old[k]`` (read from the
-    previous same-label slot) as the softmax emits ``p_new[k]``."""
+def feed_engine_and_comparator(trainer: Trainer, t: Parts) -> None:
+    """The sample stream into the forward engine; the step's slot and mode registers (``old``, ``new``,
+    ``speculating``, ``piping``, ``overlap``, which the FSM loads); the comparator fed ``p_old[k]``, read
+    from the previous same-label slot, as the softmax emits ``p_new[k]``."""
     cfg, classes, cmp, fwd, m, sp_r0 = t.cfg, t.classes, t.cmp, t.fwd, t.m, t.sp_r0
     m.d.comb += [
         fwd.pixel.valid.eq(trainer.sample.valid),
@@ -84,7 +85,8 @@ def feed_forward_and_comparator(trainer: Trainer, t: Parts) -> None:
 
 
 def control_signals(trainer: Trainer, t: Parts) -> None:
-    """The step's completion flags, result registers and the update sequencer's counters."""
+    """The step's completion flags and result registers, and the update sequencer's address, layer and beat
+    registers."""
     bwd, cfg, cmp, fwd, m, n_layers, upd = t.bwd, t.cfg, t.cmp, t.fwd, t.m, t.n_layers, t.upd
     label = Signal.like(trainer.sample.payload.label)
     kind = Signal(StepKind)

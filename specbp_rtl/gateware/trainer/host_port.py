@@ -163,4 +163,3 @@ def host_port(trainer: Trainer, t: Parts) -> None:
         with m.If(bank.value.valid):
             value = bank.value.payload
             m.d.sync += [host.rvalid.eq(1), host.rdata.eq(Mux(b_half, value[32:], value[:32]))]
-    return m

@@ -17,7 +17,8 @@ __all__ = ["update_sequencer"]
 
 def update_sequencer(trainer: Trainer, t: Parts) -> None:
     """The update sequencer's datapath: weights and gradients word by word through the update unit,
-    the results and the host's words into the weight memory, the gradient memory's port multiplexers."""
+    the results into the weight memory's write register (shared with the host port), the gradient
+    memory's port multiplexers."""
     bank_bits, beats, bwd, cfg, fsm_update, grd = t.bank_bits, t.beats, t.bwd, t.cfg, t.fsm_update, t.grd
     gwr, lanes, live, m, total, upd, upd_active = t.gwr, t.lanes, t.live, t.m, t.total, t.upd, t.upd_active
     upd_addr, upd_layer, upd_part, upd_word_done = t.upd_addr, t.upd_layer, t.upd_part, t.upd_word_done
