@@ -106,8 +106,8 @@ class BoardTrainer(TrainerDriver):
         self.stream = stream
         self.retries = retries
         self._info: proto.PingInfo | None = None
-        #: (PING answer, memory words per layer) for the address checks
-        self._words: tuple[proto.PingInfo, tuple[int, ...]] | None = None
+        #: (PING answer, the design it describes), for the address checks and :attr:`cfg` before :meth:`configure`
+        self._pinged: tuple[proto.PingInfo, TrainerConfig] | None = None
         #: the board's step counter as far as this driver knows (``None``: not read yet)
         self._steps: int | None = None
         self._counters: dict[str, int] | None = None
@@ -189,16 +189,20 @@ class BoardTrainer(TrainerDriver):
     def info(self) -> proto.PingInfo:
         return self._info or self.ping()
 
+    def _pinged_cfg(self) -> TrainerConfig:
+        """The design the board's ``PING`` describes (layers, lanes, formats), derived once per ``PING``."""
+        info = self.info
+        if self._pinged is None or self._pinged[0] is not info:
+            cfg = TrainerConfig(
+                train=TrainConfig(layers=info.layers), lanes=info.lanes, numerics=numerics_preset(info.numerics)
+            )
+            self._pinged = (info, cfg)
+        return self._pinged[1]
+
     def _check_access(self, base: int, count: int, write: bool) -> None:
         """Refuse a run outside the board's address map before it is sent (the link would answer BAD_ARG)."""
-        info = self.info
-        if self._words is None or self._words[0] is not info:  # the map of this board, once per PING
-            words = tuple(
-                TrainerConfig(train=TrainConfig(layers=info.layers), lanes=info.lanes).words(layer)
-                for layer in range(len(info.layers) - 1)
-            )
-            self._words = (info, words)
-        error = access_error(self._words[1], info.lanes, base, count, write)
+        cfg = self._pinged_cfg()
+        error = access_error(self._layer_words(cfg), cfg.lanes, base, count, write)
         if error:
             raise ValueError(f"address: {error}")
 
@@ -230,12 +234,7 @@ class BoardTrainer(TrainerDriver):
     @property
     def cfg(self) -> TrainerConfig:
         """The design behind the link: from :meth:`configure`, else the board's ``PING`` (layers, lanes, formats)."""
-        if self._cfg is None:
-            info = self.info
-            return TrainerConfig(
-                train=TrainConfig(layers=info.layers), lanes=info.lanes, numerics=numerics_preset(info.numerics)
-            )
-        return self._cfg
+        return self._pinged_cfg() if self._cfg is None else self._cfg
 
     def _bus_write(self, addrs: np.ndarray, values: np.ndarray) -> None:
         for lo, hi in _spans(addrs):

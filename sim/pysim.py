@@ -220,7 +220,7 @@ class PysimTrainer:
                     if infer:
                         self.predictions.append(int(result.prediction))
                     else:
-                        self.kinds.append(StepKind(result.kind.value))
+                        self.kinds.append(result.kind)
                     if tick:
                         tick(1)
                     if stop.is_set():  # Ctrl-C: end between two samples; the state so far is read back

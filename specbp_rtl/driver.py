@@ -71,8 +71,10 @@ class TrainerDriver:
         raise NotImplementedError
 
     # -- raw access ----------------------------------------------------------------------------------------
-    def _layer_words(self) -> tuple[int, ...]:
-        return tuple(self.cfg.words(n) for n in range(self.cfg.n_layers))
+    def _layer_words(self, cfg: TrainerConfig | None = None) -> tuple[int, ...]:
+        """Memory words of each layer of ``cfg`` (default :attr:`cfg`): the address map's layer sizes."""
+        cfg = self.cfg if cfg is None else cfg
+        return tuple(cfg.words(n) for n in range(cfg.n_layers))
 
     def write_registers(self, addrs: np.ndarray | list[int], values: np.ndarray | list[int]) -> None:
         """Host-bus writes of ``values`` (taken modulo 2**32) to ``addrs``, checked against the address map."""
