@@ -60,8 +60,8 @@ def run_training(
 ) -> RunResult:
     """Train and test; ``progress(epoch, total)`` may return a per-group callback.
 
-    Checkpoints (:mod:`specbp_rtl.checkpoint`, the ``float`` and ``fixed``
-    backends): ``save`` writes one at the end, and also when the run is
+    Checkpoints (:mod:`specbp_rtl.checkpoint`, the ``float``, ``fixed`` and
+    ``rtl`` backends): ``save`` writes one at the end, and also when the run is
     interrupted (where it stopped, in the middle of an epoch too);
     ``resume`` continues a saved run for ``epochs`` more epochs (finishing an
     interrupted epoch counts as one), bit-identical to a run that never
@@ -80,17 +80,20 @@ def run_training(
     numerics_preset(numerics)  # an unknown name fails here, naming the parameter (float: make_engine refuses
     # any formats but standard)
     if backend == "pysim":
+        if save or resume or init:
+            raise ValueError("checkpoints: the pysim backend does not save or resume yet; use rtl or fixed")
         return _run_pysim(config, dataset, epochs, progress, lanes, vcd, numerics, trace_samples)
     if backend == "rtl":
         from .verilator import run_rtl
 
-        return run_rtl(
-            config, dataset, epochs, progress, lanes, vcd=vcd, fst=fst, trace_samples=trace_samples, numerics=numerics
-        )
+        if resume and init:
+            raise ValueError("checkpoints: give --resume or --init, not both")
+        waves = {"vcd": vcd, "fst": fst, "trace_samples": trace_samples}
+        checkpoints = {"save": save, "resume": resume, "init": init}
+        return run_rtl(config, dataset, epochs, progress, lanes, numerics=numerics, **waves, **checkpoints)
     if (save or resume or init) and backend not in ENGINES:
         raise ValueError(
-            f"checkpoints: the {backend} backend does not save or resume yet (its label-state memory "
-            f"and gradient banks are not reachable over the host bus); use fixed, whose numerics agree"
+            f"checkpoints: the {backend} backend does not save or resume yet; use fixed or rtl, whose numerics agree"
         )
     if resume and init:
         raise ValueError("checkpoints: give --resume or --init, not both")

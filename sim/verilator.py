@@ -48,6 +48,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -740,6 +741,9 @@ def run_rtl(
     trace_samples: tuple[int, int] = (0, 10),
     cache_dir: str | None = None,
     numerics: str = "standard",
+    save: str | None = None,
+    resume: str | None = None,
+    init: str | None = None,
 ) -> RunResult:
     """Train ``epochs`` epochs on the Verilated Trainer, testing with its inference mode after each.
 
@@ -749,40 +753,99 @@ def run_rtl(
     ``weights_sha256_per_epoch``. ``cycles`` counts the clock cycles of the
     training streams only (inference and host-bus access are left out, as in
     the ``pysim`` backend, which tests with the golden model).
+
+    Checkpoints as on the model backends (:func:`~specbp_rtl.sim.runner.run_training`): ``save``,
+    ``resume`` (a checkpoint of any fixed-point backend) and ``init``, through the host bus's access to
+    the training state (:mod:`specbp_rtl.hwstate`). Training runs in pieces that end at group
+    boundaries; a Ctrl-C stops at the next one. After ``resume`` the step counters of the record
+    cover the whole run, the cycle figures this run's part.
     """
+    from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from ..hwstate import golden_trainer, group_ends, restore_trainer
+    from ..interrupts import interrupt_flag
+    from ..model.speculation import STEP_COUNTERS, SpeculativeTrainer
+
     config.check_dataset(dataset)
     start = time.perf_counter()
     cfg = TrainerConfig(train=config, lanes=lanes, numerics=numerics_preset(numerics))
+    # checkpoints that do not fit are refused before the build
+    base = {name: 0 for name in STEP_COUNTERS}
+    position, done_before, last_label, history = 0, 0, -1, []
+    params = FixedEngine(config, cfg.numerics).params
+    golden = None
+    if init:
+        ck = load_checkpoint(init)
+        ck.check_fits(config, numerics, "rtl", resume=False)
+        params = ck.weights
+    if resume:
+        ck = load_checkpoint(resume)
+        golden = SpeculativeTrainer(FixedEngine(config, cfg.numerics))
+        ck.restore(golden, dataset)
+        base = golden.counters.as_dict()
+        position, done_before, last_label = golden.position, golden.epochs_done, golden.last_label
+        history = [float(a) for a in ck.extra.get("accuracy_per_epoch", [])]
     hw = VerilatorTrainer(cfg, vcd=vcd, fst=fst, trace_samples=trace_samples, cache_dir=cache_dir)
     result = RunResult(
-        "rtl", dataset.name, config, epochs, len(dataset.train_y), len(dataset.test_y), numerics=numerics
+        "rtl",
+        dataset.name,
+        config,
+        done_before + epochs,
+        len(dataset.train_y),
+        len(dataset.test_y),
+        numerics=numerics,
+        steps_before=base["steps"],
     )
+    result.accuracy_per_epoch = list(history)
     train_time = 0.0
     epoch_hashes: list[str] = []
+    stop = threading.Event()
+    epochs_done = done_before
     try:
         hw.build()
         assert hw.info is not None
-        hw.load_weights(FixedEngine(config, cfg.numerics).params)
+        hw.load_weights(params)
         hw.configure(config)
-        try:
+        if golden is not None:
+            restore_trainer(hw, golden)
+        n = len(dataset.train_y)
+        with interrupt_flag(stop):
             for epoch in range(epochs):
-                callback = progress(epoch, len(dataset.train_y)) if progress else None
+                callback = progress(done_before + epoch, n) if progress else None
+                if callback and position:
+                    callback(position)
                 t0 = time.perf_counter()
-                hw.train(dataset.train_x, dataset.train_y, epoch_start=True, progress=callback)
+                for end in group_ends(position, n, config.batch):
+                    x, y = dataset.train_x[position:end], dataset.train_y[position:end]
+                    hw.train(x, y, epoch_start=position == 0, progress=callback)
+                    position, last_label = end, int(y[-1])
+                    if stop.is_set():
+                        break
                 train_time += time.perf_counter() - t0
-                params = hw.read_weights()
-                hw.snapshots.append(params)
-                epoch_hashes.append(hw.weights_sha256(params))
+                if position < n:  # interrupted in the epoch
+                    break
+                position, epochs_done = 0, epochs_done + 1
+                params_now = hw.read_weights()
+                hw.snapshots.append(params_now)
+                epoch_hashes.append(hw.weights_sha256(params_now))
                 predicted = hw.infer(dataset.test_x)
                 result.accuracy_per_epoch.append(float(np.mean(predicted == dataset.test_y)))
-        except KeyboardInterrupt:
-            result.interrupted = True
+                if stop.is_set():
+                    break
+        result.interrupted = stop.is_set()
         c = hw.counters()
         c["cycles"] = hw.train_cycles
+        total = c | {name: base[name] + c[name] for name in STEP_COUNTERS}
         result.weights_sha256 = hw.weights_sha256()
+        if save:
+            try:
+                state = golden_trainer(hw, total, position, epochs_done, last_label)
+                extra = {"accuracy_per_epoch": result.accuracy_per_epoch}
+                save_checkpoint(save, state, backend="rtl", numerics=numerics, dataset=dataset, extra=extra)
+            except CheckpointError as exc:  # the record of the run is kept; the caller reports this
+                result.extra["checkpoint_error"] = str(exc)
     finally:
         hw.close()
-    result.take_counters(c)
+    result.take_counters(total)
     result.train_seconds = train_time
     result.wall_seconds = time.perf_counter() - start
     extra: dict[str, Any] = hardware_fields(c) | {
@@ -792,6 +855,9 @@ def run_rtl(
         "cache_hit": hw.info.cache_hit,
         "weights_sha256_per_epoch": epoch_hashes,
     }
+    if resume:  # the step counters of the whole run; the hardware's (``counters``, cycles) this part's
+        extra["updates"] = total["updates"]
+        extra["resumed_from"] = {"checkpoint": str(resume), "epochs_done": done_before}
     if hw.trace_path is not None:
         from .waves import gtkw_path
 
@@ -802,5 +868,5 @@ def run_rtl(
             "samples": list(trace_samples),
             "bytes": hw.trace_path.stat().st_size if written else 0,
         }
-    result.extra = extra
+    result.extra = result.extra | extra
     return result

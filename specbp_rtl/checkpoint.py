@@ -24,7 +24,7 @@ One ``.npz`` (``numpy.savez``, uncompressed, readable with
   name: ``engine.w{l}``, ``engine.b{l}`` (weights, ``W`` of shape
   ``(out, in)``), ``engine.gw{l}``, ``engine.gb{l}`` (gradient accumulators),
   ``slots.inputs.{l}``, ``slots.pre.{l}``, ``slots.p`` (the stored forward
-  state of every label), ``seen``, ``pending``, ``counters.<name>``,
+  state of every label), ``seen``, ``pending``, ``last_label``, ``counters.<name>``,
   ``position``, ``epochs_done``. Fixed: int64 (master-weight and accumulator
   integers); float: float64.
 

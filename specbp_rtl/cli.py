@@ -282,10 +282,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     check_output_file("--save", args.save)
     if args.resume is not None and args.init is not None:
         raise UsageError("specbp train: error: give --resume or --init, not both")
-    if (args.save or args.resume or args.init) and args.backend not in ("float", "fixed"):
+    if (args.save or args.resume or args.init) and args.backend not in ("float", "fixed", "rtl"):
         raise UsageError(
             f"specbp train: error: checkpoints (--save, --resume, --init) are not available on the "
-            f"{args.backend} backend yet; use fixed (bit-exact with it)"
+            f"{args.backend} backend yet; use rtl or fixed (bit-exact with it)"
         )
     ds = load_dataset(dataset_name, args.data, args.train, args.test)
     _check_batch(cfg, ds)
@@ -841,12 +841,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--save",
         metavar="CK.npz",
-        help="float, fixed: write a checkpoint at the end (and where an interrupted run stopped)",
+        help="float, fixed, rtl: write a checkpoint at the end (and where an interrupted run stopped)",
     )
     train.add_argument(
-        "--resume", metavar="CK.npz", help="float, fixed: continue a checkpoint's run for --epochs more epochs, exactly"
+        "--resume",
+        metavar="CK.npz",
+        help="float, fixed, rtl: continue a checkpoint's run for --epochs more epochs, exactly",
     )
-    train.add_argument("--init", metavar="CK.npz", help="float, fixed: start from a checkpoint's weights, fresh state")
+    train.add_argument(
+        "--init", metavar="CK.npz", help="float, fixed, rtl: start from a checkpoint's weights, fresh state"
+    )
     _add_record_args(train, "the result record")
     train.set_defaults(func=_cmd_train)
 

@@ -82,13 +82,13 @@ class TrainerDriver:
         v = np.asarray(values, dtype=np.int64).reshape(-1)
         if a.shape != v.shape:
             raise ValueError(f"write: {len(a)} addresses but {len(v)} values")
-        check_addresses(self._layer_words(), self.cfg.lanes, a, write=True)
+        check_addresses(self._layer_words(), self.cfg.lanes, a, write=True, state=self.cfg.state_map)
         self._bus_write(a.astype(np.uint32), (v & 0xFFFFFFFF).astype(np.uint32))
 
     def read_registers(self, addrs: np.ndarray | list[int]) -> np.ndarray:
         """Host-bus reads of ``addrs``, checked against the address map; ``uint32`` values."""
         a = np.asarray(addrs, dtype=np.int64).reshape(-1)
-        check_addresses(self._layer_words(), self.cfg.lanes, a, write=False)
+        check_addresses(self._layer_words(), self.cfg.lanes, a, write=False, state=self.cfg.state_map)
         return np.asarray(self._bus_read(a.astype(np.uint32)), dtype=np.uint32)
 
     # -- run settings --------------------------------------------------------------------------------------

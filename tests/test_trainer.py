@@ -307,6 +307,7 @@ SINGLE_OPTIONS = (
     "input_read_port_if_used",
     "softmax_exp_one_in_logic",
     "softmax_serial_multiplier",
+    "host_state_access",
 )
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..config import ConfigError, TrainConfig
 from ..numerics import Numerics, Plan
+from .host import StateMap
 from .microarch import COUNTER_MEMORIES, Microarchitecture
 
 __all__ = ["COUNTER_MEMORIES", "TrainerConfig"]
@@ -59,6 +60,8 @@ class TrainerConfig:
             raise ConfigError(f"layers: at most 16 output classes (4-bit labels), got {self.train.classes}")
         if max(self.train.layers[1:]) > 4096 or self.train.layers[0] > 65536:
             raise ConfigError(f"layers: too wide for the trainer's counters: {self.train.layers}")
+        if self.arch.host_state_access and self.n_layers > 5:
+            raise ConfigError(f"layers: host_state_access maps at most 5 layers, got {self.n_layers}")
         nx = self.numerics
         if nx.act.frac_bits < nx.input_frac:
             raise ConfigError(f"numerics.act: needs at least input_frac={nx.input_frac} fractional bits, got {nx.act}")
@@ -131,6 +134,19 @@ class TrainerConfig:
         return self.w_base(self.n_layers)
 
     @property
+    def state_map(self) -> StateMap | None:
+        """Sizes of the host bus's state regions (:attr:`~.microarch.Microarchitecture.host_state_access`),
+        or ``None`` without them."""
+        if not self.arch.host_state_access:
+            return None
+        return StateMap(
+            grad_words=self.total_words,
+            sx=self.sx_slots * self.n_in(0),
+            sp=self.slots * self.classes,
+            sz=tuple(self.slots * self.passes(layer) for layer in range(self.n_layers - 1)),
+        )
+
+    @property
     def classes(self) -> int:
         return self.train.classes
 
@@ -142,6 +158,13 @@ class TrainerConfig:
     @property
     def scratch_slot(self) -> int:
         return 2 * self.classes
+
+    @property
+    def sx_slots(self) -> int:
+        """Slots of the input-byte memory: the inference slot's bytes are only read back by a first layer of
+        several passes, so otherwise it has none (784 inputs: 20 slots fit 16K x 1 block RAMs, 21 need a
+        cascade multiplexer)."""
+        return self.slots if self.passes(0) > 1 else self.scratch_slot
 
     # -- layout conversion (host side) ----------------------------------------
     def to_words(self, layer: int, w: np.ndarray, b: np.ndarray) -> np.ndarray:

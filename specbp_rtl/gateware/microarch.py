@@ -80,6 +80,12 @@ class Microarchitecture:
     softmax_serial_multiplier : bool
         The softmax's normalising multiplier works one bit per cycle (``Softmax``'s ``serial_multiplier``):
         ``classes * (quotient_bits - 1)`` cycles more per forward pass.
+    host_state_access : bool
+        The host bus reads and writes the whole training state besides the weights: the live gradient bank,
+        the label-state slots, the ``seen`` and ping-pong flags, the batch phase and an owed backward pass
+        (:mod:`~specbp_rtl.gateware.host`), so that a run can be checkpointed and resumed exactly
+        (:mod:`specbp_rtl.hwstate`). Costs multiplexers on the backward engine's read ports and the slot
+        memories' write ports, and staging registers; at most 5 layers.
 
     Board link
     ----------
@@ -106,6 +112,7 @@ class Microarchitecture:
     input_read_port_if_used: bool = False
     softmax_exp_one_in_logic: bool = False
     softmax_serial_multiplier: bool = False
+    host_state_access: bool = True
     link_register_host: bool = True
     link_check_registers: bool = False
     link_address_check: bool = True
@@ -141,10 +148,11 @@ class Microarchitecture:
 #: ``ecp5-80mhz``: the ULX3S's ECP5-85F at 80 MHz (pre-activation memories in four lane groups; the link
 #: without its address check); ``ice40-up5k``: the iCEBreaker's UP5K, every trade that saves logic cells or
 #: block RAMs (32-bit counters in SPRAM, delay lines in block RAM, a one-lane update unit, no timing
-#: registers, the softmax's serial multiplier and exp LUT trim; the link's comparisons from flip-flops).
+#: registers, the softmax's serial multiplier and exp LUT trim; the link's comparisons from flip-flops). Neither
+#: board preset has the host's access to the training state yet (``host_state_access``).
 PRESETS: dict[str, Microarchitecture] = {
     "default": Microarchitecture(),
-    "ecp5-80mhz": Microarchitecture(sz_groups=4, link_address_check=False),
+    "ecp5-80mhz": Microarchitecture(sz_groups=4, host_state_access=False, link_address_check=False),
     "ice40-up5k": Microarchitecture(
         counter_width=32,
         counter_memory="spram",
@@ -158,6 +166,7 @@ PRESETS: dict[str, Microarchitecture] = {
         input_read_port_if_used=True,
         softmax_exp_one_in_logic=True,
         softmax_serial_multiplier=True,
+        host_state_access=False,
         link_check_registers=True,
         link_address_check=False,
     ),

@@ -234,7 +234,9 @@ class SpeculativeTrainer:
     (epochs completed) say where training stands; both are part of
     :meth:`state`. ``slots`` (the stored forward state per label), ``seen``
     and ``pending`` (pipelined mode: the last step's backward pass is owed)
-    complete the training state. ``log`` is a trace, not state.
+    complete the training state, with ``last_label`` (the label of the last
+    step, ``-1`` before the first): the hardware backends need it to tell an
+    owed backward pass's gradient apart (:mod:`specbp_rtl.hwstate`). ``log`` is a trace, not state.
     """
 
     engine: Engine
@@ -248,6 +250,8 @@ class SpeculativeTrainer:
         self.seen = np.zeros(classes, dtype=bool)
         #: pipelined mode: the last step's backward pass is still owed (it runs with the next forward pass)
         self.pending = False
+        #: the label of the last training step (-1 before the first)
+        self.last_label = -1
         #: samples of the current epoch completed (0 between epochs); a checkpoint resumes from here
         self.position = 0
         #: epochs completed by this trainer (including those of a restored state)
@@ -378,7 +382,8 @@ class SpeculativeTrainer:
         (``engine.w0``, ``engine.gb1``, ...); ``slots.inputs.<l>``,
         ``slots.pre.<l>`` and ``slots.p`` (the stored forward state of every
         label, one row per class, in the engine's dtype); ``seen`` (bool per
-        class); ``pending`` (0-d bool, pipelined mode); ``counters.<name>``
+        class); ``pending`` (0-d bool, pipelined mode); ``last_label`` (0-d
+        int64, -1 before the first step); ``counters.<name>``
         for every :data:`STEP_COUNTERS` name, ``position`` and
         ``epochs_done`` (0-d int64).
 
@@ -401,6 +406,7 @@ class SpeculativeTrainer:
         st["slots.p"] = self.slots.p.copy()
         st["seen"] = self.seen.copy()
         st["pending"] = np.array(self.pending)
+        st["last_label"] = np.array(self.last_label, dtype=np.int64)
         for name, value in self.counters.as_dict().items():
             st[f"counters.{name}"] = np.array(value, dtype=np.int64)
         st["position"] = np.array(self.position, dtype=np.int64)
@@ -427,7 +433,8 @@ class SpeculativeTrainer:
         )
         slot_like = dict(zip(slot_keys, [*template.inputs, *template.pre, template.p]))
         counter_keys = [f"counters.{name}" for name in STEP_COUNTERS]
-        own = [*slot_keys, "seen", "pending", *counter_keys, "position", "epochs_done"]
+        own = [*slot_keys, "seen", "pending", "last_label", *counter_keys, "position", "epochs_done"]
+        state = {"last_label": np.array(-1, dtype=np.int64)} | dict(state)  # optional (older states lack it)
         missing = [k for k in own if k not in state]
         if missing:
             raise ValueError(f"trainer state: {missing[0]} is missing")
@@ -454,12 +461,16 @@ class SpeculativeTrainer:
             if value.shape != () or value.dtype.kind not in "iu" or int(value) < 0:
                 raise ValueError(f"trainer state: {key} must be a non-negative integer, got {value!r}")
             scalars[key] = int(value)
+        last = np.asarray(state["last_label"])
+        if last.shape != () or last.dtype.kind not in "iu" or not -1 <= int(last) < self.engine.config.classes:
+            raise ValueError(f"trainer state: last_label must be -1 or a class index, got {last!r}")
         self.engine.load_state({k[len("engine.") :]: v for k, v in state.items() if k.startswith("engine.")})
         n_in = len(template.inputs)
         values = [np.array(state[k], dtype=slot_like[k].dtype) for k in slot_keys]
         self.slots = ForwardState(values[:n_in], values[n_in:-1], values[-1])
         self.seen = seen.copy()
         self.pending = bool(pending)
+        self.last_label = int(last)
         for name in STEP_COUNTERS:  # in place: whoever holds the Counters object sees the restored values
             setattr(self.counters, name, scalars[f"counters.{name}"])
         self.position = scalars["position"]
@@ -482,6 +493,8 @@ class SpeculativeTrainer:
                 spec_src[j] = slot_ptr[label]
             slot_ptr[label] = classes + j
             self.seen[label] = True
+        if n:
+            self.last_label = int(y[-1])
         src = classes + np.arange(n)
         spec = spec_src >= 0
         if spec.any():

@@ -35,7 +35,8 @@ next), in this order: the run-time registers (:mod:`.control`), the memories
 and the engines' ports onto them (:mod:`.memories`), the forward engine's
 sample stream and the comparator's feed (:mod:`.control`), the performance
 counters (:mod:`.counting`), the speculative-update FSM (:mod:`.control`), the
-SGD update's datapath (:mod:`.sequencer`) and the host bus (:mod:`.host_port`).
+SGD update's datapath (:mod:`.sequencer`) and the host bus (:mod:`.host_port`, and
+:mod:`.host_state` for the training state).
 They build the same netlist as the single function they were cut from (the
 boards' RTLIL digests).
 
@@ -76,6 +77,7 @@ from ..update import UpdateUnit
 from .control import control_fsm, control_signals, feed_engine_and_comparator, speculation_registers
 from .counting import build_counters
 from .host_port import host_port
+from .host_state import host_state
 from .memories import build_memories, connect_engines
 from .parts import Parts
 from .sequencer import update_sequencer
@@ -180,4 +182,6 @@ class Trainer(wiring.Component):
         control_fsm(self, t)
         update_sequencer(self, t)
         host_port(self, t)
+        if cfg.arch.host_state_access:
+            host_state(self, t)
         return m

@@ -154,6 +154,9 @@ def host_port(trainer: Trainer, t: Parts) -> None:
     ]
     with m.If(r2_valid):
         m.d.sync += host.rdata.eq(Mux(r2_is_reg, r2_reg, r2_weight))
+    # for the training state's accesses (host_state.py)
+    t.add(a_addr=a_addr, h_lane=h_lane, h_region=h_region, h_word=h_word, lane_bits=lane_bits, r0_addr=r0_addr)
+    t.add(r1_addr=r1_addr, reg_value=reg_value, weight_value=weight_value, low_bits=low_bits)
     if bank is not None:
         # the bank answers its counters' reads (the host waits for rvalid, one read at a time)
         b_half = Signal()

@@ -43,10 +43,9 @@ def build_memories(trainer: Trainer, t: Parts) -> None:
     m.submodules.g = gmem = Memory(shape=g_word, depth=2 << bank_bits, init=[])
     ports = (gmem.read_port(), gmem.write_port())
     grd, gwr = ports
-    # slot input bytes; the inference slot's are only read back by a first layer of several passes, so
-    # otherwise it has none (784 inputs: 20 slots fit 16K x 1 block RAMs, 21 need a cascade multiplexer)
-    sx_scratch = cfg.passes(0) > 1
-    sx = Memory(shape=unsigned(8), depth=(cfg.slots if sx_scratch else cfg.scratch_slot) * cfg.n_in(0), init=[])
+    # slot input bytes (the inference slot's only with a first layer of several passes: cfg.sx_slots)
+    sx_scratch = cfg.sx_slots == cfg.slots
+    sx = Memory(shape=unsigned(8), depth=cfg.sx_slots * cfg.n_in(0), init=[])
     m.submodules.sx = sx
     # the forward engine reads the input bytes back only in a first layer of several passes
     # (input_read_port_if_used: no read port otherwise)
